@@ -1,0 +1,33 @@
+"""``manual``: an explicit list of users."""
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from groups_consumer.engine.selection import Ids
+from groups_consumer.plugins.criterion import CriterionType
+
+
+class ManualConfig(BaseModel):
+    """Config of ``manual``."""
+
+    model_config = ConfigDict(extra="forbid")
+    user_ids: frozenset[int] = Field(description="LMS user ids")
+
+
+class Manual(CriterionType):
+    """Users listed by id (only users known to the platform and in the group's scope become members)."""
+
+    name = "manual"
+    description = "An explicit list of users"
+    Config = ManualConfig
+    operators = ("in",)
+
+    def select(self, facts, now: datetime):
+        return Ids(frozenset(self.config.user_ids))
+
+    def test(self, learner, now: datetime) -> bool:
+        return learner.user_id in self.config.user_ids
+
+    def observed(self, learner, now: datetime) -> str:
+        return "listed" if learner.user_id in self.config.user_ids else "not listed"

@@ -1,0 +1,1 @@
+"""groups-consumer: dynamic user groups for Open edX, kept current by platform events."""

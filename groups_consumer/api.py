@@ -1,0 +1,218 @@
+"""Orchestration API: every operation on groups goes through these functions (CLI and host apps alike)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Iterable
+
+from django.db import transaction
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from groups_consumer.definitions import GroupDefinition, ScopeDefinition, parse_definition, parse_documents
+from groups_consumer.engine import rules
+from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
+from groups_consumer.engine.full_sync import SyncReport, full_sync, user_ranges
+from groups_consumer.engine.selection import Query
+from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
+from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType
+from groups_consumer.plugins import registry
+
+
+@dataclass
+class ApplyReport:
+    """What ``apply_definitions`` did, by group."""
+
+    created: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    sync: SyncReport | None = None
+
+
+def validate_definition(doc: Any) -> GroupDefinition:
+    """Validate a group document without saving it; DefinitionError names the offending field."""
+    return parse_definition(doc)[0]
+
+
+def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = None) -> ApplyReport:
+    """Create or update groups from one document or a list (all or nothing), then sync what changed.
+
+    Changing a group's exclusive set or disabling it removes its current members (logged as manual changes);
+    the sync then re-adds whoever qualifies.
+    """
+    now = now or timezone.now()
+    parsed = parse_documents(data)
+    report, touched = ApplyReport(), []
+    with transaction.atomic():
+        for definition, _rule in parsed:
+            group, outcome = _save(definition, now)
+            getattr(report, outcome).append(f"{group.name} ({group.scope})")
+            if outcome != "unchanged":
+                touched.append(group.id)
+    if sync and touched:
+        catalog = GroupCatalog.load()
+        report.sync = full_sync(catalog, [catalog.groups[gid] for gid in touched], now=now)
+    return report
+
+
+def _save(definition: GroupDefinition, now: datetime) -> tuple[Group, str]:
+    scope, _ = Scope.objects.get_or_create(type=definition.scope.type, key=definition.scope.key)
+    values = definition.model_dump(include={"rule", "enabled", "exclusive_set", "priority", "refresh"})
+    group = Group.objects.filter(scope=scope, name=definition.name).first()
+    if group is None:
+        return Group.objects.create(scope=scope, name=definition.name, **values), "created"
+    if all(getattr(group, key) == value for key, value in values.items()) and not group.broken_reason:
+        return group, "unchanged"
+    if group.exclusive_set != definition.exclusive_set or not definition.enabled:
+        clear_members(group, cause_id="redefined", now=now)
+    for key, value in values.items():
+        setattr(group, key, value)
+    group.broken_reason = ""
+    group.save()
+    return group, "updated"
+
+
+def clear_members(group: Group, *, cause_id: str, now: datetime | None = None) -> int:
+    """Remove every member of a group, logging each as a manual change."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        user_ids = list(group.memberships.values_list("user_id", flat=True))
+        MembershipChange.objects.bulk_create(
+            MembershipChange(group=group, user_id=uid, kind=MembershipChange.Kind.LEFT, at=now, cause=Cause.MANUAL,
+                             cause_id=cause_id) for uid in user_ids)
+        group.memberships.all().delete()
+    return len(user_ids)
+
+
+def preview_count(doc: Any, *, now: datetime | None = None) -> int:
+    """How many users a definition would select now, before saving it (exclusive sets not applied)."""
+    definition, rule = parse_definition(doc)
+    preview = CompiledGroup(id=0, name=definition.name, scope=definition.scope.as_criterion_scope(),
+                            exclusive_set=None, priority=0, rule=rule)
+    members = preview.members(now or timezone.now())
+    if isinstance(members, Query):
+        return members.count()
+    return sum(len(members.resolve(users)) for users in user_ranges(20_000))
+
+
+def parse_scope(text: str | None) -> ScopeDefinition | None:
+    """``instance``, ``org:KEY`` or ``course:KEY`` as typed on the command line."""
+    if text is None:
+        return None
+    scope_type, _, key = text.partition(":")
+    try:
+        return ScopeDefinition(type=scope_type, key=key)
+    except ValueError as exc:
+        raise DefinitionError("scope", f"{text!r}: use instance, org:KEY or course:KEY ({exc})") from exc
+
+
+def groups_matching(name: str | None = None, scope: ScopeDefinition | None = None) -> QuerySet[Group]:
+    """Groups filtered by name and / or scope."""
+    groups = Group.objects.select_related("scope")
+    if name is not None:
+        groups = groups.filter(name=name)
+    if scope is not None:
+        groups = groups.filter(scope__type=scope.type, scope__key=scope.key)
+    return groups
+
+
+def find_group(name: str, scope: ScopeDefinition | None = None) -> Group:
+    """The one group with that name (in that scope); UnknownGroup / AmbiguousGroup otherwise."""
+    found = list(groups_matching(name, scope))
+    if not found:
+        raise UnknownGroup(f"no group named {name!r}" + (f" in scope {scope.as_criterion_scope()}" if scope else ""))
+    if len(found) > 1:
+        raise AmbiguousGroup(f"{name!r} exists in several scopes ({', '.join(str(g.scope) for g in found)}); "
+                             "give --scope")
+    return found[0]
+
+
+def sync_groups(groups: Iterable[Group], *, now: datetime | None = None, chunk_size: int | None = None) -> SyncReport:
+    """Full sync of the given groups (and their exclusive siblings)."""
+    catalog = GroupCatalog.load()
+    options = {"chunk_size": chunk_size} if chunk_size else {}
+    return full_sync(catalog, [catalog.groups[g.id] for g in groups], now=now, **options)
+
+
+def members(group: Group) -> QuerySet[Membership]:
+    """A group's memberships in user-id order."""
+    return group.memberships.order_by("user_id")
+
+
+def user_groups(user_id: int) -> QuerySet[Group]:
+    """The groups a user is in."""
+    return Group.objects.filter(memberships__user_id=user_id).select_related("scope")
+
+
+@dataclass
+class Explanation:
+    """Why a user is or is not in a group."""
+
+    user_id: int
+    group: str
+    is_member: bool
+    qualifies: bool
+    lines: list[str]
+
+
+def explain(user_id: int, group: Group, *, now: datetime | None = None) -> Explanation:
+    """Which leaves matched and which did not, and how the exclusive set decided."""
+    now = now or timezone.now()
+    catalog = GroupCatalog.load(record_broken=False)
+    target = catalog.groups[group.id]
+    is_member = Membership.objects.filter(group=group, user_id=user_id).exists()
+    if not target.evaluable:
+        reason = target.broken_reason or "the group is disabled"
+        return Explanation(user_id, str(target), is_member, False, [f"not evaluated: {reason}"])
+    siblings = catalog.exclusive_set(target.exclusive_set) if target.exclusive_set else [target]
+    needed = set().union(*(g.backends for g in siblings if g.evaluable))
+    snapshots = {name: registry.backend(name).snapshots([user_id]) for name in needed}
+    learner = snapshots["facts"].get(user_id)
+    in_scope = learner is not None and learner.in_scope(target.scope.type, target.scope.key)
+    lines = [f"{'✓' if in_scope else '✗'} scope {target.scope}"
+             + ("" if learner is not None else ": user unknown (no event mentioned them yet)")]
+    lines += rules.explain(target.rule, snapshots, user_id, now)
+    qualifies = target.qualifies(snapshots, user_id, now)
+    if target.exclusive_set:
+        lines += _explain_exclusive_set(target, siblings, snapshots, user_id, now)
+    return Explanation(user_id, str(target), is_member, qualifies, lines)
+
+
+def _explain_exclusive_set(target: CompiledGroup, siblings: list[CompiledGroup], snapshots, user_id: int,
+                           now: datetime) -> list[str]:
+    lines = [f"exclusive set {target.exclusive_set!r} (highest priority first, then name):"]
+    holder = Membership.objects.filter(user_id=user_id, exclusive_set=target.exclusive_set).select_related(
+        "group").first()
+    winner = None
+    for group in siblings:
+        if not group.evaluable:
+            status = "holds its members (not evaluated)" + (" - holds this user" if holder and holder.group_id ==
+                                                            group.id else "")
+            winner = winner or (group if holder and holder.group_id == group.id else None)
+        elif group.qualifies(snapshots, user_id, now):
+            status = "qualifies"
+            winner = winner or group
+        else:
+            status = "does not qualify"
+        lines.append(f"  priority {group.priority:>4}  {group}: {status}")
+    lines.append(f"  decision: {'user goes to ' + str(winner) if winner else 'no group of the set'}")
+    return lines
+
+
+def criterion_catalog() -> list[dict[str, Any]]:
+    """Registered criterion types with their plugin package and config schema; then unusable names."""
+    types = registry.criterion_types()
+    listing = [{"name": name, "package": plugin.source, "class": plugin.target,
+                "description": plugin.obj.description, "operators": list(plugin.obj.operators),
+                "scopes": sorted(s.value for s in plugin.obj.scopes), "events": sorted(plugin.obj.events),
+                "backend": plugin.obj.backend, "config_schema": plugin.obj.config_schema()}
+               for name, plugin in sorted(types.plugins.items())]
+    listing += [{"name": name, "error": types.unavailable_reason(name)}
+                for name in sorted({*types.conflicts, *types.failures})]
+    return listing
+
+
+__all__ = ["ApplyReport", "Explanation", "ScopeType", "apply_definitions", "clear_members", "criterion_catalog",
+           "explain", "find_group", "groups_matching", "members", "parse_scope", "preview_count", "sync_groups",
+           "user_groups", "validate_definition"]

@@ -1,0 +1,97 @@
+"""Group definitions as JSON documents: the contract of ``groups-consumer apply`` and of the API.
+
+``parse_definition`` refuses an invalid document with a DefinitionError naming the field, e.g.
+``rule.all[1].config.percent: Input should be less than or equal to 1``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from groups_consumer.engine.rules import Node, parse_rule
+from groups_consumer.errors import DefinitionError
+from groups_consumer.models import ScopeType
+from groups_consumer.plugins.criterion import CriterionScope, course_org
+from groups_consumer.plugins.registry import PluginRegistry
+
+
+class ScopeDefinition(BaseModel):
+    """``{"type": "instance"}``, ``{"type": "org", "key": "DemoX"}`` or ``{"type": "course", "key": "course-v1:..."}``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: ScopeType
+    key: str = ""
+
+    @model_validator(mode="after")
+    def _key_matches_type(self) -> ScopeDefinition:
+        if self.type == ScopeType.INSTANCE and self.key:
+            raise ValueError("an instance scope takes no key")
+        if self.type != ScopeType.INSTANCE and not self.key:
+            raise ValueError(f"a {self.type.value} scope needs a key")
+        if self.type == ScopeType.COURSE:
+            course_org(self.key)
+        return self
+
+    def as_criterion_scope(self) -> CriterionScope:
+        """The scope as criteria see it."""
+        return CriterionScope(self.type, self.key)
+
+
+class GroupDefinition(BaseModel):
+    """One group document. ``refresh`` is an ISO 8601 duration such as ``P7D``."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    scope: ScopeDefinition = ScopeDefinition(type=ScopeType.INSTANCE)
+    rule: dict[str, Any]
+    enabled: bool = True
+    exclusive_set: str | None = Field(None, min_length=1, max_length=255)
+    priority: int = 0
+    refresh: timedelta | None = None
+
+    @field_validator("name", "exclusive_set")
+    @classmethod
+    def _no_surrounding_blanks(cls, value: str | None) -> str | None:
+        if value is not None and value != value.strip():
+            raise ValueError("must not start or end with blanks")
+        return value
+
+    @field_validator("refresh")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return value
+
+
+def parse_definition(doc: Any, types: PluginRegistry | None = None) -> tuple[GroupDefinition, Node]:
+    """Validate one group document, rule included."""
+    if not isinstance(doc, dict):
+        raise DefinitionError("(document)", "a group definition must be a JSON object")
+    try:
+        definition = GroupDefinition.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        raise DefinitionError(".".join(str(p) for p in first["loc"]) or "(document)", first["msg"]) from exc
+    return definition, parse_rule(definition.rule, definition.scope.as_criterion_scope(), types)
+
+
+def parse_documents(data: Any, types: PluginRegistry | None = None) -> list[tuple[GroupDefinition, Node]]:
+    """A document or a list of documents; errors in a list are prefixed with the item's index."""
+    if not isinstance(data, list):
+        return [parse_definition(data, types)]
+    parsed = []
+    for i, doc in enumerate(data):
+        try:
+            parsed.append(parse_definition(doc, types))
+        except DefinitionError as exc:
+            raise DefinitionError(f"[{i}].{exc.field}", exc.message) from exc
+    names = [(d.scope, d.name) for d, _ in parsed]
+    for i, key in enumerate(names):
+        if key in names[:i]:
+            raise DefinitionError(f"[{i}].name", f"{key[1]!r} appears twice for scope {key[0].as_criterion_scope()}")
+    return parsed

@@ -1,0 +1,1 @@
+"""The group engine: rule trees, selections of users, exclusivity and membership writes."""

@@ -1,0 +1,108 @@
+"""The groups of the database, compiled: parsed rules, exclusive sets in priority order, broken reasons."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable
+
+import structlog
+
+from groups_consumer.engine import rules
+from groups_consumer.engine.selection import Selection, all_of
+from groups_consumer.errors import DefinitionError
+from groups_consumer.models import Group, ScopeType
+from groups_consumer.plugins import registry
+from groups_consumer.plugins.criterion import CriterionScope
+
+log = structlog.get_logger(__name__)
+FACTS = "facts"
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledGroup:
+    """A group ready to evaluate, or, with ``rule`` None, one that cannot be (see ``broken_reason``)."""
+
+    id: int
+    name: str
+    scope: CriterionScope
+    exclusive_set: str | None
+    priority: int
+    rule: rules.Node | None
+    broken_reason: str = ""
+
+    @property
+    def evaluable(self) -> bool:
+        """True when the group's memberships may change automatically."""
+        return self.rule is not None
+
+    @property
+    def precedence(self) -> tuple:
+        """Sort key within an exclusive set: highest priority first, then name, then id."""
+        return (-self.priority, self.name, self.id)
+
+    @property
+    def backends(self) -> set[str]:
+        """Backend names whose snapshots per-user evaluation needs."""
+        return {FACTS} | {leaf.criterion.backend for leaf in rules.leaves(self.rule)}
+
+    def members(self, now: datetime) -> Selection:
+        """Set-based: every user of the scope the rule matches."""
+        population = registry.backend(FACTS).population(self.scope.type, self.scope.key)
+        return all_of([population, rules.select(self.rule, population, now)])
+
+    def qualifies(self, snapshots: rules.Snapshots, user_id: int, now: datetime) -> bool:
+        """Per user: in the scope and matched by the rule."""
+        learner = snapshots[FACTS].get(user_id)
+        return (learner is not None and learner.in_scope(self.scope.type, self.scope.key)
+                and rules.test(self.rule, snapshots, user_id, now))
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.scope})"
+
+
+def compile_group(group: Group) -> CompiledGroup:
+    """Compile one stored group; a disabled group or an unparseable rule gives a non-evaluable group."""
+    scope = CriterionScope(ScopeType(group.scope.type), group.scope.key)
+    common = dict(id=group.id, name=group.name, scope=scope, exclusive_set=group.exclusive_set or None,
+                  priority=group.priority)
+    if not group.enabled:
+        return CompiledGroup(**common, rule=None, broken_reason="")
+    try:
+        return CompiledGroup(**common, rule=rules.parse_rule(group.rule, scope))
+    except DefinitionError as exc:
+        return CompiledGroup(**common, rule=None, broken_reason=str(exc))
+
+
+@dataclass
+class GroupCatalog:
+    """All groups, compiled once; exclusive sets know their members in precedence order."""
+
+    groups: dict[int, CompiledGroup] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, record_broken: bool = True) -> GroupCatalog:
+        """Compile every group. With ``record_broken``, store (or clear) each group's broken reason."""
+        catalog = cls()
+        for group in Group.objects.select_related("scope"):
+            compiled = compile_group(group)
+            catalog.groups[group.id] = compiled
+            if record_broken and group.enabled and group.broken_reason != compiled.broken_reason:
+                Group.objects.filter(id=group.id).update(broken_reason=compiled.broken_reason)
+                if compiled.broken_reason:
+                    log.error("group_broken", group=group.name, scope=str(compiled.scope),
+                              reason=compiled.broken_reason)
+                else:
+                    log.info("group_repaired", group=group.name, scope=str(compiled.scope))
+        return catalog
+
+    def exclusive_set(self, name: str) -> list[CompiledGroup]:
+        """The groups of an exclusive set, in precedence order."""
+        return sorted((g for g in self.groups.values() if g.exclusive_set == name), key=lambda g: g.precedence)
+
+    def with_exclusive_siblings(self, groups: Iterable[CompiledGroup]) -> list[CompiledGroup]:
+        """The groups plus every group sharing an exclusive set with one of them (they are decided together)."""
+        selected = {g.id: g for g in groups}
+        for name in {g.exclusive_set for g in selected.values() if g.exclusive_set}:
+            selected.update((g.id, g) for g in self.exclusive_set(name))
+        return sorted(selected.values(), key=lambda g: g.id)

@@ -1,0 +1,101 @@
+"""Writing membership differences: the one place memberships and their change log are written.
+
+``reconcile`` takes the users qualifying for a set of groups over a domain of users (a user-id range for full
+syncs, an explicit set for incremental evaluation), applies exclusivity, compares with the stored memberships
+of that domain and writes only the differences, deletes before inserts (so a user moving between groups of
+one exclusive set never trips the database constraint), with one change-log row per difference.
+It runs in the caller's transaction when there is one: the caller decides what commits together.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from typing import Collection, Mapping
+
+from django.db import transaction
+from django.db.models import Q
+
+from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
+from groups_consumer.engine.exclusivity import arbitrate
+from groups_consumer.engine.selection import UserRange
+from groups_consumer.models import Membership, MembershipChange
+
+WRITE_BATCH = 2000
+UserDomain = UserRange | Collection[int]
+
+
+@dataclass
+class MembershipDiff:
+    """Memberships written by one reconciliation, as (group id, user id) pairs."""
+
+    joined: list[tuple[int, int]] = field(default_factory=list)
+    left: list[tuple[int, int]] = field(default_factory=list)
+
+    def __iadd__(self, other: MembershipDiff) -> MembershipDiff:
+        self.joined += other.joined
+        self.left += other.left
+        return self
+
+    def __len__(self) -> int:
+        return len(self.joined) + len(self.left)
+
+
+def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: UserDomain, *,
+              cause: str, cause_id: str, now: datetime) -> MembershipDiff:
+    """Make the stored memberships of ``users`` in the groups of ``qualifying`` match it (after exclusivity)."""
+    groups = {gid: catalog.groups[gid] for gid in qualifying}
+    desired = arbitrate(qualifying, catalog.groups, _held_by_non_evaluable(catalog, groups.values(), users))
+    current: dict[int, set[int]] = defaultdict(set)
+    for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(groups)).values_list(
+            "group_id", "user_id"):
+        current[group_id].add(user_id)
+    diff = MembershipDiff(
+        joined=[(gid, uid) for gid, members in desired.items() for uid in sorted(members - current[gid])],
+        left=[(gid, uid) for gid, members in current.items() for uid in sorted(members - desired.get(gid, set()))],
+    )
+    if diff:
+        with transaction.atomic():
+            _write(diff, groups, cause, cause_id, now)
+    return diff
+
+
+def _held_by_non_evaluable(catalog: GroupCatalog, groups, users: UserDomain) -> dict[str, set[int]]:
+    frozen = {g.id: g.exclusive_set for name in {g.exclusive_set for g in groups if g.exclusive_set}
+              for g in catalog.exclusive_set(name) if not g.evaluable}
+    held: dict[str, set[int]] = defaultdict(set)
+    if frozen:
+        for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(frozen)).values_list(
+                "group_id", "user_id"):
+            held[frozen[group_id]].add(user_id)
+    return held
+
+
+def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str, cause_id: str,
+           now: datetime) -> None:
+    leaving: dict[int, list[int]] = defaultdict(list)
+    for group_id, user_id in diff.left:
+        leaving[group_id].append(user_id)
+    for group_id, user_ids in leaving.items():
+        for chunk in _chunks(user_ids):
+            Membership.objects.filter(group_id=group_id, user_id__in=chunk).delete()
+    Membership.objects.bulk_create(
+        (Membership(group_id=gid, user_id=uid, exclusive_set=groups[gid].exclusive_set, joined_at=now)
+         for gid, uid in diff.joined), batch_size=WRITE_BATCH)
+    MembershipChange.objects.bulk_create(
+        [MembershipChange(group_id=gid, user_id=uid, kind=MembershipChange.Kind.JOINED, at=now, cause=cause,
+                          cause_id=cause_id) for gid, uid in diff.joined]
+        + [MembershipChange(group_id=gid, user_id=uid, kind=MembershipChange.Kind.LEFT, at=now, cause=cause,
+                            cause_id=cause_id) for gid, uid in diff.left], batch_size=WRITE_BATCH)
+
+
+def _users_q(users: UserDomain) -> Q:
+    return users.q() if isinstance(users, UserRange) else Q(user_id__in=list(users))
+
+
+def _chunks(items: list[int]):
+    iterator = iter(items)
+    while chunk := list(islice(iterator, WRITE_BATCH)):
+        yield chunk

@@ -1,0 +1,141 @@
+"""Rule trees: ``{"all": [...]}``, ``{"any": [...]}``, ``{"not": {...}}`` and criterion leaves.
+
+``parse_rule`` validates a stored or submitted tree against the registered criterion types; the parsed tree
+evaluates two ways that must agree: ``select`` (set-based, for full syncs and previews) and ``test`` (per user,
+over snapshots loaded in bulk, for incremental evaluation). ``explain`` tells which leaves matched and why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Iterator, Mapping, Union
+
+from groups_consumer.engine.selection import Selection, all_of, any_of, complement
+from groups_consumer.errors import DefinitionError
+from groups_consumer.plugins import registry
+from groups_consumer.plugins.criterion import CriterionScope, CriterionType
+from groups_consumer.plugins.registry import PluginRegistry, PluginUnavailable
+
+LEAF_KEYS = {"type", "operator", "config"}
+
+
+@dataclass(frozen=True)
+class Leaf:
+    """One configured criterion. ``path`` locates it in the definition, e.g. ``rule.all[1]``."""
+
+    criterion: CriterionType
+    path: str
+
+
+@dataclass(frozen=True)
+class AllOf:
+    """Every child matches."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """At least one child matches."""
+
+    children: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    """The child does not match (within the group's scope)."""
+
+    child: Node
+
+
+Node = Union[Leaf, AllOf, AnyOf, Not]
+#: Per-user snapshots by backend name, then by user id.
+Snapshots = Mapping[str, Mapping[int, Any]]
+
+
+def parse_rule(doc: Any, scope: CriterionScope, types: PluginRegistry | None = None, path: str = "rule") -> Node:
+    """Validate a rule tree and build it; DefinitionError names the offending field."""
+    types = types or registry.criterion_types()
+    if not isinstance(doc, dict):
+        raise DefinitionError(path, "must be an object: a criterion or one of all / any / not")
+    operators = doc.keys() & {"all", "any", "not"}
+    if operators:
+        if len(doc) != 1:
+            raise DefinitionError(path, f"an {'/'.join(sorted(operators))} node takes no other keys "
+                                        f"(found {', '.join(sorted(doc))})")
+        (kind, value), = doc.items()
+        if kind == "not":
+            return Not(parse_rule(value, scope, types, f"{path}.not"))
+        if not isinstance(value, list) or not value:
+            raise DefinitionError(f"{path}.{kind}", "must be a non-empty list of rules")
+        children = tuple(parse_rule(child, scope, types, f"{path}.{kind}[{i}]") for i, child in enumerate(value))
+        return AllOf(children) if kind == "all" else AnyOf(children)
+    if "type" not in doc:
+        raise DefinitionError(path, "must have 'type' (a criterion) or be an all / any / not node")
+    if unknown := doc.keys() - LEAF_KEYS:
+        raise DefinitionError(f"{path}.{sorted(unknown)[0]}", "unknown key; a criterion has type, operator, config")
+    try:
+        criterion_type: type[CriterionType] = types.get(doc["type"])
+    except PluginUnavailable as exc:
+        raise DefinitionError(f"{path}.type", str(exc)) from exc
+    return Leaf(criterion_type.from_definition(doc.get("operator"), doc.get("config"), scope, path), path)
+
+
+def criterion_type_names(doc: Any) -> set[str]:
+    """Criterion type names a stored tree mentions, without validating it."""
+    if not isinstance(doc, dict):
+        return set()
+    if "type" in doc:
+        return {doc["type"]}
+    return set().union(*(criterion_type_names(child) for key in ("all", "any") for child in doc.get(key, ())),
+                       criterion_type_names(doc.get("not")))
+
+
+def leaves(node: Node) -> Iterator[Leaf]:
+    """The leaves of a tree, depth first."""
+    if isinstance(node, Leaf):
+        yield node
+    elif isinstance(node, Not):
+        yield from leaves(node.child)
+    else:
+        for child in node.children:
+            yield from leaves(child)
+
+
+def select(node: Node, population: Selection, now: datetime) -> Selection:
+    """Set-based evaluation of the tree; ``population`` (the scope) is the universe ``not`` complements in."""
+    if isinstance(node, Leaf):
+        return node.criterion.select(registry.backend(node.criterion.backend), now)
+    if isinstance(node, Not):
+        return complement(select(node.child, population, now), population)
+    parts = [select(child, population, now) for child in node.children]
+    return all_of(parts) if isinstance(node, AllOf) else any_of(parts)
+
+
+def test(node: Node, snapshots: Snapshots, user_id: int, now: datetime) -> bool:
+    """Per-user evaluation of the tree; a user a backend does not know matches none of its leaves."""
+    if isinstance(node, Leaf):
+        learner = snapshots[node.criterion.backend].get(user_id)
+        return learner is not None and node.criterion.test(learner, now)
+    if isinstance(node, Not):
+        return not test(node.child, snapshots, user_id, now)
+    outcomes = (test(child, snapshots, user_id, now) for child in node.children)
+    return all(outcomes) if isinstance(node, AllOf) else any(outcomes)
+
+
+def explain(node: Node, snapshots: Snapshots, user_id: int, now: datetime, depth: int = 0) -> list[str]:
+    """Lines telling, node by node, whether the user matched and what each criterion saw."""
+    mark = "✓" if test(node, snapshots, user_id, now) else "✗"
+    indent = "  " * depth
+    if isinstance(node, Leaf):
+        learner = snapshots[node.criterion.backend].get(user_id)
+        seen = node.criterion.observed(learner, now) if learner is not None else "user unknown to the backend"
+        return [f"{indent}{mark} {node.criterion.name} {node.criterion.operator} "
+                f"{node.criterion.config.model_dump_json(exclude_none=True)}: {seen}"]
+    if isinstance(node, Not):
+        return [f"{indent}{mark} not", *explain(node.child, snapshots, user_id, now, depth + 1)]
+    lines = [f"{indent}{mark} {'all' if isinstance(node, AllOf) else 'any'}"]
+    for child in node.children:
+        lines += explain(child, snapshots, user_id, now, depth + 1)
+    return lines

@@ -1,0 +1,138 @@
+"""Sets of users as the set-based evaluators describe them, resolved lazily in bounded user-id ranges.
+
+A ``Query`` is a condition on the ``UserFact`` table (one SQL query whatever the tree below it); ``Ids`` is an
+explicit set, for backends without ORM access. ``all_of`` / ``any_of`` / ``complement`` fold ``Query`` parts
+into one condition and keep a composite only where explicit sets force Python set algebra. Resolving always
+happens one ``UserRange`` at a time, so memory stays bounded by the range, not by the population.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from functools import reduce
+from typing import Iterable
+
+from django.db.models import Q
+
+from groups_consumer.models import UserFact
+
+
+@dataclass(frozen=True)
+class UserRange:
+    """User ids in ``(after, upto]``; ``None`` leaves that side open."""
+
+    after: int | None = None
+    upto: int | None = None
+
+    def q(self) -> Q:
+        q = Q()
+        if self.after is not None:
+            q &= Q(user_id__gt=self.after)
+        if self.upto is not None:
+            q &= Q(user_id__lte=self.upto)
+        return q
+
+    def __contains__(self, user_id: int) -> bool:
+        return (self.after is None or user_id > self.after) and (self.upto is None or user_id <= self.upto)
+
+
+EVERYONE = UserRange()
+
+
+class Selection(abc.ABC):
+    """A set of users, resolved on demand within a user-id range."""
+
+    @abc.abstractmethod
+    def resolve(self, within: UserRange) -> set[int]:
+        """The selected user ids inside ``within``."""
+
+
+@dataclass(frozen=True)
+class Query(Selection):
+    """Users whose ``UserFact`` row satisfies ``q`` (subqueries on other tables allowed)."""
+
+    q: Q
+
+    def resolve(self, within: UserRange) -> set[int]:
+        return set(UserFact.objects.filter(self.q, within.q()).values_list("user_id", flat=True))
+
+    def count(self) -> int:
+        """How many users are selected, counted by the database."""
+        return UserFact.objects.filter(self.q).count()
+
+
+@dataclass(frozen=True)
+class Ids(Selection):
+    """An explicit set of user ids."""
+
+    ids: frozenset[int]
+
+    def resolve(self, within: UserRange) -> set[int]:
+        return {user_id for user_id in self.ids if user_id in within}
+
+
+@dataclass(frozen=True)
+class _Intersection(Selection):
+    parts: tuple[Selection, ...]
+
+    def resolve(self, within: UserRange) -> set[int]:
+        result = self.parts[0].resolve(within)
+        for part in self.parts[1:]:
+            if not result:
+                break
+            result &= part.resolve(within)
+        return result
+
+
+@dataclass(frozen=True)
+class _Union(Selection):
+    parts: tuple[Selection, ...]
+
+    def resolve(self, within: UserRange) -> set[int]:
+        return set().union(*(part.resolve(within) for part in self.parts))
+
+
+@dataclass(frozen=True)
+class _Difference(Selection):
+    universe: Selection
+    removed: Selection
+
+    def resolve(self, within: UserRange) -> set[int]:
+        return self.universe.resolve(within) - self.removed.resolve(within)
+
+
+def all_of(parts: Iterable[Selection]) -> Selection:
+    """Users in every part. Query parts are ANDed into one condition; the rest are intersected in Python."""
+    queries, others = _split(parts)
+    if queries:
+        others.insert(0, Query(reduce(lambda a, b: a & b, (p.q for p in queries))))
+    if len(others) == 1:
+        return others[0]
+    # Explicit id sets first: they are usually small and make the intersection cheap.
+    return _Intersection(tuple(sorted(others, key=lambda p: not isinstance(p, Ids))))
+
+
+def any_of(parts: Iterable[Selection]) -> Selection:
+    """Users in at least one part."""
+    queries, others = _split(parts)
+    if queries:
+        others.insert(0, Query(reduce(lambda a, b: a | b, (p.q for p in queries))))
+    return others[0] if len(others) == 1 else _Union(tuple(others))
+
+
+def complement(removed: Selection, universe: Selection) -> Selection:
+    """Users of ``universe`` not in ``removed``."""
+    if isinstance(removed, Query) and isinstance(universe, Query):
+        return Query(universe.q & ~removed.q)
+    return _Difference(universe, removed)
+
+
+def _split(parts: Iterable[Selection]) -> tuple[list[Query], list[Selection]]:
+    queries: list[Query] = []
+    others: list[Selection] = []
+    for part in parts:
+        (queries if isinstance(part, Query) else others).append(part)
+    if not queries and not others:
+        raise ValueError("a combination needs at least one part")
+    return queries, others

@@ -1,0 +1,84 @@
+"""The default backend: the project's own fact tables, queried through the Django ORM."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from itertools import islice
+from typing import Collection, Iterable, Iterator, Mapping
+
+from django.db.models import FloatField, Q, Value
+from django.db.models.functions import Coalesce
+
+from groups_consumer.engine.selection import Query, Selection
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import CourseState, LearnerSnapshot
+from groups_consumer.models import CourseFact, ScopeType, UserFact
+
+_LOOKUPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
+#: Ids per IN (...) list when loading snapshots: well under every database's parameter limit.
+SNAPSHOT_CHUNK = 2000
+
+
+class FactTableBackend(LearnerFacts):
+    """``LearnerFacts`` over ``UserFact`` / ``CourseFact``: every answer is one SQL condition."""
+
+    def population(self, scope_type: ScopeType, key: str) -> Selection:
+        if scope_type == ScopeType.INSTANCE:
+            return Query(Q())
+        by = {"course_key": key} if scope_type == ScopeType.COURSE else {"org": key}
+        return self._courses(CourseFact.objects.filter(is_active=True, **by))
+
+    def last_seen(self, *, before: datetime | None = None, since: datetime | None = None) -> Selection:
+        if (before is None) == (since is None):
+            raise ValueError("give exactly one of before / since")
+        lookup, instant = ("lt", before) if before is not None else ("gte", since)
+        return Query(Q(**{f"last_login__{lookup}": instant})
+                     | Q(last_login__isnull=True, **{f"registered_at__{lookup}": instant}))
+
+    def country(self, countries: Collection[str], *, inside: bool) -> Selection:
+        q = Q(country__in=list(countries))
+        return Query(q if inside else ~q)
+
+    def enrolled(self, course_key: str, *, modes: Collection[str] | None = None,
+                 except_modes: Collection[str] | None = None) -> Selection:
+        rows = CourseFact.objects.filter(course_key=course_key, is_active=True)
+        if modes is not None:
+            rows = rows.filter(mode__in=list(modes))
+        if except_modes is not None:
+            rows = rows.exclude(mode__in=list(except_modes))
+        return self._courses(rows)
+
+    def grade(self, course_key: str, comparison: str, percent: float) -> Selection:
+        rows = (CourseFact.objects.filter(course_key=course_key, is_active=True)
+                .annotate(effective_grade=Coalesce("grade", Value(0.0), output_field=FloatField()))
+                .filter(**{f"effective_grade__{_LOOKUPS[comparison]}": percent}))
+        return self._courses(rows)
+
+    def passing(self, course_key: str, is_passing: bool) -> Selection:
+        rows = CourseFact.objects.filter(course_key=course_key, is_active=True)
+        rows = rows.filter(is_passing=True) if is_passing else rows.exclude(is_passing=True)
+        return self._courses(rows)
+
+    def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, LearnerSnapshot]:
+        snapshots: dict[int, LearnerSnapshot] = {}
+        for chunk in _chunks(user_ids, SNAPSHOT_CHUNK):
+            courses: dict[int, dict[str, CourseState]] = {}
+            for user_id, course_key, org, mode, is_active, grade, is_passing in CourseFact.objects.filter(
+                    user_id__in=chunk).values_list("user_id", "course_key", "org", "mode", "is_active", "grade",
+                                                   "is_passing"):
+                courses.setdefault(user_id, {})[course_key] = CourseState(org, mode, is_active, grade, is_passing)
+            for user_id, username, registered_at, last_login, country in UserFact.objects.filter(
+                    user_id__in=chunk).values_list("user_id", "username", "registered_at", "last_login", "country"):
+                snapshots[user_id] = LearnerSnapshot(user_id, username, registered_at, last_login, country,
+                                                     courses.get(user_id, {}))
+        return snapshots
+
+    @staticmethod
+    def _courses(rows) -> Selection:
+        return Query(Q(user_id__in=rows.values("user_id")))
+
+
+def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk

@@ -1,0 +1,50 @@
+"""Per-user snapshots of learner facts, for incremental (per-user) evaluation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Mapping
+
+from groups_consumer.models import ScopeType
+
+
+@dataclass(frozen=True)
+class CourseState:
+    """One user's state in one course."""
+
+    org: str
+    mode: str | None = None
+    is_active: bool = False
+    grade: float | None = None
+    is_passing: bool | None = None
+
+
+@dataclass(frozen=True)
+class LearnerSnapshot:
+    """Everything the built-in criteria know about one user, loaded in bulk for a batch."""
+
+    user_id: int
+    username: str = ""
+    registered_at: datetime | None = None
+    last_login: datetime | None = None
+    country: str | None = None
+    courses: Mapping[str, CourseState] = field(default_factory=dict)
+
+    @property
+    def last_seen(self) -> datetime | None:
+        """Last login, or registration for a user who never logged in."""
+        return self.last_login if self.last_login is not None else self.registered_at
+
+    def enrollment(self, course_key: str) -> CourseState | None:
+        """The user's state in the course if they are actively enrolled in it."""
+        state = self.courses.get(course_key)
+        return state if state is not None and state.is_active else None
+
+    def in_scope(self, scope_type: ScopeType, key: str) -> bool:
+        """Scope semantics: instance = known; org / course = active enrollment in that org / course."""
+        if scope_type == ScopeType.INSTANCE:
+            return True
+        if scope_type == ScopeType.COURSE:
+            return self.enrollment(key) is not None
+        return any(state.is_active and state.org == key for state in self.courses.values())

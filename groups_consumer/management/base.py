@@ -1,0 +1,34 @@
+"""Shared pieces of the management commands."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+
+from groups_consumer import api
+from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
+from groups_consumer.models import Group
+
+
+class GroupsCommand(BaseCommand):
+    """A management command that shows as ``groups-consumer VERB`` and turns user errors into CommandError."""
+
+    def create_parser(self, prog_name, subcommand, **kwargs):
+        verb = subcommand.removeprefix("groups_")
+        return super().create_parser("groups-consumer" if prog_name == "groups-consumer" else prog_name,
+                                     verb if prog_name == "groups-consumer" else subcommand, **kwargs)
+
+    def execute(self, *args, **options):
+        try:
+            return super().execute(*args, **options)
+        except (DefinitionError, UnknownGroup, AmbiguousGroup) as exc:
+            raise CommandError(str(exc)) from exc
+
+    @staticmethod
+    def add_scope_argument(parser) -> None:
+        """``--scope instance | org:KEY | course:KEY``."""
+        parser.add_argument("--scope", help="instance, org:KEY or course:KEY")
+
+    @staticmethod
+    def group_from(options) -> Group:
+        """The group named by ``group`` and ``--scope``."""
+        return api.find_group(options["group"], api.parse_scope(options["scope"]))

@@ -1,0 +1,37 @@
+"""``groups-consumer apply FILE.json``."""
+
+import json
+
+from django.core.management.base import CommandError
+
+from groups_consumer import api
+from groups_consumer.management.base import GroupsCommand
+
+
+class Command(GroupsCommand):
+    """Create or update groups from a JSON file (one document or a list), then sync the changed ones."""
+
+    help = "Create or update groups from a JSON file (a group document or a list of them)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="JSON file; - for standard input")
+        parser.add_argument("--no-sync", action="store_true", help="save only; memberships change at the next sync")
+
+    def handle(self, *args, **options):
+        try:
+            with (open(options["file"]) if options["file"] != "-" else self.stdin) as source:
+                data = json.load(source)
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CommandError(f"{options['file']}: {exc}") from exc
+        report = api.apply_definitions(data, sync=not options["no_sync"])
+        for outcome in ("created", "updated", "unchanged"):
+            for name in getattr(report, outcome):
+                self.stdout.write(f"{outcome:<10} {name}")
+        if report.sync:
+            self.stdout.write(f"synced {len(report.sync.groups)} group(s): {len(report.sync.diff.joined)} joined, "
+                              f"{len(report.sync.diff.left)} left")
+
+    @property
+    def stdin(self):
+        import sys
+        return sys.stdin

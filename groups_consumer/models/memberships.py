@@ -1,0 +1,58 @@
+"""Memberships and their history."""
+
+from django.db import models
+
+from groups_consumer.models.groups import Group
+
+
+class Membership(models.Model):
+    """A user currently in a group.
+
+    ``exclusive_set`` copies the group's set so that the database itself refuses a second group of one set
+    for a user. Rows are only inserted or deleted, never rewritten, so ``joined_at`` survives re-evaluations.
+    """
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+    user_id = models.BigIntegerField()
+    exclusive_set = models.CharField(max_length=255, null=True, blank=True)
+    joined_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["group", "user_id"], name="membership_unique_user_group"),
+            models.UniqueConstraint(
+                fields=["user_id", "exclusive_set"],
+                condition=models.Q(exclusive_set__isnull=False),
+                name="membership_one_group_per_exclusive_set",
+            ),
+        ]
+        indexes = [models.Index(fields=["user_id"], name="membership_user")]
+
+
+class Cause(models.TextChoices):
+    """What made a membership change."""
+
+    EVENT = "event", "a platform event"
+    SYNC = "sync", "a full sync"
+    MANUAL = "manual", "an operator or API call"
+
+
+class MembershipChange(models.Model):
+    """One user joining or leaving one group, and why: the membership change log."""
+
+    class Kind(models.TextChoices):
+        JOINED = "joined"
+        LEFT = "left"
+
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="changes")
+    user_id = models.BigIntegerField()
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    at = models.DateTimeField()
+    cause = models.CharField(max_length=8, choices=Cause.choices)
+    cause_id = models.CharField(max_length=255, blank=True, help_text="event id (ce_id) or sync run id")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["group", "at"], name="change_group_at"),
+            models.Index(fields=["user_id", "at"], name="change_user_at"),
+        ]

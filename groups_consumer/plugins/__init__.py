@@ -1,0 +1,1 @@
+"""The extension points: criterion types and backend clients, discovered through entry points."""

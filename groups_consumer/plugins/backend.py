@@ -1,0 +1,21 @@
+"""Backend clients: the only way criteria reach data (seed 000, section I)."""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar, Iterable, Mapping
+
+
+class BackendClient(abc.ABC):
+    """Base class of backend clients.
+
+    A backend answers set-based questions with ``Selection`` objects (a ``Query`` over the user-facts table
+    when it has ORM access, ``Ids`` otherwise) and loads per-user snapshots in bulk for incremental
+    evaluation. The engine calls ``snapshots`` once per batch of users, whatever the number of groups.
+    """
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, Any]:
+        """One snapshot per known user among ``user_ids``; unknown users are left out."""

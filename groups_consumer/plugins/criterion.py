@@ -1,0 +1,135 @@
+"""The criterion type framework: what a criterion plugin provides.
+
+A criterion type is one short class::
+
+    class Country(CriterionType):
+        name = "country"
+        Config = CountryConfig                      # a pydantic model
+        operators = ("in", "not_in")
+        events = frozenset({PROFILE_CHANGED})       # event types that can change its answer
+        backend = "facts"                           # the backend client injected into it
+
+        def select(self, facts, now):               # set-based: for full syncs
+            ...
+        def test(self, learner, now):               # per user: for incremental evaluation
+            ...
+
+``select`` and ``test`` must agree: a user is in ``select(...)`` exactly when ``test`` is true for their
+snapshot. The test suite checks this for the built-in types with random facts; plugin authors can reuse
+``tests/agreement.py``'s helpers the same way.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass
+from datetime import datetime
+from functools import cached_property
+from typing import Any, ClassVar, Generic, TypeVar
+
+import pydantic
+from opaque_keys import InvalidKeyError
+from opaque_keys.edx.keys import CourseKey
+
+from groups_consumer.engine.selection import Selection
+from groups_consumer.errors import DefinitionError
+from groups_consumer.models import ScopeType
+
+ConfigT = TypeVar("ConfigT", bound=pydantic.BaseModel)
+BackendT = TypeVar("BackendT")
+ALL_SCOPES = frozenset(ScopeType)
+
+
+@dataclass(frozen=True)
+class CriterionScope:
+    """The scope of the group a criterion belongs to."""
+
+    type: ScopeType
+    key: str = ""
+
+    @cached_property
+    def org(self) -> str | None:
+        """The organization of an org scope, or of a course scope's course."""
+        if self.type == ScopeType.ORG:
+            return self.key
+        if self.type == ScopeType.COURSE:
+            return course_org(self.key)
+        return None
+
+    def __str__(self) -> str:
+        return self.type.value if self.type == ScopeType.INSTANCE else f"{self.type.value}:{self.key}"
+
+
+def course_org(course_key: str) -> str:
+    """The organization part of a course key; ValueError if it is not a course key."""
+    try:
+        return CourseKey.from_string(course_key).org
+    except InvalidKeyError as exc:
+        raise ValueError(f"{course_key!r} is not a valid course key") from exc
+
+
+class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
+    """Base class of criterion types. An instance is one configured leaf of one group's rule.
+
+    Subclasses set the class attributes and implement ``select`` and ``test``; ``validate`` may add checks
+    that need the scope. Instances are built by ``from_definition``, which validates everything.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    Config: ClassVar[type[pydantic.BaseModel]]
+    operators: ClassVar[tuple[str, ...]]
+    scopes: ClassVar[frozenset[ScopeType]] = ALL_SCOPES
+    events: ClassVar[frozenset[str]] = frozenset()
+    backend: ClassVar[str] = "facts"
+
+    def __init__(self, operator: str, config: ConfigT, scope: CriterionScope):
+        self.operator = operator
+        self.config = config
+        self.scope = scope
+
+    @classmethod
+    def from_definition(cls, operator: Any, config: Any, scope: CriterionScope, path: str) -> CriterionType:
+        """Validate a leaf of a rule tree and build the criterion; DefinitionError names the bad field."""
+        if scope.type not in cls.scopes:
+            allowed = ", ".join(sorted(s.value for s in cls.scopes))
+            raise DefinitionError(f"{path}.type", f"{cls.name!r} is not available in {scope.type.value} scope "
+                                                  f"(allowed: {allowed})")
+        if operator not in cls.operators:
+            raise DefinitionError(f"{path}.operator", f"{operator!r} is not supported by {cls.name!r} "
+                                                      f"(supported: {', '.join(cls.operators)})")
+        try:
+            parsed = cls.Config.model_validate(config if config is not None else {})
+        except pydantic.ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in (f"{path}.config", *first["loc"]))
+            raise DefinitionError(where, first["msg"]) from exc
+        criterion = cls(operator, parsed, scope)
+        try:
+            criterion.validate()
+        except DefinitionError as exc:
+            raise DefinitionError(f"{path}.{exc.field}", exc.message) from exc
+        return criterion
+
+    def validate(self) -> None:
+        """Checks that need the operator, config and scope together; raise DefinitionError('config.x', ...)."""
+
+    @abc.abstractmethod
+    def select(self, backend: BackendT, now: datetime) -> Selection:
+        """Set-based evaluation: every user of the backend the criterion matches (scope is applied by the engine)."""
+
+    @abc.abstractmethod
+    def test(self, learner: Any, now: datetime) -> bool:
+        """Per-user evaluation over the backend's snapshot of one user; must agree with ``select``."""
+
+    def observed(self, learner: Any, now: datetime) -> str:
+        """What the criterion looked at for this user, for ``explain`` (e.g. 'grade 0.35')."""
+        return ""
+
+    @classmethod
+    def config_schema(cls) -> dict[str, Any]:
+        """JSON schema of the config, for generating forms."""
+        return cls.Config.model_json_schema()
+
+    def __repr__(self) -> str:
+        return f"<{self.name} {self.operator} {self.config.model_dump_json()}>"

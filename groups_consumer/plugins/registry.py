@@ -1,0 +1,145 @@
+"""Plugin discovery: criterion types and backend clients from stevedore entry points.
+
+Load everything in a namespace, detect duplicate names, report, serve by name. A broken or ambiguous plugin
+is reported and left out; only the groups that use it stop working.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import structlog
+from django.conf import settings
+from django.utils.module_loading import import_string
+from stevedore import ExtensionManager
+
+from groups_consumer.plugins.backend import BackendClient
+from groups_consumer.plugins.criterion import CriterionType
+
+CRITERIA_NAMESPACE = "groups_consumer.criteria"
+BACKENDS_NAMESPACE = "groups_consumer.backends"
+log = structlog.get_logger(__name__)
+
+
+class PluginUnavailable(LookupError):
+    """A plugin name cannot be served; the message says why (missing, ambiguous, failed to load)."""
+
+
+@dataclass(frozen=True)
+class Plugin:
+    """One loaded entry point."""
+
+    name: str
+    obj: Any
+    target: str
+    source: str
+
+
+@dataclass
+class PluginRegistry:
+    """The plugins of one namespace, by name, with what could not be loaded and why."""
+
+    namespace: str
+    plugins: dict[str, Plugin] = field(default_factory=dict)
+    conflicts: dict[str, tuple[Plugin, ...]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def discover(cls, namespace: str, check: Callable[[str, Any], None] = lambda name, obj: None) -> PluginRegistry:
+        """Load the namespace. ``check(name, obj)`` raises to refuse an object that is not a valid plugin."""
+        registry = cls(namespace)
+
+        def on_failure(_manager, entry_point, exc):
+            registry._fail(entry_point.name, f"{entry_point.value} failed to load: {exc!r}")
+
+        found: dict[str, list[Plugin]] = {}
+        for ext in ExtensionManager(namespace, on_load_failure_callback=on_failure):
+            plugin = Plugin(ext.name, ext.plugin, ext.entry_point.value, _source_package(ext.entry_point.value))
+            found.setdefault(ext.name, []).append(plugin)
+        for name, candidates in found.items():
+            registry.add(*candidates, check=check)
+        return registry
+
+    def add(self, *candidates: Plugin, check: Callable[[str, Any], None] = lambda name, obj: None) -> None:
+        """Register the candidates for one name; several candidates make the name ambiguous."""
+        name = candidates[0].name
+        if len(candidates) > 1:
+            self.conflicts[name] = candidates
+            sources = " and ".join(f"{c.target} (package {c.source})" for c in candidates)
+            log.error("plugin_name_conflict", namespace=self.namespace, name=name, sources=sources)
+            return
+        try:
+            check(name, candidates[0].obj)
+        except (TypeError, ValueError) as exc:
+            self._fail(name, f"{candidates[0].target}: {exc}")
+            return
+        self.plugins[name] = candidates[0]
+
+    def get(self, name: str) -> Any:
+        """The plugin object registered under ``name``; PluginUnavailable says why there is none."""
+        if name in self.plugins:
+            return self.plugins[name].obj
+        raise PluginUnavailable(self.unavailable_reason(name))
+
+    def unavailable_reason(self, name: str) -> str:
+        """Why ``name`` cannot be served (meaningful only when it cannot)."""
+        if name in self.conflicts:
+            sources = " and ".join(f"{c.target} (package {c.source})" for c in self.conflicts[name])
+            return f"{name!r} is registered twice in {self.namespace}: {sources}"
+        if name in self.failures:
+            return f"{name!r} could not be loaded: {self.failures[name]}"
+        return f"{name!r} is not installed (no entry point {name!r} in {self.namespace})"
+
+    def _fail(self, name: str, reason: str) -> None:
+        self.failures[name] = reason
+        log.error("plugin_load_failed", namespace=self.namespace, name=name, reason=reason)
+
+
+def _source_package(target: str) -> str:
+    top_module = target.split(":")[0].split(".")[0]
+    return ", ".join(importlib.metadata.packages_distributions().get(top_module, ["unknown"]))
+
+
+def _check_criterion_type(name: str, obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, CriterionType)):
+        raise TypeError("is not a CriterionType subclass")
+    if obj.name != name:
+        raise ValueError(f"declares name {obj.name!r} but is registered as {name!r}")
+
+
+def _check_backend(name: str, obj: Any) -> None:
+    if not (isinstance(obj, type) and issubclass(obj, BackendClient)):
+        raise TypeError("is not a BackendClient subclass")
+
+
+@functools.cache
+def criterion_types() -> PluginRegistry:
+    """The criterion types of this process (loaded once)."""
+    return PluginRegistry.discover(CRITERIA_NAMESPACE, _check_criterion_type)
+
+
+@functools.cache
+def backend_classes() -> PluginRegistry:
+    """Backend client classes: entry points, overridden by ``settings.GROUPS_CONSUMER_BACKENDS``."""
+    registry = PluginRegistry.discover(BACKENDS_NAMESPACE, _check_backend)
+    for name, dotted in getattr(settings, "GROUPS_CONSUMER_BACKENDS", {}).items():
+        registry.conflicts.pop(name, None)
+        registry.plugins.pop(name, None)
+        registry.add(Plugin(name, import_string(dotted), dotted, "settings.GROUPS_CONSUMER_BACKENDS"),
+                     check=_check_backend)
+    return registry
+
+
+@functools.cache
+def backend(name: str) -> BackendClient:
+    """The backend client instance for ``name`` (one per process)."""
+    return backend_classes().get(name)()
+
+
+def reset() -> None:
+    """Forget loaded plugins (tests, or after installing a plugin in a running process)."""
+    for cached in (criterion_types, backend_classes, backend):
+        cached.cache_clear()

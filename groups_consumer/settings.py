@@ -1,0 +1,60 @@
+"""Settings for running groups-consumer as a standalone service.
+
+Everything an operator sets comes from the environment (12-factor). A host Django project that installs
+``groups_consumer`` as an app uses its own settings instead and may set the ``GROUPS_CONSUMER_*`` keys below.
+"""
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+from groups_consumer.log_config import configure_logging
+
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "groups-consumer-has-no-web-sessions")
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.admin",
+    "django.contrib.messages",
+    "django.contrib.sessions",
+    "groups_consumer",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+DEFAULT_DATABASE_URL = f"sqlite:///{Path.cwd() / 'groups-consumer.sqlite3'}"
+DATABASES = {
+    "default": dj_database_url.parse(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), conn_max_age=600)
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Several processes (consumer, scheduler, CLI) share the file: wait for locks instead of failing.
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Backend clients by name, overriding the ``groups_consumer.backends`` entry points:
+# {"facts": "dotted.path.to.BackendClass"}.
+GROUPS_CONSUMER_BACKENDS: dict[str, str] = {}
+
+LOGGING_CONFIG = None
+configure_logging(json=os.environ.get("LOG_FORMAT", "json" if not os.isatty(2) else "console") == "json")
