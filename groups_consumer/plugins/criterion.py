@@ -15,8 +15,8 @@ A criterion type is one short class::
             ...
 
 ``select`` and ``test`` must agree: a user is in ``select(...)`` exactly when ``test`` is true for their
-snapshot. The test suite checks this for the built-in types with random facts; plugin authors can reuse
-``tests/agreement.py``'s helpers the same way.
+snapshot. The test suite checks this for the built-in types with random facts; plugin authors check theirs
+with ``groups_consumer.testing.evaluate_both_ways``.
 """
 
 from __future__ import annotations

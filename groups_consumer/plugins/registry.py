@@ -56,8 +56,11 @@ class PluginRegistry:
             registry._fail(entry_point.name, f"{entry_point.value} failed to load: {exc!r}")
 
         found: dict[str, list[Plugin]] = {}
+        distributions = importlib.metadata.packages_distributions()
         for ext in ExtensionManager(namespace, on_load_failure_callback=on_failure):
-            plugin = Plugin(ext.name, ext.plugin, ext.entry_point.value, _source_package(ext.entry_point.value))
+            top_module = ext.entry_point.value.split(":")[0].split(".")[0]
+            source = ", ".join(sorted(set(distributions.get(top_module, ["unknown"]))))
+            plugin = Plugin(ext.name, ext.plugin, ext.entry_point.value, source)
             found.setdefault(ext.name, []).append(plugin)
         for name, candidates in found.items():
             registry.add(*candidates, check=check)
@@ -96,11 +99,6 @@ class PluginRegistry:
     def _fail(self, name: str, reason: str) -> None:
         self.failures[name] = reason
         log.error("plugin_load_failed", namespace=self.namespace, name=name, reason=reason)
-
-
-def _source_package(target: str) -> str:
-    top_module = target.split(":")[0].split(".")[0]
-    return ", ".join(importlib.metadata.packages_distributions().get(top_module, ["unknown"]))
 
 
 def _check_criterion_type(name: str, obj: Any) -> None:
