@@ -43,16 +43,22 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
     """
     now = now or timezone.now()
     parsed = parse_documents(data)
-    report, touched = ApplyReport(), []
+    report, touched, left_sets = ApplyReport(), [], set()
     with transaction.atomic():
         for definition, _rule in parsed:
+            previous_set = Group.objects.filter(scope__type=definition.scope.type, scope__key=definition.scope.key,
+                                                name=definition.name).values_list("exclusive_set", flat=True).first()
             group, outcome = _save(definition, now)
             getattr(report, outcome).append(f"{group.name} ({group.scope})")
             if outcome != "unchanged":
                 touched.append(group.id)
+            if previous_set and previous_set != group.exclusive_set:
+                left_sets.add(previous_set)  # users it released may now belong to a sibling
     if sync and touched:
         catalog = GroupCatalog.load()
-        report.sync = full_sync(catalog, [catalog.groups[gid] for gid in touched], now=now)
+        groups = [catalog.groups[gid] for gid in touched]
+        groups += [g for name in left_sets for g in catalog.exclusive_set(name)]
+        report.sync = full_sync(catalog, groups, now=now)
     return report
 
 

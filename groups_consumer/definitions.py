@@ -10,7 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import pydantic
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from groups_consumer.engine.rules import Node, parse_rule
 from groups_consumer.errors import DefinitionError
@@ -26,15 +26,17 @@ class ScopeDefinition(BaseModel):
     type: ScopeType
     key: str = ""
 
-    @model_validator(mode="after")
-    def _key_matches_type(self) -> ScopeDefinition:
-        if self.type == ScopeType.INSTANCE and self.key:
+    @field_validator("key")
+    @classmethod
+    def _key_matches_type(cls, key: str, info: ValidationInfo) -> str:
+        scope_type = info.data.get("type")
+        if scope_type == ScopeType.INSTANCE and key:
             raise ValueError("an instance scope takes no key")
-        if self.type != ScopeType.INSTANCE and not self.key:
-            raise ValueError(f"a {self.type.value} scope needs a key")
-        if self.type == ScopeType.COURSE:
-            course_org(self.key)
-        return self
+        if scope_type in (ScopeType.ORG, ScopeType.COURSE) and not key:
+            raise ValueError(f"a {scope_type.value} scope needs a key")
+        if scope_type == ScopeType.COURSE:
+            course_org(key)
+        return key
 
     def as_criterion_scope(self) -> CriterionScope:
         """The scope as criteria see it."""

@@ -1,0 +1,75 @@
+"""Full sync writes only differences, in bounded batches, and converges."""
+
+import pytest
+
+from groups_consumer import api
+from groups_consumer.engine.full_sync import user_ranges
+from groups_consumer.models import Membership, MembershipChange, UserFact
+from tests.facts import NOW, course, days_ago, leaf, user
+
+pytestmark = pytest.mark.django_db
+
+
+def member_ids(name):
+    return set(api.find_group(name).memberships.values_list("user_id", flat=True))
+
+
+def test_sync_writes_only_differences_and_keeps_joined_at():
+    for uid in range(1, 21):
+        user(uid, login=uid)  # user N last logged in N days ago
+    api.apply_definitions({"name": "away", "rule": leaf("last_login", ">", days=10)}, now=NOW)
+    assert member_ids("away") == set(range(11, 21))
+    joined_before = dict(Membership.objects.values_list("user_id", "joined_at"))
+
+    report = api.sync_groups([api.find_group("away")], now=NOW)
+    assert len(report.diff) == 0 and report.users_scanned == 20
+    assert MembershipChange.objects.count() == 10
+
+    UserFact.objects.filter(user_id=15).update(last_login=days_ago(0))
+    UserFact.objects.filter(user_id=3).update(last_login=days_ago(50))
+    report = api.sync_groups([api.find_group("away")], now=NOW)
+    assert report.diff.left == [(api.find_group("away").id, 15)]
+    assert report.diff.joined == [(api.find_group("away").id, 3)]
+    assert dict(Membership.objects.filter(user_id=20).values_list("user_id", "joined_at")) == {20: joined_before[20]}
+    log = MembershipChange.objects.filter(cause_id=report.run_id).values_list("user_id", "kind", "cause")
+    assert sorted(log) == [(3, "joined", "sync"), (15, "left", "sync")]
+
+
+def test_small_batches_give_the_same_result_as_one_batch():
+    for uid in range(1, 31):
+        user(uid, login=uid % 7 * 3, country="ES" if uid % 2 else "PT")
+        course(uid, grade=uid / 30)
+    definitions = [
+        {"name": "mixed", "scope": {"type": "course", "key": "course-v1:Demo+C1+2026"},
+         "rule": {"all": [leaf("manual", "in", user_ids=list(range(1, 31, 3))),
+                          {"not": leaf("country", "in", countries=["PT"])},
+                          leaf("course_grade", ">=", percent=0.2)]}},
+        {"name": "any", "rule": {"any": [leaf("manual", "in", user_ids=[2, 4]), leaf("last_login", ">", days=10)]}},
+    ]
+    api.apply_definitions(definitions, sync=False, now=NOW)
+    api.sync_groups(api.groups_matching(), now=NOW, chunk_size=4)
+    small = {name: member_ids(name) for name in ("mixed", "any")}
+    Membership.objects.all().delete()
+    api.sync_groups(api.groups_matching(), now=NOW, chunk_size=1000)
+    assert small == {name: member_ids(name) for name in ("mixed", "any")}
+    assert small["mixed"] == {7, 13, 19, 25}
+
+
+def test_user_ranges_cover_every_id_with_bounded_batches():
+    for uid in (5, 9, 12, 40, 41, 1000):
+        user(uid)
+    ranges = list(user_ranges(2))
+    assert [(r.after, r.upto) for r in ranges] == [(None, 9), (9, 40), (40, 1000), (1000, None)]
+    assert all(sum(uid in r for r in ranges) == 1 for uid in (-3, 5, 9, 10, 41, 999, 1000, 10**9))
+
+
+def test_sync_reports_progress_in_logs(caplog):
+    from structlog.testing import capture_logs
+    for uid in range(1, 6):
+        user(uid)
+    api.apply_definitions({"name": "all", "rule": leaf("manual", "in", user_ids=[1, 2])}, sync=False)
+    with capture_logs() as logs:
+        api.sync_groups(api.groups_matching(), chunk_size=2)
+    events = [entry["event"] for entry in logs]
+    assert events[0] == "sync_started" and events[-1] == "sync_finished"
+    assert logs[-1]["users"] == 5 and logs[-1]["joined"] == 2
