@@ -6,12 +6,12 @@ from datetime import datetime
 from typing import Collection, Iterable
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.engine.membership_writer import MembershipDiff, reconcile
+from groups_consumer.engine.membership_writer import CauseId, MembershipDiff, reconcile
 from groups_consumer.plugins import registry
 
 
 def evaluate_users(catalog: GroupCatalog, groups: Iterable[CompiledGroup], user_ids: Collection[int], *,
-                   cause: str, cause_id: str, now: datetime) -> MembershipDiff:
+                   cause: str, cause_id: CauseId, now: datetime) -> MembershipDiff:
     """Bring the memberships of ``user_ids`` in ``groups`` (and their exclusive siblings) up to date.
 
     Loads one snapshot per user and backend, whatever the number of groups, then writes the differences.

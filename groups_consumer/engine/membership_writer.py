@@ -25,6 +25,7 @@ from groups_consumer.models import Membership, MembershipChange
 
 WRITE_BATCH = 2000
 UserDomain = UserRange | Collection[int]
+CauseId = str | Mapping[int, str]
 
 
 @dataclass
@@ -44,8 +45,11 @@ class MembershipDiff:
 
 
 def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: UserDomain, *,
-              cause: str, cause_id: str, now: datetime) -> MembershipDiff:
-    """Make the stored memberships of ``users`` in the groups of ``qualifying`` match it (after exclusivity)."""
+              cause: str, cause_id: CauseId, now: datetime) -> MembershipDiff:
+    """Make the stored memberships of ``users`` in the groups of ``qualifying`` match it (after exclusivity).
+
+    ``cause_id`` is one id for every change (a sync run) or one per user (the event that changed the user).
+    """
     groups = {gid: catalog.groups[gid] for gid in qualifying}
     desired = arbitrate(qualifying, catalog.groups, _held_by_non_evaluable(catalog, groups.values(), users))
     current: dict[int, set[int]] = defaultdict(set)
@@ -73,8 +77,9 @@ def _held_by_non_evaluable(catalog: GroupCatalog, groups, users: UserDomain) -> 
     return held
 
 
-def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str, cause_id: str,
+def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str, cause_id: CauseId,
            now: datetime) -> None:
+    cause_of = (lambda _user: cause_id) if isinstance(cause_id, str) else cause_id.__getitem__
     leaving: dict[int, list[int]] = defaultdict(list)
     for group_id, user_id in diff.left:
         leaving[group_id].append(user_id)
@@ -86,9 +91,9 @@ def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str
          for gid, uid in diff.joined), batch_size=WRITE_BATCH)
     MembershipChange.objects.bulk_create(
         [MembershipChange(group_id=gid, user_id=uid, kind=MembershipChange.Kind.JOINED, at=now, cause=cause,
-                          cause_id=cause_id) for gid, uid in diff.joined]
+                          cause_id=cause_of(uid)) for gid, uid in diff.joined]
         + [MembershipChange(group_id=gid, user_id=uid, kind=MembershipChange.Kind.LEFT, at=now, cause=cause,
-                            cause_id=cause_id) for gid, uid in diff.left], batch_size=WRITE_BATCH)
+                            cause_id=cause_of(uid)) for gid, uid in diff.left], batch_size=WRITE_BATCH)
 
 
 def _users_q(users: UserDomain) -> Q:

@@ -1,0 +1,140 @@
+"""Stage 1: decode a message in the openedx event-bus wire format.
+
+The body is Avro written with the schema openedx-events derives from the signal, optionally behind the
+5-byte Confluent framing (magic byte 0, 4-byte schema id) that edx-event-bus-kafka's serializer writes.
+The event type comes from the ``ce_type`` header, never from the topic; ``ce_id`` and ``ce_time`` are
+required too. Schemas are compiled once. A schema registry is optional: when given, a framed message is
+read with its writer schema (resolved against ours), so producers may evolve schemas compatibly.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Sequence
+
+import fastavro
+from openedx_events.event_bus.avro.schema import schema_from_signal
+
+from groups_consumer.event_types import SIGNALS
+
+Headers = Sequence[tuple[str, bytes | None]] | None
+CONFLUENT_MAGIC = 0
+
+
+class DecodeError(Exception):
+    """The message cannot be decoded; ``reason`` is a short machine-readable code for the dead-letter header."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a message was read."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class PlatformEvent:
+    """A decoded openedx-event: its CloudEvents attributes and the signal data as Avro records (dicts)."""
+
+    event_type: str
+    event_id: str
+    time: datetime
+    data: Mapping[str, Any]
+    origin: Origin | None = None
+
+
+class EventDecoder:
+    """Decodes messages of the consumed event types. ``writer_schema(id)`` resolves registry ids (optional)."""
+
+    def __init__(self, signals=None, writer_schema: Callable[[int], dict] | None = None):
+        signals = SIGNALS if signals is None else signals
+        self._schemas = {event_type: fastavro.parse_schema(schema_from_signal(signal))
+                         for event_type, signal in signals.items()}
+        self._writer_schema = writer_schema
+        self._writer_schemas: dict[int, Any] = {}
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """The event types this decoder reads."""
+        return frozenset(self._schemas)
+
+    def decode(self, value: bytes | None, headers: Headers, origin: Origin | None = None) -> PlatformEvent:
+        """Decode one message; DecodeError says why it cannot be."""
+        found = _headers(headers)
+        event_type = found.get("ce_type")
+        if event_type is None:
+            raise DecodeError("missing_header", "no ce_type header")
+        if event_type not in self._schemas:
+            raise DecodeError("unknown_event_type", f"ce_type {event_type!r} is not consumed")
+        event_id = found.get("ce_id")
+        if not event_id:
+            raise DecodeError("missing_header", "no ce_id header")
+        time = _event_time(found.get("ce_time"))
+        if not value:
+            raise DecodeError("empty_body", "the message has no value")
+        return PlatformEvent(event_type, event_id, time, self._body(event_type, value), origin)
+
+    def _body(self, event_type: str, value: bytes) -> Mapping[str, Any]:
+        schema = self._schemas[event_type]
+        if value[0] == CONFLUENT_MAGIC and len(value) > 5:
+            writer = self._registered_schema(int.from_bytes(value[1:5], "big"))
+            try:
+                return _read_exactly(value[5:], writer or schema, schema if writer else None)
+            except DecodeError:
+                if writer is not None:
+                    raise
+        # Unframed, or a body that merely starts with a zero byte.
+        return _read_exactly(value, schema, None)
+
+    def _registered_schema(self, schema_id: int):
+        if self._writer_schema is None:
+            return None
+        if schema_id not in self._writer_schemas:
+            try:
+                self._writer_schemas[schema_id] = fastavro.parse_schema(self._writer_schema(schema_id))
+            except Exception as exc:  # the registry client raises its own error types
+                raise DecodeError("unknown_schema_id", f"schema id {schema_id}: {exc}") from exc
+        return self._writer_schemas[schema_id]
+
+
+def _read_exactly(body: bytes, writer, reader) -> Mapping[str, Any]:
+    buffer = io.BytesIO(body)
+    try:
+        record = fastavro.schemaless_reader(buffer, writer, reader)
+    except Exception as exc:  # fastavro raises many types on malformed input
+        raise DecodeError("schema_mismatch", f"body does not match the schema: {exc!r}") from exc
+    if buffer.tell() != len(body):
+        raise DecodeError("schema_mismatch", f"{len(body) - buffer.tell()} bytes left after the record")
+    return record
+
+
+def _headers(headers: Headers) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for key, raw in headers or ():
+        if key in ("ce_type", "ce_id", "ce_time"):
+            if key in found:
+                raise DecodeError("duplicate_header", f"several {key} headers")
+            try:
+                found[key] = (raw or b"").decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DecodeError("bad_header", f"{key} is not UTF-8") from exc
+    return found
+
+
+def _event_time(text: str | None) -> datetime:
+    if not text:
+        raise DecodeError("missing_header", "no ce_time header")
+    try:
+        time = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise DecodeError("bad_header", f"ce_time {text!r} is not ISO 8601") from exc
+    return time if time.tzinfo else time.replace(tzinfo=timezone.utc)

@@ -1,0 +1,53 @@
+"""Stage 3: from changed facts to the groups that must be re-evaluated for each user.
+
+The index is built once from the catalog: event type -> groups with a criterion that declared it, plus,
+for enrollment events, every org / course group (an enrollment changes who is in their scope). An event
+about a course only reaches groups whose scope can contain that course.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from functools import lru_cache
+
+from groups_consumer.engine import rules
+from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
+from groups_consumer.event_types import ENROLLMENT_EVENTS
+from groups_consumer.models import ScopeType
+from groups_consumer.pipeline.facts_update import ChangedFact
+from groups_consumer.plugins.criterion import course_org
+
+
+class EventRouter:
+    """Maps a changed fact to the groups whose membership of that user it can change."""
+
+    def __init__(self, catalog: GroupCatalog):
+        self._by_event: dict[str, list[CompiledGroup]] = defaultdict(list)
+        for group in catalog.groups.values():
+            if not group.evaluable:
+                continue
+            listened = set().union(*(leaf.criterion.events for leaf in rules.leaves(group.rule)))
+            if group.scope.type != ScopeType.INSTANCE:
+                listened |= ENROLLMENT_EVENTS
+            for event_type in listened:
+                self._by_event[event_type].append(group)
+
+    def groups_for(self, change: ChangedFact) -> list[CompiledGroup]:
+        """Groups to re-evaluate for ``change.user_id``."""
+        candidates = self._by_event.get(change.event.event_type, [])
+        if change.course_key is None:
+            return candidates
+        org = _org(change.course_key)
+        return [g for g in candidates if g.scope.type == ScopeType.INSTANCE
+                or (g.scope.type == ScopeType.ORG and g.scope.key == org)
+                or (g.scope.type == ScopeType.COURSE and g.scope.key == change.course_key)]
+
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Event types that reach at least one group."""
+        return frozenset(self._by_event)
+
+
+@lru_cache(maxsize=4096)
+def _org(course_key: str) -> str:
+    return course_org(course_key)

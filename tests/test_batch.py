@@ -1,0 +1,95 @@
+"""Facts from events (monotonic, idempotent), routing, and batches applied in one transaction."""
+
+from datetime import timedelta
+
+import pytest
+
+from groups_consumer import api
+from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.models import CourseFact, MembershipChange, UserFact
+from groups_consumer.pipeline.batch import BatchProcessor
+from groups_consumer.pipeline.decode import EventDecoder
+from tests import lms
+from tests.facts import COURSE, NOW, OTHER_COURSE, leaf
+
+pytestmark = pytest.mark.django_db
+DECODER = EventDecoder()
+T = [NOW - timedelta(days=d) for d in range(40, -1, -1)]  # T[40] is NOW; larger index = later
+
+
+def decoded(*events):
+    return [DECODER.decode(*event.wire()[1:]) for event in events]
+
+
+def process(*events, now=NOW):
+    return BatchProcessor(GroupCatalog.load()).process(decoded(*events), now=now)
+
+
+def members(name):
+    return set(api.find_group(name).memberships.values_list("user_id", flat=True))
+
+
+def test_facts_are_monotonic_by_event_time_and_duplicates_are_no_ops():
+    newer, older = lms.grade(1, COURSE, 0.8, T[30]), lms.grade(1, COURSE, 0.2, T[10])
+    assert process(newer, older).facts_changed == 1
+    assert CourseFact.objects.get(user_id=1).grade == 0.8
+    assert process(newer).facts_changed == 0  # redelivered
+    process(lms.login(1, T[20]), lms.login(1, T[5]))
+    assert UserFact.objects.get(user_id=1).last_login == T[20]
+    process(lms.registration(1, T[3]), lms.registration(1, T[2]))
+    assert UserFact.objects.get(user_id=1).registered_at == T[2]
+    assert UserFact.objects.get(user_id=1).username == "user1"
+
+
+def test_equal_event_times_resolve_the_same_in_any_order():
+    a, b = lms.profile(1, "ES", T[5]), lms.profile(1, "PT", T[5])
+    process(a, b)
+    first = UserFact.objects.get(user_id=1).country
+    UserFact.objects.all().delete()
+    process(b)
+    process(a)
+    assert UserFact.objects.get(user_id=1).country == first
+
+
+def test_enrollment_lifecycle_and_unenrollment():
+    process(lms.enrollment(1, COURSE, T[1], mode="audit"))
+    process(lms.enrollment(1, COURSE, T[2], mode="verified", kind="changed"))
+    row = CourseFact.objects.get(user_id=1)
+    assert (row.mode, row.is_active, row.org) == ("verified", True, "Demo")
+    process(lms.enrollment(1, COURSE, T[3], mode="verified", kind="unenrolled"))
+    assert not CourseFact.objects.get(user_id=1).is_active
+
+
+def test_events_become_memberships_with_the_event_as_cause():
+    api.apply_definitions([
+        {"name": "struggling", "scope": {"type": "course", "key": COURSE},
+         "rule": {"all": [leaf("course_grade", "<", percent=0.4), leaf("last_login", ">", days=10)]}},
+        {"name": "spain", "rule": leaf("country", "in", countries=["ES"])},
+    ], now=NOW)
+    logged_in, enrolled, graded = lms.login(1, T[5]), lms.enrollment(1, COURSE, T[0]), lms.grade(1, COURSE, 0.3, T[1])
+    result = process(logged_in, enrolled, graded, lms.profile(2, "es", T[1]))
+    assert members("struggling") == {1} and members("spain") == {2}
+    assert len(result.diff.joined) == 2
+    change = MembershipChange.objects.get(group__name="struggling")
+    assert change.cause == "event" and change.cause_id == str(logged_in.metadata.id)  # the user's latest event
+
+    process(lms.login(1, T[39]))  # logs in today: leaves at once
+    assert members("struggling") == set()
+    process(lms.grade(1, COURSE, 0.1, T[39]), lms.login(1, T[20]))  # an older login changes nothing
+    assert members("struggling") == set()
+
+
+def test_events_reach_only_groups_they_can_affect():
+    api.apply_definitions([
+        {"name": "c1", "scope": {"type": "course", "key": COURSE}, "rule": leaf("course_grade", ">", percent=0.5)},
+        {"name": "c2", "scope": {"type": "course", "key": OTHER_COURSE}, "rule": leaf("course_grade", ">", percent=0.5)},
+        {"name": "away", "rule": leaf("last_login", ">", days=10)},
+    ], now=NOW)
+    assert process(lms.profile(1, "FR", T[1])).users_evaluated == 0  # no group reads the country
+    processor = BatchProcessor(GroupCatalog.load())
+    [event] = decoded(lms.grade(1, COURSE, 0.9, T[1]))
+    from groups_consumer.pipeline.facts_update import ChangedFact
+    routed = processor.router.groups_for(ChangedFact(1, "grade", COURSE, event))
+    assert [g.name for g in routed] == ["c1"]
+    process(lms.enrollment(1, COURSE, T[1]), lms.grade(1, COURSE, 0.9, T[2]))
+    assert members("c1") == {1} and members("c2") == set()
