@@ -31,7 +31,7 @@ def members(name):
 
 def test_facts_are_monotonic_by_event_time_and_duplicates_are_no_ops():
     newer, older = lms.grade(1, COURSE, 0.8, T[30]), lms.grade(1, COURSE, 0.2, T[10])
-    assert process(newer, older).facts_changed == 1
+    assert process(newer, older).facts_changed == 2  # user 1 became known; the grade changed once
     assert CourseFact.objects.get(user_id=1).grade == 0.8
     assert process(newer).facts_changed == 0  # redelivered
     process(lms.login(1, T[20]), lms.login(1, T[5]))
@@ -85,6 +85,7 @@ def test_events_reach_only_groups_they_can_affect():
         {"name": "c2", "scope": {"type": "course", "key": OTHER_COURSE}, "rule": leaf("course_grade", ">", percent=0.5)},
         {"name": "away", "rule": leaf("last_login", ">", days=10)},
     ], now=NOW)
+    assert process(lms.registration(1, T[0])).users_evaluated == 1  # a new user: every instance group
     assert process(lms.profile(1, "FR", T[1])).users_evaluated == 0  # no group reads the country
     processor = BatchProcessor(GroupCatalog.load())
     [event] = decoded(lms.grade(1, COURSE, 0.9, T[1]))

@@ -20,8 +20,8 @@ from groups_consumer.models import CourseFact, UserFact
 from groups_consumer.pipeline.decode import PlatformEvent
 from groups_consumer.plugins.criterion import course_org
 
-USER_FIELDS = ("last_login", "registered_at", "country")
-COURSE_FIELDS = ("enrollment", "grade", "passing")
+#: The pseudo-fact of a user first heard of: they join the instance population.
+BECAME_KNOWN = "became_known"
 
 
 @dataclass(frozen=True)
@@ -85,9 +85,11 @@ def apply_updates(updates: Iterable[FactUpdate]) -> list[ChangedFact]:
         by_user[update.user_id].append(update)
     if not by_user:
         return []
-    users = _lock_users(by_user)
+    users, new_users = _lock_users(by_user)
     courses = _course_rows({(u.user_id, u.course_key) for ups in by_user.values() for u in ups if u.course_key})
-    changed: dict[tuple, ChangedFact] = {}
+    changed: dict[tuple, ChangedFact] = {
+        (u, BECAME_KNOWN, None): ChangedFact(u, BECAME_KNOWN, None, min(by_user[u], key=lambda x: x.version).event)
+        for u in new_users}
     dirty_users, dirty_courses = set(), set()
     for user_id, user_updates in by_user.items():
         row = users[user_id]
@@ -110,10 +112,12 @@ def apply_updates(updates: Iterable[FactUpdate]) -> list[ChangedFact]:
     return list(changed.values())
 
 
-def _lock_users(by_user) -> dict[int, UserFact]:
-    UserFact.objects.bulk_create([UserFact(user_id=u) for u in by_user], ignore_conflicts=True)
+def _lock_users(by_user) -> tuple[dict[int, UserFact], set[int]]:
+    """Create missing users, then lock every user row of the batch; returns the rows and the new user ids."""
+    new_users = set(by_user) - set(UserFact.objects.filter(user_id__in=list(by_user)).values_list("user_id", flat=True))
+    UserFact.objects.bulk_create([UserFact(user_id=u) for u in new_users], ignore_conflicts=True)
     rows = UserFact.objects.select_for_update().filter(user_id__in=list(by_user)).order_by("user_id")
-    return {row.user_id: row for row in rows}
+    return {row.user_id: row for row in rows}, new_users
 
 
 def _course_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], CourseFact]:

@@ -2,7 +2,9 @@
 
 The index is built once from the catalog: event type -> groups with a criterion that declared it, plus,
 for enrollment events, every org / course group (an enrollment changes who is in their scope). An event
-about a course only reaches groups whose scope can contain that course.
+about a course only reaches groups whose scope can contain that course. A user heard of for the first time
+joins the instance population, so reaches every instance group (a rule such as ``not country in [ES]`` can
+hold without any event its criteria listen to).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.event_types import ENROLLMENT_EVENTS
 from groups_consumer.models import ScopeType
-from groups_consumer.pipeline.facts_update import ChangedFact
+from groups_consumer.pipeline.facts_update import BECAME_KNOWN, ChangedFact
 from groups_consumer.plugins.criterion import course_org
 
 
@@ -23,9 +25,12 @@ class EventRouter:
 
     def __init__(self, catalog: GroupCatalog):
         self._by_event: dict[str, list[CompiledGroup]] = defaultdict(list)
+        self._instance_groups: list[CompiledGroup] = []
         for group in catalog.groups.values():
             if not group.evaluable:
                 continue
+            if group.scope.type == ScopeType.INSTANCE:
+                self._instance_groups.append(group)
             listened = set().union(*(leaf.criterion.events for leaf in rules.leaves(group.rule)))
             if group.scope.type != ScopeType.INSTANCE:
                 listened |= ENROLLMENT_EVENTS
@@ -34,6 +39,8 @@ class EventRouter:
 
     def groups_for(self, change: ChangedFact) -> list[CompiledGroup]:
         """Groups to re-evaluate for ``change.user_id``."""
+        if change.fact == BECAME_KNOWN:
+            return self._instance_groups
         candidates = self._by_event.get(change.event.event_type, [])
         if change.course_key is None:
             return candidates
