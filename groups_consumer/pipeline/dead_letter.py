@@ -1,0 +1,79 @@
+"""Dead letters: messages that cannot be decoded go to a topic, with why and where they came from.
+
+The original key, value and headers are kept; ``dlq_*`` headers are added. ``DeadLetterLimit`` stops the
+consumer when too much is going to the dead-letter topic (a bad deploy should stop consumption, not drain
+a topic into the DLQ).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from confluent_kafka import Message, Producer
+
+from groups_consumer.pipeline.decode import DecodeError
+
+
+class DeadLetterLimitExceeded(RuntimeError):
+    """Too many undecodable messages: the consumer stops without committing the batch."""
+
+
+@dataclass
+class DeadLetterLimit:
+    """Stop after ``max_consecutive`` invalid messages in a row, or when over ``max_ratio`` of the last
+    ``window`` messages were invalid. State is kept here; the policy is plain data."""
+
+    max_consecutive: int = 1000
+    max_ratio: float = 0.5
+    window: int = 10_000
+    consecutive: int = field(default=0, init=False)
+    recent: list[bool] = field(default_factory=list, init=False)
+
+    def record(self, valid: bool) -> None:
+        """Count a message; raise DeadLetterLimitExceeded when a limit is passed."""
+        self.consecutive = 0 if valid else self.consecutive + 1
+        self.recent.append(valid)
+        if len(self.recent) > self.window:
+            del self.recent[: len(self.recent) - self.window]
+        invalid = self.recent.count(False)
+        if self.consecutive > self.max_consecutive:
+            raise DeadLetterLimitExceeded(f"{self.consecutive} undecodable messages in a row")
+        if len(self.recent) >= self.window and invalid / len(self.recent) > self.max_ratio:
+            raise DeadLetterLimitExceeded(f"{invalid} of the last {len(self.recent)} messages were undecodable")
+
+
+class DeadLetterQueue:
+    """Produces dead letters; ``flush`` before committing the offsets of the messages they replace."""
+
+    def __init__(self, producer: Producer, topic: str):
+        self.producer = producer
+        self.topic = topic
+        self.sent = 0
+        self._failures: list[str] = []
+
+    def send(self, message: Message, error: DecodeError) -> None:
+        """Dead-letter one message."""
+        headers = list(message.headers() or []) + [
+            ("dlq_reason", error.reason.encode()), ("dlq_error", error.detail[:1000].encode()),
+            ("dlq_topic", message.topic().encode()), ("dlq_partition", str(message.partition()).encode()),
+            ("dlq_offset", str(message.offset()).encode())]
+        self.producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
+                              on_delivery=self._delivered)
+        self.producer.poll(0)
+        self.sent += 1
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        """Wait until every dead letter is acknowledged; raise if some are not."""
+        remaining = self.producer.flush(timeout_s)
+        failures, self._failures = self._failures, []
+        if remaining or failures:
+            raise RuntimeError(f"dead letters not delivered: {remaining} pending, failures {failures[:3]}")
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Deliver what is pending (best effort) and release the producer."""
+        self.producer.flush(timeout_s)
+        self.producer = None
+
+    def _delivered(self, error, _message) -> None:
+        if error is not None:
+            self._failures.append(str(error))

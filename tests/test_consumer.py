@@ -1,0 +1,109 @@
+"""The consumer against a real Kafka-protocol broker (tansu, or KAFKA_BOOTSTRAP_SERVERS)."""
+
+import os
+import time
+import uuid
+from datetime import timedelta
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from edx_event_bus_kafka.internal.producer import KafkaEventProducer
+
+from groups_consumer import api
+from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.models import MembershipChange
+from groups_consumer.pipeline.config import ConsumerConfig
+from groups_consumer.pipeline.consumer import EventConsumer
+from groups_consumer.pipeline.dead_letter import DeadLetterLimit, DeadLetterLimitExceeded
+from tests import lms
+from tests.facts import COURSE, NOW, leaf
+
+pytestmark = pytest.mark.django_db
+T = [NOW - timedelta(days=d) for d in range(40, -1, -1)]
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers():
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    with EmbeddedBroker() as servers:
+        yield servers
+
+
+@pytest.fixture
+def config(bootstrap_servers):
+    run = uuid.uuid4().hex[:8]
+    return ConsumerConfig(bootstrap_servers=bootstrap_servers, topics=(f"events-{run}",), group_id=f"g-{run}",
+                          dlq_topic=f"dlq-{run}", batch_timeout_s=0.1)
+
+
+def send_as_lms(config, *events):
+    """Send with edx-event-bus-kafka's producer, exactly as the LMS does."""
+    producer = KafkaEventProducer(Producer({"bootstrap.servers": config.bootstrap_servers}))
+    for event in events:
+        producer.send(signal=event.signal, topic=config.topics[0], event_key_field=event.key_field,
+                      event_data=event.data, event_metadata=event.metadata)
+    assert producer.producer.flush(10) == 0
+
+
+def consume(config, messages, timeout_s=60, **options):
+    consumer = EventConsumer(config, **options)
+    deadline = time.monotonic() + timeout_s
+    stats = consumer.run(until=lambda stats: stats.messages >= messages or time.monotonic() > deadline)
+    assert stats.messages >= messages, f"consumed {stats.messages} of {messages} before the timeout"
+    return stats
+
+
+def read_all(config, topic, expected, timeout_s=30):
+    reader = Consumer({"bootstrap.servers": config.bootstrap_servers, "group.id": f"reader-{uuid.uuid4()}",
+                       "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    reader.subscribe([topic])
+    found, deadline = [], time.monotonic() + timeout_s
+    while len(found) < expected and time.monotonic() < deadline:
+        message = reader.poll(0.5)
+        if message is not None and not message.error():
+            found.append(message)
+    reader.close()
+    return found
+
+
+def test_lms_events_become_memberships_and_poison_goes_to_the_dead_letter_topic(config):
+    api.apply_definitions({"name": "struggling", "scope": {"type": "course", "key": COURSE},
+                           "rule": leaf("course_grade", "<", percent=0.4)}, now=NOW)
+    send_as_lms(config, lms.enrollment(1, COURSE, T[30]), lms.grade(1, COURSE, 0.2, T[31]),
+                lms.enrollment(2, COURSE, T[30]), lms.grade(2, COURSE, 0.9, T[31]))
+    _key, value, headers = lms.login(3, T[1]).wire()
+    poison = Producer({"bootstrap.servers": config.bootstrap_servers})
+    poison.produce(config.topics[0], value=b"\x00garbage", headers=headers)
+    poison.produce(config.topics[0], value=value, headers=[(k, v) for k, v in headers if k != "ce_type"])
+    poison.flush(10)
+
+    stats = consume(config, messages=6)
+    assert stats.dead_letters == 2 and stats.events == 4
+    assert set(api.find_group("struggling").memberships.values_list("user_id", flat=True)) == {1}
+    assert MembershipChange.objects.get().cause == "event"
+
+    letters = read_all(config, config.dlq_topic, expected=2)
+    reasons = sorted(dict(m.headers())["dlq_reason"] for m in letters)
+    assert reasons == [b"missing_header", b"schema_mismatch"]
+    assert all(dict(m.headers())["dlq_topic"] == config.topics[0].encode() for m in letters)
+    assert {m.value() for m in letters} == {b"\x00garbage", value}
+
+
+def test_offsets_are_committed_so_a_restart_resumes_after_the_last_batch(config):
+    send_as_lms(config, lms.login(1, T[1]), lms.login(2, T[1]))
+    consume(config, messages=2)
+    send_as_lms(config, lms.login(3, T[2]))
+    stats = consume(config, messages=1)
+    assert stats.messages == 1  # the first two were not delivered again
+
+
+def test_too_many_dead_letters_stop_the_consumer_without_committing(config):
+    poison = Producer({"bootstrap.servers": config.bootstrap_servers})
+    for _ in range(5):
+        poison.produce(config.topics[0], value=b"junk")
+    poison.flush(10)
+    limited = ConsumerConfig(**{**config.__dict__, "dead_letter_limit": DeadLetterLimit(max_consecutive=3)})
+    with pytest.raises(DeadLetterLimitExceeded, match="4 undecodable messages in a row"):
+        consume(limited, messages=5)
