@@ -48,6 +48,15 @@ class ConsumerStats:
     membership_changes: int = 0
     last_batch_ms: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    last_message: float = 0.0
+    last_assignment: float = 0.0
+
+    def idle_s(self) -> float:
+        """Seconds since the last message or partition assignment; 0 until partitions were first assigned
+        (a consumer waiting for a dead member's session to expire is not idle)."""
+        if not self.last_assignment:
+            return 0.0
+        return time.monotonic() - max(self.last_message, self.last_assignment)
 
     def events_per_s(self) -> float:
         """Mean decoded events per second since start."""
@@ -118,6 +127,7 @@ class EventConsumer:
         self._dead_letters.flush()
         self._commit(messages)
         self.stats.messages += len(messages)
+        self.stats.last_message = time.monotonic()
         self.stats.events += len(events)
         self.stats.batches += 1
         self.stats.membership_changes += len(result.diff) if result else 0
@@ -179,6 +189,7 @@ class EventConsumer:
             log.info("consumer_stats", lag=self.lag(), **self._stats_fields())
 
     def _assigned(self, _consumer, partitions) -> None:
+        self.stats.last_assignment = time.monotonic()
         log.info("partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _revoked(self, _consumer, partitions) -> None:

@@ -18,7 +18,10 @@ class Command(GroupsCommand):
     help = "Consume openedx-events from Kafka (starts an embedded broker if KAFKA_BOOTSTRAP_SERVERS is unset)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--max-messages", type=int, help="stop after this many messages (demos, tests)")
+        parser.add_argument("--max-messages", type=int, help="stop after this many messages")
+        parser.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
+                            help="once partitions are assigned, stop when no message arrived for this long "
+                                 "(demos, tests, catch-up runs)")
 
     def handle(self, *args, **options):
         servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -29,5 +32,6 @@ class Command(GroupsCommand):
             consumer = EventConsumer(ConsumerConfig.from_env(bootstrap_servers))
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: consumer.stop())
-            limit = options["max_messages"]
-            consumer.run(until=(lambda stats: stats.messages >= limit) if limit else (lambda stats: False))
+            limit, idle = options["max_messages"], options["exit_when_idle"]
+            consumer.run(until=lambda stats: (limit is not None and stats.messages >= limit)
+                         or (idle is not None and stats.idle_s() > idle))
