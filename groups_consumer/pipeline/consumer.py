@@ -126,7 +126,7 @@ class EventConsumer:
         result = self._apply_with_retries(events) if events else None
         self._dead_letters.flush()
         self._commit(messages)
-        self.stats.messages += len(messages)
+        self.stats.messages += sum(1 for message in messages if not message.error())
         self.stats.last_message = time.monotonic()
         self.stats.events += len(events)
         self.stats.batches += 1

@@ -27,9 +27,11 @@ class Command(GroupsCommand):
         servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         broker = nullcontext(servers) if servers else EmbeddedBroker(port=EMBEDDED_PORT)
         with broker as bootstrap_servers:
+            config = ConsumerConfig.from_env(bootstrap_servers)
             if not servers:
+                broker.create_topics([*config.topics, config.dlq_topic])
                 self.stderr.write(f"embedded broker (memory only) on {bootstrap_servers}")
-            consumer = EventConsumer(ConsumerConfig.from_env(bootstrap_servers))
+            consumer = EventConsumer(config)
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: consumer.stop())
             limit, idle = options["max_messages"], options["exit_when_idle"]
