@@ -12,6 +12,7 @@ import sys
 
 VERBS = {
     "consume": "consume openedx-events from Kafka into facts and memberships",
+    "replay": "re-read the topics from the beginning or a time, and converge",
     "apply": "create or update groups from a JSON file",
     "sync": "full sync of groups (all, or --group / --scope)",
     "members": "list the members of a group",

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Callable
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Count, Max
 
@@ -34,6 +35,32 @@ from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, P
 
 log = structlog.get_logger(__name__)
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+@dataclass(frozen=True)
+class StartPosition:
+    """Where a replay starts in each partition: the beginning, or the first message at or after ``time``.
+
+    Seeking uses the broker's time index; messages older than ``time`` that a broker still returns (some
+    answer 0 instead of "none" for a partition with nothing that recent) are skipped by ``is_before``.
+    """
+
+    time: datetime | None = None
+
+    def is_before(self, message: Message) -> bool:
+        """True for a message older than the start time."""
+        _kind, millis = message.timestamp()
+        return self.time is not None and millis >= 0 and millis < self.time.timestamp() * 1000
+
+    def positions(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        """The partitions with their start offsets set."""
+        if self.time is None:
+            return [TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in partitions]
+        millis = int(self.time.timestamp() * 1000)
+        wanted = [TopicPartition(p.topic, p.partition, millis) for p in partitions]
+        found = consumer.offsets_for_times(wanted, timeout=10)
+        # No message at or after the time: start at the end (offset -1 means "none found").
+        return [p if p.offset >= 0 else TopicPartition(p.topic, p.partition, OFFSET_END) for p in found]
 
 
 @dataclass
@@ -68,8 +95,11 @@ class EventConsumer:
 
     def __init__(self, config: ConsumerConfig, decoder: EventDecoder | None = None,
                  clock: Callable[[], float] = time.monotonic, stats_every_s: float = 10.0,
-                 catalog_check_every_s: float = 5.0):
+                 catalog_check_every_s: float = 5.0, start: StartPosition | None = None,
+                 accept: Callable[[PlatformEvent], bool] = lambda event: True,
+                 on_batch: Callable[[int], None] = lambda messages: None):
         self.config = config
+        self._start, self._accept, self._on_batch = start, accept, on_batch
         self.decoder = decoder or EventDecoder()
         self.stats = ConsumerStats()
         self._clock = clock
@@ -112,9 +142,11 @@ class EventConsumer:
                 if message.error().code() != KafkaError._PARTITION_EOF:
                     log.warning("kafka_error", error=str(message.error()))
                 continue
+            if self._start is not None and self._start.is_before(message):
+                continue
             origin = Origin(message.topic(), message.partition(), message.offset())
             try:
-                events.append(self.decoder.decode(message.value(), message.headers(), origin))
+                event = self.decoder.decode(message.value(), message.headers(), origin)
             except DecodeError as error:
                 log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
                             partition=origin.partition, offset=origin.offset)
@@ -123,6 +155,8 @@ class EventConsumer:
                 self.config.dead_letter_limit.record(valid=False)
             else:
                 self.config.dead_letter_limit.record(valid=True)
+                if self._accept(event):
+                    events.append(event)
         result = self._apply_with_retries(events) if events else None
         self._dead_letters.flush()
         self._commit(messages)
@@ -132,6 +166,7 @@ class EventConsumer:
         self.stats.batches += 1
         self.stats.membership_changes += len(result.diff) if result else 0
         self.stats.last_batch_ms = (time.monotonic() - started) * 1000
+        self._on_batch(len(messages))
         return result
 
     def _apply_with_retries(self, events: list[PlatformEvent]) -> BatchResult:
@@ -188,8 +223,10 @@ class EventConsumer:
             self._next_stats = self._clock() + self._stats_every_s
             log.info("consumer_stats", lag=self.lag(), **self._stats_fields())
 
-    def _assigned(self, _consumer, partitions) -> None:
+    def _assigned(self, consumer, partitions) -> None:
         self.stats.last_assignment = time.monotonic()
+        if self._start is not None:
+            consumer.assign(self._start.positions(consumer, partitions))
         log.info("partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _revoked(self, _consumer, partitions) -> None:
