@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
+from django.db import connection
+
 from groups_consumer import event_types as types
 from groups_consumer.models import CourseFact, UserFact
 from groups_consumer.pipeline.decode import PlatformEvent
@@ -102,14 +104,29 @@ def apply_updates(updates: Iterable[FactUpdate]) -> list[ChangedFact]:
                 key = (user_id, update.fact, update.course_key)
                 changed[key] = ChangedFact(user_id, update.fact, update.course_key, update.event)
                 (dirty_courses.add((user_id, update.course_key)) if update.course_key else dirty_users.add(user_id))
-    if dirty_users:
-        UserFact.objects.bulk_update([users[u] for u in dirty_users],
-                                     ["username", "last_login", "registered_at", "country", "country_changed_at"])
-    if dirty_courses:
-        CourseFact.objects.bulk_update([courses[key] for key in dirty_courses],
-                                       ["mode", "is_active", "enrollment_changed_at", "grade", "grade_changed_at",
-                                        "is_passing", "passing_changed_at"])
+    _update_rows(UserFact, [users[u] for u in dirty_users],
+                 ["username", "last_login", "registered_at", "country", "country_changed_at"])
+    _update_rows(CourseFact, [courses[key] for key in dirty_courses],
+                 ["mode", "is_active", "enrollment_changed_at", "grade", "grade_changed_at", "is_passing",
+                  "passing_changed_at"])
     return list(changed.values())
+
+
+def _update_rows(model, rows: list, field_names: list[str]) -> None:
+    """UPDATE rows by primary key with one prepared statement run for all of them.
+
+    Django's ``bulk_update`` builds one CASE expression per field over every row, which cost 70% of a
+    batch's time; ``executemany`` of a plain UPDATE is pipelined by psycopg and native in SQLite.
+    """
+    if not rows:
+        return
+    quote = connection.ops.quote_name
+    fields = [model._meta.get_field(name) for name in field_names]
+    assignments = ", ".join(f"{quote(f.column)} = %s" for f in fields)
+    sql = f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE {quote(model._meta.pk.column)} = %s"
+    params = [[f.get_db_prep_save(getattr(row, f.attname), connection) for f in fields] + [row.pk] for row in rows]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
 
 
 def _lock_users(by_user) -> tuple[dict[int, UserFact], set[int]]:
