@@ -1,10 +1,16 @@
-"""For any event stream (reordered, duplicated, cut into any batches), incremental processing ends in the
-same facts as processing it in order once, and in the memberships a full sync computes over those facts."""
+"""For any event stream (reordered, duplicated, cut into any batches, with consumer crashes), incremental
+processing ends in the same facts as processing it in order once, and in the memberships a full sync computes
+over those facts.
+
+A crash is modelled where it matters: inside a batch's transaction (nothing of the batch commits, and the
+uncommitted offsets make the restarted consumer receive the batch again), or after the commit but before
+the offset commit (the batch is delivered again although applied)."""
 
 import random
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -46,6 +52,10 @@ event = st.one_of(
 )
 
 
+class ConsumerKilled(Exception):
+    """The process dies inside the batch's transaction."""
+
+
 def state():
     return (set(UserFact.objects.values_list("user_id", "last_login", "registered_at", "country")),
             set(CourseFact.objects.values_list("user_id", "course_key", "mode", "is_active", "grade", "is_passing")),
@@ -63,8 +73,16 @@ def test_any_delivery_of_a_stream_converges_to_the_full_recompute(stream, seed):
         rng.shuffle(delivered)
         while delivered:
             size = rng.randint(1, 6)
-            processor.process(delivered[:size], now=NOW)
-            delivered = delivered[size:]
+            batch, delivered = delivered[:size], delivered[size:]
+            crash = rng.choice(["none", "none", "before_commit", "before_offsets"])
+            if crash == "before_commit":
+                with pytest.raises(ConsumerKilled), transaction.atomic():
+                    processor.process(batch, now=NOW)
+                    raise ConsumerKilled
+            else:
+                processor.process(batch, now=NOW)
+            if crash != "none":
+                delivered = batch + delivered  # the restarted consumer resumes at the last committed offsets
         incremental = state()
         catalog = GroupCatalog.load()
         full_sync(catalog, catalog.groups.values(), now=NOW)

@@ -31,7 +31,7 @@ from groups_consumer.models import Group
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterQueue
-from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, PlatformEvent
+from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, PlatformEvent, registry_writer_schemas
 
 log = structlog.get_logger(__name__)
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
@@ -100,7 +100,8 @@ class EventConsumer:
                  on_batch: Callable[[int], None] = lambda messages: None):
         self.config = config
         self._start, self._accept, self._on_batch = start, accept, on_batch
-        self.decoder = decoder or EventDecoder()
+        self.decoder = decoder or EventDecoder(
+            writer_schema=registry_writer_schemas(config.schema_registry_url) if config.schema_registry_url else None)
         self.stats = ConsumerStats()
         self._clock = clock
         self._stats_every_s, self._catalog_check_every_s = stats_every_s, catalog_check_every_s

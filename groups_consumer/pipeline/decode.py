@@ -10,6 +10,7 @@ read with its writer schema (resolved against ours), so producers may evolve sch
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
@@ -104,6 +105,14 @@ class EventDecoder:
             except Exception as exc:  # the registry client raises its own error types
                 raise DecodeError("unknown_schema_id", f"schema id {schema_id}: {exc}") from exc
         return self._writer_schemas[schema_id]
+
+
+def registry_writer_schemas(url: str) -> Callable[[int], dict]:
+    """Writer schemas by id from a Confluent-compatible schema registry (``pip install groups-consumer[registry]``)."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": url})
+    return lambda schema_id: json.loads(client.get_schema(schema_id).schema_str)
 
 
 def _read_exactly(body: bytes, writer, reader) -> Mapping[str, Any]:
