@@ -1,4 +1,10 @@
+import os
+import uuid
+
 import pytest
+
+from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.pipeline.config import ConsumerConfig
 
 from groups_consumer.plugins import registry
 
@@ -19,3 +25,21 @@ def pytest_configure(config):
 
     registry = MockSchemaRegistryClient({"url": "mock://lms-registry"})
     lms_producer.get_schema_registry_client = lambda: registry
+
+
+@pytest.fixture(scope="session")
+def bootstrap_servers():
+    """A real Kafka-protocol broker: KAFKA_BOOTSTRAP_SERVERS, or an embedded tansu for the session."""
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+        return
+    with EmbeddedBroker() as servers:
+        yield servers
+
+
+@pytest.fixture
+def config(bootstrap_servers):
+    """Consumer settings with a topic, group and dead-letter topic of the test's own."""
+    run = uuid.uuid4().hex[:8]
+    return ConsumerConfig(bootstrap_servers=bootstrap_servers, topics=(f"events-{run}",), group_id=f"g-{run}",
+                          dlq_topic=f"dlq-{run}", batch_timeout_s=0.1)

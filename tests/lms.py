@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from confluent_kafka.serialization import MessageField, SerializationContext
-from edx_event_bus_kafka.internal.producer import get_serializers
+from confluent_kafka import Producer
+from edx_event_bus_kafka.internal.producer import KafkaEventProducer, get_serializers
 from edx_event_bus_kafka.internal.utils import _get_headers_from_metadata
 from opaque_keys.edx.keys import CourseKey
 from openedx_events.data import EventsMetadata
@@ -95,3 +96,12 @@ def passing(user_id: int, course_key: str, is_passing: bool, time: datetime) -> 
 def profile(user_id: int, country: str | None, time: datetime) -> LmsEvent:
     return _event(USER_PROFILE_CHANGED, time, "profile.user.id",
                   profile=UserProfileData(user=user_data(user_id), country=country))
+
+
+def send(bootstrap_servers: str, topic: str, *events: LmsEvent) -> None:
+    """Send events with edx-event-bus-kafka's producer, exactly as the LMS does."""
+    producer = KafkaEventProducer(Producer({"bootstrap.servers": bootstrap_servers}))
+    for event in events:
+        producer.send(signal=event.signal, topic=topic, event_key_field=event.key_field, event_data=event.data,
+                      event_metadata=event.metadata)
+    assert producer.producer.flush(10) == 0

@@ -1,16 +1,13 @@
 """The consumer against a real Kafka-protocol broker (tansu, or KAFKA_BOOTSTRAP_SERVERS)."""
 
-import os
 import time
 import uuid
 from datetime import timedelta
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from edx_event_bus_kafka.internal.producer import KafkaEventProducer
 
 from groups_consumer import api
-from groups_consumer.broker import EmbeddedBroker
 from groups_consumer.models import MembershipChange
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer
@@ -22,29 +19,8 @@ pytestmark = pytest.mark.django_db
 T = [NOW - timedelta(days=d) for d in range(40, -1, -1)]
 
 
-@pytest.fixture(scope="session")
-def bootstrap_servers():
-    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
-        yield os.environ["KAFKA_BOOTSTRAP_SERVERS"]
-        return
-    with EmbeddedBroker() as servers:
-        yield servers
-
-
-@pytest.fixture
-def config(bootstrap_servers):
-    run = uuid.uuid4().hex[:8]
-    return ConsumerConfig(bootstrap_servers=bootstrap_servers, topics=(f"events-{run}",), group_id=f"g-{run}",
-                          dlq_topic=f"dlq-{run}", batch_timeout_s=0.1)
-
-
 def send_as_lms(config, *events):
-    """Send with edx-event-bus-kafka's producer, exactly as the LMS does."""
-    producer = KafkaEventProducer(Producer({"bootstrap.servers": config.bootstrap_servers}))
-    for event in events:
-        producer.send(signal=event.signal, topic=config.topics[0], event_key_field=event.key_field,
-                      event_data=event.data, event_metadata=event.metadata)
-    assert producer.producer.flush(10) == 0
+    lms.send(config.bootstrap_servers, config.topics[0], *events)
 
 
 def consume(config, messages, timeout_s=60, **options):

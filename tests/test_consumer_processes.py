@@ -22,7 +22,6 @@ from django.conf import settings
 
 from tests import lms
 from tests.facts import NOW, leaf
-from tests.test_consumer import bootstrap_servers, config, send_as_lms  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 COMMAND = str(Path(sys.executable).parent / "groups-consumer")
@@ -75,7 +74,7 @@ def prepared(config, database_url):
     env = environment(config, database_url)
     run(env, "migrate", "--no-input")
     run(env, "apply", "-", stdin=json.dumps(GROUPS))
-    send_as_lms(config, *stream(seed=7))
+    lms.send(config.bootstrap_servers, config.topics[0], *stream(seed=7))
     return env
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import islice
 from typing import Collection, Mapping
 
 from django.db import transaction
@@ -21,6 +20,7 @@ from django.db.models import Q
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.exclusivity import arbitrate
 from groups_consumer.engine.selection import UserRange
+from groups_consumer.iteration import chunked
 from groups_consumer.models import Membership, MembershipChange
 
 WRITE_BATCH = 2000
@@ -84,7 +84,7 @@ def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str
     for group_id, user_id in diff.left:
         leaving[group_id].append(user_id)
     for group_id, user_ids in leaving.items():
-        for chunk in _chunks(user_ids):
+        for chunk in chunked(user_ids, WRITE_BATCH):
             Membership.objects.filter(group_id=group_id, user_id__in=chunk).delete()
     Membership.objects.bulk_create(
         (Membership(group_id=gid, user_id=uid, exclusive_set=groups[gid].exclusive_set, joined_at=now)
@@ -98,9 +98,3 @@ def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str
 
 def _users_q(users: UserDomain) -> Q:
     return users.q() if isinstance(users, UserRange) else Q(user_id__in=list(users))
-
-
-def _chunks(items: list[int]):
-    iterator = iter(items)
-    while chunk := list(islice(iterator, WRITE_BATCH)):
-        yield chunk

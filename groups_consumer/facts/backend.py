@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from itertools import islice
-from typing import Collection, Iterable, Iterator, Mapping
+from typing import Collection, Iterable, Mapping
 
 from django.db.models import FloatField, Q, Value
 from django.db.models.functions import Coalesce
@@ -12,6 +11,7 @@ from django.db.models.functions import Coalesce
 from groups_consumer.engine.selection import Query, Selection
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import CourseState, LearnerSnapshot
+from groups_consumer.iteration import chunked
 from groups_consumer.models import CourseFact, ScopeType, UserFact
 
 _LOOKUPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
@@ -61,7 +61,7 @@ class FactTableBackend(LearnerFacts):
 
     def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, LearnerSnapshot]:
         snapshots: dict[int, LearnerSnapshot] = {}
-        for chunk in _chunks(user_ids, SNAPSHOT_CHUNK):
+        for chunk in chunked(user_ids, SNAPSHOT_CHUNK):
             courses: dict[int, dict[str, CourseState]] = {}
             for user_id, course_key, org, mode, is_active, grade, is_passing in CourseFact.objects.filter(
                     user_id__in=chunk).values_list("user_id", "course_key", "org", "mode", "is_active", "grade",
@@ -76,9 +76,3 @@ class FactTableBackend(LearnerFacts):
     @staticmethod
     def _courses(rows) -> Selection:
         return Query(Q(user_id__in=rows.values("user_id")))
-
-
-def _chunks(items: Iterable[int], size: int) -> Iterator[list[int]]:
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk

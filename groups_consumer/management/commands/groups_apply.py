@@ -1,6 +1,7 @@
 """``groups-consumer apply FILE.json``."""
 
 import json
+import sys
 
 from django.core.management.base import CommandError
 
@@ -19,7 +20,7 @@ class Command(GroupsCommand):
 
     def handle(self, *args, **options):
         try:
-            with (open(options["file"]) if options["file"] != "-" else self.stdin) as source:
+            with (open(options["file"]) if options["file"] != "-" else sys.stdin) as source:
                 data = json.load(source)
         except (OSError, json.JSONDecodeError) as exc:
             raise CommandError(f"{options['file']}: {exc}") from exc
@@ -30,8 +31,3 @@ class Command(GroupsCommand):
         if report.sync:
             self.stdout.write(f"synced {len(report.sync.groups)} group(s): {len(report.sync.diff.joined)} joined, "
                               f"{len(report.sync.diff.left)} left")
-
-    @property
-    def stdin(self):
-        import sys
-        return sys.stdin
