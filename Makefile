@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: venv test test-sqlite test-postgres run migrate clean
+.PHONY: venv test test-sqlite test-postgres run demo clean
 
 venv: $(VENV)/.installed
 
@@ -29,5 +29,17 @@ run: venv
 	$(BIN)/groups-consumer migrate --no-input
 	$(BIN)/groups-consumer consume
 
+## A sample stream, produced with openedx-events' serializer, into the embedded default; shows the groups
+## changing wave by wave (its own SQLite file, demo.sqlite3, and its own broker port).
+demo: venv
+	rm -f demo.sqlite3
+	DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 $(BIN)/groups-consumer migrate --no-input -v 0
+	DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 $(BIN)/groups-consumer apply demo/groups.json
+	DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 EMBEDDED_KAFKA_PORT=19093 LOG_FORMAT=json \
+	  $(BIN)/groups-consumer consume 2>demo-consumer.log & \
+	  trap 'kill -TERM $$! 2>/dev/null; wait $$!' EXIT; \
+	  sleep 2; \
+	  DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19093 $(BIN)/python demo/produce.py
+
 clean:
-	rm -rf $(VENV) *.egg-info groups-consumer.sqlite3
+	rm -rf $(VENV) *.egg-info groups-consumer.sqlite3 demo.sqlite3 demo-consumer.log

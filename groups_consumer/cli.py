@@ -40,3 +40,7 @@ def main(argv: list[str] | None = None) -> None:
 
     verb, rest = argv[0], argv[1:]
     execute_from_command_line(["groups-consumer", f"groups_{verb}" if verb in VERBS else verb, *rest])
+
+
+if __name__ == "__main__":
+    main()
