@@ -117,3 +117,27 @@ def test_replay_from_a_time_and_up_to_a_time(config):
     stats = replay(config, since=since, until=T[5], idle_s=3)
     assert stats.events == 1  # the message before `since` is not applied; user 3's event is after T[5]
     assert list(UserFact.objects.values_list("user_id", "country")) == [(2, "ES")]  # user 3's event is after T[5]
+
+
+def test_metrics_and_health_endpoint(config):
+    import urllib.error
+    import urllib.request
+
+    from groups_consumer.broker import _free_port
+    from groups_consumer.pipeline import metrics
+
+    port = _free_port()
+    server = metrics.serve(port, stale_after_s=30)
+    try:
+        before = metrics.EVENTS._value.get()
+        send_as_lms(config, lms.login(1, T[1]), lms.login(2, T[1]))
+        consume(config, messages=2)
+        assert metrics.EVENTS._value.get() - before == 2
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+        assert "groups_consumer_events_total" in body and "groups_consumer_batch_seconds_bucket" in body
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/health").read().startswith(b"ok")
+        metrics.LAST_POLL.set(0)
+        with pytest.raises(urllib.error.HTTPError, match="503"):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health")
+    finally:
+        server.shutdown()

@@ -29,6 +29,7 @@ from django.db.models import Count, Max
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.models import Group
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
+from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterQueue
 from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, PlatformEvent, registry_writer_schemas
@@ -125,6 +126,7 @@ class EventConsumer:
         try:
             while not self._stopping and not until(self.stats):
                 messages = self._consumer.consume(self.config.batch_size, self.config.batch_timeout_s)
+                metrics.LAST_POLL.set_to_current_time()
                 if messages:
                     self.handle(messages)
                 self._log_stats_when_due()
@@ -149,6 +151,7 @@ class EventConsumer:
             try:
                 event = self.decoder.decode(message.value(), message.headers(), origin)
             except DecodeError as error:
+                metrics.DEAD_LETTERS.inc()
                 log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
                             partition=origin.partition, offset=origin.offset)
                 self._dead_letters.send(message, error)
@@ -167,6 +170,10 @@ class EventConsumer:
         self.stats.batches += 1
         self.stats.membership_changes += len(result.diff) if result else 0
         self.stats.last_batch_ms = (time.monotonic() - started) * 1000
+        metrics.MESSAGES.inc(len(messages))
+        metrics.EVENTS.inc(len(events))
+        metrics.MEMBERSHIP_CHANGES.inc(len(result.diff) if result else 0)
+        metrics.BATCH_SECONDS.observe(self.stats.last_batch_ms / 1000)
         self._on_batch(len(messages))
         return result
 
@@ -177,6 +184,7 @@ class EventConsumer:
                 return self._current_processor().process(events)
             except TRANSIENT_DB_ERRORS as error:
                 self.stats.retries += 1
+                metrics.DB_RETRIES.inc()
                 log.warning("database_error_retrying", error=str(error), retry_in_s=delay)
                 connection.close()
                 time.sleep(delay)
@@ -211,6 +219,8 @@ class EventConsumer:
             _low, high = self._consumer.get_watermark_offsets(position, cached=True) or (0, 0)
             if position.offset >= 0 and high >= 0:
                 lags[f"{position.topic}[{position.partition}]"] = max(high - position.offset, 0)
+        for partition, behind in lags.items():
+            metrics.LAG.labels(partition).set(behind)
         return lags
 
     def _stats_fields(self) -> dict:

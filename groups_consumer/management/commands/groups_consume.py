@@ -6,6 +6,7 @@ from contextlib import nullcontext
 
 from groups_consumer.broker import EmbeddedBroker
 from groups_consumer.management.base import GroupsCommand
+from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer
 
@@ -32,6 +33,8 @@ class Command(GroupsCommand):
                 broker.create_topics([*config.topics, config.dlq_topic])
                 self.stderr.write(f"embedded broker (memory only) on {bootstrap_servers}")
             consumer = EventConsumer(config)
+            if os.environ.get("METRICS_PORT"):
+                metrics.serve(int(os.environ["METRICS_PORT"]))
             for signum in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(signum, lambda *_: consumer.stop())
             limit, idle = options["max_messages"], options["exit_when_idle"]
