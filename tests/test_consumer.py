@@ -141,3 +141,50 @@ def test_metrics_and_health_endpoint(config):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/health")
     finally:
         server.shutdown()
+
+
+def test_transient_database_errors_are_retried_without_skipping(config, monkeypatch):
+    from django.db import OperationalError
+
+    from groups_consumer.models import UserFact
+    from groups_consumer.pipeline.batch import BatchProcessor
+
+    real_process, failures = BatchProcessor.process, iter([OperationalError("server closed the connection")])
+
+    def flaky(self, events, now=None):
+        for failure in failures:
+            raise failure
+        return real_process(self, events, now)
+
+    monkeypatch.setattr(BatchProcessor, "process", flaky)
+    monkeypatch.setattr("groups_consumer.pipeline.consumer.connection.close", lambda: None)  # keep the test's DB
+    send_as_lms(config, lms.login(1, T[1]))
+    stats = consume(config, messages=1)
+    assert stats.retries == 1 and UserFact.objects.filter(user_id=1).exists()
+
+
+def test_offset_commits_are_retried_on_retriable_broker_errors(config):
+    from confluent_kafka import KafkaError, KafkaException
+
+    send_as_lms(config, lms.login(1, T[1]))
+    consumer = EventConsumer(config)
+    real_commit, calls = consumer._consumer.commit, []
+
+    class FlakyCommits:
+        def __getattr__(self, name):
+            return getattr(consumer_client, name)
+
+        def commit(self, **kwargs):
+            calls.append(kwargs)
+            if len(calls) == 1:
+                raise KafkaException(KafkaError(KafkaError.REQUEST_TIMED_OUT, "timed out", retriable=True))
+            return real_commit(**kwargs)
+
+    consumer_client = consumer._consumer
+    consumer._consumer = FlakyCommits()
+    deadline = time.monotonic() + 60
+    stats = consumer.run(until=lambda s: s.messages >= 1 or time.monotonic() > deadline)
+    assert stats.messages == 1 and stats.retries == 1 and len(calls) == 2
+    deadline = time.monotonic() + 60
+    again = EventConsumer(config).run(until=lambda s: s.idle_s() > 3 or time.monotonic() > deadline)
+    assert again.last_assignment and again.messages == 0  # the retried commit held: nothing delivered again

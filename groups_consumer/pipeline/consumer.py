@@ -10,7 +10,9 @@ Guarantees:
 - Rebalances: offsets are committed before the next poll, and partitions are only revoked inside a poll,
   so a revoked partition never has applied-but-uncommitted work. Events of one user may arrive on several
   partitions (enrollments are keyed by course): per-user row locks in the fact stage serialize consumers.
-- Transient database errors are retried with backoff, never skipped. Too many dead letters stop the loop.
+- Transient database errors are retried with backoff, never skipped; retriable offset-commit errors are
+  retried, and a commit that still fails only means the applied batch is delivered again (harmlessly).
+  Too many dead letters stop the loop.
 - ``stop()`` (SIGTERM / SIGINT) lets the current batch finish and commit, then closes the consumer.
 """
 
@@ -22,7 +24,8 @@ from datetime import datetime
 from typing import Callable
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, Message, Producer, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer,
+                             TopicPartition)
 from django.db import InterfaceError, OperationalError, connection
 from django.db.models import Count, Max
 
@@ -36,6 +39,7 @@ from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, P
 
 log = structlog.get_logger(__name__)
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
+COMMIT_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -196,9 +200,25 @@ class EventConsumer:
             if not message.error():
                 key = (message.topic(), message.partition())
                 next_offsets[key] = max(next_offsets.get(key, 0), message.offset() + 1)
-        if next_offsets:
-            self._consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in next_offsets.items()],
-                                  asynchronous=False)
+        if not next_offsets:
+            return
+        offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
+        delay = 0.2
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException as error:
+                kafka_error = error.args[0]
+                if not kafka_error.retriable() or attempt == COMMIT_ATTEMPTS:
+                    # The batch is applied; without its offsets it will be delivered again (here or to the
+                    # member that now owns the partition) and re-applying it changes nothing.
+                    log.warning("offset_commit_failed", error=str(kafka_error), attempts=attempt)
+                    return
+                self.stats.retries += 1
+                log.warning("offset_commit_retrying", error=str(kafka_error), retry_in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _current_processor(self) -> BatchProcessor:
         """The batch processor, rebuilt when group definitions change (checked every few seconds)."""
