@@ -188,3 +188,13 @@ def test_offset_commits_are_retried_on_retriable_broker_errors(config):
     deadline = time.monotonic() + 60
     again = EventConsumer(config).run(until=lambda s: s.idle_s() > 3 or time.monotonic() > deadline)
     assert again.last_assignment and again.messages == 0  # the retried commit held: nothing delivered again
+
+
+def test_dead_letter_ratio_over_the_window():
+    from groups_consumer.pipeline.dead_letter import DeadLetterCounter
+
+    counter = DeadLetterCounter(DeadLetterLimit(max_consecutive=100, max_ratio=0.5, window=10))
+    for valid in [True, False] * 5:  # exactly half: allowed
+        counter.record(valid)
+    with pytest.raises(DeadLetterLimitExceeded, match="6 of the last 10"):
+        counter.record(False)

@@ -34,7 +34,7 @@ from groups_consumer.models import Group
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.config import ConsumerConfig
-from groups_consumer.pipeline.dead_letter import DeadLetterQueue
+from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
 from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, PlatformEvent, registry_writer_schemas
 
 log = structlog.get_logger(__name__)
@@ -113,6 +113,7 @@ class EventConsumer:
         self._consumer = Consumer(config.consumer_settings())
         self._dead_letters = DeadLetterQueue(Producer({"bootstrap.servers": config.bootstrap_servers,
                                                        "enable.idempotence": True}), config.dlq_topic)
+        self._dead_letter_counter = DeadLetterCounter(config.dead_letter_limit)
         self._stopping = False
         self._processor: BatchProcessor | None = None
         self._catalog_version = None
@@ -160,9 +161,9 @@ class EventConsumer:
                             partition=origin.partition, offset=origin.offset)
                 self._dead_letters.send(message, error)
                 self.stats.dead_letters += 1
-                self.config.dead_letter_limit.record(valid=False)
+                self._dead_letter_counter.record(valid=False)
             else:
-                self.config.dead_letter_limit.record(valid=True)
+                self._dead_letter_counter.record(valid=True)
                 if self._accept(event):
                     events.append(event)
         result = self._apply_with_retries(events) if events else None

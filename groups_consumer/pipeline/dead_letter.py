@@ -7,6 +7,7 @@ a topic into the DLQ).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 from confluent_kafka import Message, Producer
@@ -18,28 +19,36 @@ class DeadLetterLimitExceeded(RuntimeError):
     """Too many undecodable messages: the consumer stops without committing the batch."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class DeadLetterLimit:
-    """Stop after ``max_consecutive`` invalid messages in a row, or when over ``max_ratio`` of the last
-    ``window`` messages were invalid. State is kept here; the policy is plain data."""
+    """The policy: stop after ``max_consecutive`` invalid messages in a row, or when over ``max_ratio`` of
+    the last ``window`` messages were invalid."""
 
     max_consecutive: int = 1000
     max_ratio: float = 0.5
     window: int = 10_000
-    consecutive: int = field(default=0, init=False)
-    recent: list[bool] = field(default_factory=list, init=False)
+
+
+@dataclass
+class DeadLetterCounter:
+    """The state of one consumer against a ``DeadLetterLimit``."""
+
+    limit: DeadLetterLimit
+    consecutive: int = 0
+    recent: deque = field(default_factory=deque)
+    invalid: int = 0
 
     def record(self, valid: bool) -> None:
         """Count a message; raise DeadLetterLimitExceeded when a limit is passed."""
         self.consecutive = 0 if valid else self.consecutive + 1
         self.recent.append(valid)
-        if len(self.recent) > self.window:
-            del self.recent[: len(self.recent) - self.window]
-        invalid = self.recent.count(False)
-        if self.consecutive > self.max_consecutive:
+        self.invalid += not valid
+        if len(self.recent) > self.limit.window:
+            self.invalid -= not self.recent.popleft()
+        if self.consecutive > self.limit.max_consecutive:
             raise DeadLetterLimitExceeded(f"{self.consecutive} undecodable messages in a row")
-        if len(self.recent) >= self.window and invalid / len(self.recent) > self.max_ratio:
-            raise DeadLetterLimitExceeded(f"{invalid} of the last {len(self.recent)} messages were undecodable")
+        if len(self.recent) >= self.limit.window and self.invalid / len(self.recent) > self.limit.max_ratio:
+            raise DeadLetterLimitExceeded(f"{self.invalid} of the last {len(self.recent)} messages were undecodable")
 
 
 class DeadLetterQueue:
