@@ -16,7 +16,7 @@ from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.full_sync import SyncReport, full_sync, user_ranges
 from groups_consumer.engine.selection import Query
 from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
-from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType
+from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType, UserFact
 from groups_consumer.plugins import registry
 
 
@@ -89,6 +89,51 @@ def clear_members(group: Group, *, cause_id: str, now: datetime | None = None) -
                              cause_id=cause_id) for uid in user_ids)
         group.memberships.all().delete()
     return len(user_ids)
+
+
+@dataclass
+class ManualUpdate:
+    """What a CSV update of a manual group did; ``unknown`` lists (line number, value, why) of skipped rows."""
+
+    user_ids: int
+    unknown: list[tuple[int, str, str]]
+    sync: SyncReport | None
+
+
+def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool,
+                        now: datetime | None = None) -> ManualUpdate:
+    """Replace (or, with ``append``, extend) a manual group's users from CSV rows of user ids or usernames.
+
+    The first column of each row is read; a header row and blank rows are skipped. Usernames resolve through
+    the known users; rows that resolve to nobody are reported, not fatal. Changes are logged as manual.
+    """
+    rule = group.rule
+    if set(rule) - {"type", "operator", "config"} or rule.get("type") != "manual":
+        raise DefinitionError("rule", f"{group.name!r} is not a manual group (its rule is not one manual criterion)")
+    ids, usernames, unknown = set(), {}, []
+    for line, row in enumerate(rows, start=1):
+        value = row[0].strip() if row else ""
+        if not value or (line == 1 and value.lower() in {"user_id", "username", "user"}):
+            continue
+        if value.isdigit():
+            ids.add(int(value))
+        else:
+            usernames.setdefault(value, line)
+    found = dict(UserFact.objects.filter(username__in=list(usernames)).values_list("username", "user_id"))
+    ids |= set(found.values())
+    unknown += [(line, name, "no known user has this username") for name, line in usernames.items()
+                if name not in found]
+    if append:
+        ids |= set(rule.get("config", {}).get("user_ids", []))
+    definition = {"name": group.name, "scope": {"type": group.scope.type, "key": group.scope.key},
+                  "rule": {**rule, "config": {"user_ids": sorted(ids)}}, "enabled": group.enabled,
+                  "exclusive_set": group.exclusive_set, "priority": group.priority,
+                  "refresh": group.refresh}
+    parse_definition(definition)
+    Group.objects.filter(id=group.id).update(rule=definition["rule"])
+    catalog = GroupCatalog.load()
+    report = full_sync(catalog, [catalog.groups[group.id]], now=now or timezone.now(), cause=Cause.MANUAL)
+    return ManualUpdate(len(ids), sorted(unknown), report)
 
 
 def preview_count(doc: Any, *, now: datetime | None = None) -> int:
@@ -221,4 +266,4 @@ def criterion_catalog() -> list[dict[str, Any]]:
 
 __all__ = ["ApplyReport", "Explanation", "ScopeType", "apply_definitions", "clear_members", "criterion_catalog",
            "explain", "find_group", "groups_matching", "members", "parse_scope", "preview_count", "sync_groups",
-           "user_groups", "validate_definition"]
+           "update_manual_group", "user_groups", "validate_definition"]

@@ -18,6 +18,7 @@ VERBS = {
     "members": "list the members of a group",
     "explain": "why a user is or is not in a group",
     "criteria": "registered criterion types, their plugin and config schema",
+    "manual": "replace or extend a manual group's users from a CSV of ids or usernames",
 }
 DJANGO_VERBS = {"migrate": "create or upgrade the database schema", "showmigrations": "list migrations"}
 

@@ -39,8 +39,8 @@ class SyncReport:
 
 
 def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: datetime | None = None,
-              chunk_size: int = DEFAULT_CHUNK) -> SyncReport:
-    """Sync ``groups`` and the groups sharing an exclusive set with them."""
+              chunk_size: int = DEFAULT_CHUNK, cause: str = Cause.SYNC) -> SyncReport:
+    """Sync ``groups`` and the groups sharing an exclusive set with them; changes are logged with ``cause``."""
     now = now or timezone.now()
     targets = [g for g in catalog.with_exclusive_siblings(groups) if g.evaluable]
     report = SyncReport(run_id=f"sync-{uuid.uuid4().hex[:12]}", groups=[str(g) for g in targets])
@@ -52,7 +52,7 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
     with Progress("sync", UserFact.objects.count(), "users", run_id=report.run_id) as progress:
         for users in user_ranges(chunk_size):
             qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
-            report.diff += reconcile(catalog, qualifying, users, cause=Cause.SYNC, cause_id=report.run_id, now=now)
+            report.diff += reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id, now=now)
             scanned = _count(users)
             report.users_scanned += scanned
             progress.advance(scanned)
