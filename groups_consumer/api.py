@@ -46,9 +46,7 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
     report, touched, left_sets = ApplyReport(), [], set()
     with transaction.atomic():
         for definition, _rule in parsed:
-            previous_set = Group.objects.filter(scope__type=definition.scope.type, scope__key=definition.scope.key,
-                                                name=definition.name).values_list("exclusive_set", flat=True).first()
-            group, outcome = _save(definition, now)
+            group, outcome, previous_set = _save(definition, now)
             getattr(report, outcome).append(f"{group.name} ({group.scope})")
             if outcome != "unchanged":
                 touched.append(group.id)
@@ -62,21 +60,23 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
     return report
 
 
-def _save(definition: GroupDefinition, now: datetime) -> tuple[Group, str]:
+def _save(definition: GroupDefinition, now: datetime) -> tuple[Group, str, str | None]:
+    """Create or update one group; returns it, the outcome and its exclusive set before the change."""
     scope, _ = Scope.objects.get_or_create(type=definition.scope.type, key=definition.scope.key)
     values = definition.model_dump(include={"rule", "enabled", "exclusive_set", "priority", "refresh"})
     group = Group.objects.filter(scope=scope, name=definition.name).first()
     if group is None:
-        return Group.objects.create(scope=scope, name=definition.name, **values), "created"
+        return Group.objects.create(scope=scope, name=definition.name, **values), "created", None
+    previous_set = group.exclusive_set
     if all(getattr(group, key) == value for key, value in values.items()) and not group.broken_reason:
-        return group, "unchanged"
+        return group, "unchanged", previous_set
     if group.exclusive_set != definition.exclusive_set or not definition.enabled:
         clear_members(group, cause_id="redefined", now=now)
     for key, value in values.items():
         setattr(group, key, value)
     group.broken_reason = ""
     group.save()
-    return group, "updated"
+    return group, "updated", previous_set
 
 
 def clear_members(group: Group, *, cause_id: str, now: datetime | None = None) -> int:
@@ -232,21 +232,23 @@ def explain(user_id: int, group: Group, *, now: datetime | None = None) -> Expla
 
 def _explain_exclusive_set(target: CompiledGroup, siblings: list[CompiledGroup], snapshots, user_id: int,
                            now: datetime) -> list[str]:
+    """The set's groups in precedence order and the decision, by the rule ``exclusivity.arbitrate`` applies:
+    a group that cannot be evaluated keeps the users it holds; otherwise the first qualifying group wins."""
+    held_by = Membership.objects.filter(user_id=user_id, exclusive_set=target.exclusive_set,
+                                        group_id__in=[g.id for g in siblings if not g.evaluable]
+                                        ).values_list("group_id", flat=True).first()
     lines = [f"exclusive set {target.exclusive_set!r} (highest priority first, then name):"]
-    holder = Membership.objects.filter(user_id=user_id, exclusive_set=target.exclusive_set).select_related(
-        "group").first()
-    winner = None
+    qualifying = []
     for group in siblings:
         if not group.evaluable:
-            status = "holds its members (not evaluated)" + (" - holds this user" if holder and holder.group_id ==
-                                                            group.id else "")
-            winner = winner or (group if holder and holder.group_id == group.id else None)
+            status = "not evaluated, keeps its members" + (" (holds this user)" if group.id == held_by else "")
         elif group.qualifies(snapshots, user_id, now):
             status = "qualifies"
-            winner = winner or group
+            qualifying.append(group)
         else:
             status = "does not qualify"
         lines.append(f"  priority {group.priority:>4}  {group}: {status}")
+    winner = next((g for g in siblings if g.id == held_by), None) or (qualifying[0] if qualifying else None)
     lines.append(f"  decision: {'user goes to ' + str(winner) if winner else 'no group of the set'}")
     return lines
 

@@ -81,3 +81,13 @@ def test_changing_a_groups_exclusive_set_rederives_its_members():
     api.apply_definitions(set_member("a", leaf("manual", "in", user_ids=[1]), priority=10, exclusive_set="other"),
                           now=NOW)
     assert group_of(1) == ["b"] and group_of(1, "other") == ["a"]
+
+
+def test_explain_follows_arbitration_when_a_broken_group_holds_the_user():
+    user(1)
+    api.apply_definitions([set_member("low", leaf("manual", "in", user_ids=[1]), priority=1)], now=NOW)
+    Group.objects.filter(name="low").update(rule=leaf("uninstalled", "=", x=1))
+    api.apply_definitions(set_member("top", leaf("manual", "in", user_ids=[1]), priority=10), now=NOW)
+    assert group_of(1) == ["low"]  # the broken group keeps its user
+    text = "\n".join(api.explain(1, api.find_group("top"), now=NOW).lines)
+    assert "decision: user goes to low (instance)" in text

@@ -82,16 +82,6 @@ def parse_rule(doc: Any, scope: CriterionScope, types: PluginRegistry | None = N
     return Leaf(criterion_type.from_definition(doc.get("operator"), doc.get("config"), scope, path), path)
 
 
-def criterion_type_names(doc: Any) -> set[str]:
-    """Criterion type names a stored tree mentions, without validating it."""
-    if not isinstance(doc, dict):
-        return set()
-    if "type" in doc:
-        return {doc["type"]}
-    return set().union(*(criterion_type_names(child) for key in ("all", "any") for child in doc.get(key, ())),
-                       criterion_type_names(doc.get("not")))
-
-
 def leaves(node: Node) -> Iterator[Leaf]:
     """The leaves of a tree, depth first."""
     if isinstance(node, Leaf):

@@ -49,11 +49,6 @@ class EventRouter:
                 or (g.scope.type == ScopeType.ORG and g.scope.key == org)
                 or (g.scope.type == ScopeType.COURSE and g.scope.key == change.course_key)]
 
-    @property
-    def event_types(self) -> frozenset[str]:
-        """Event types that reach at least one group."""
-        return frozenset(self._by_event)
-
 
 @lru_cache(maxsize=4096)
 def _org(course_key: str) -> str:
