@@ -1,5 +1,7 @@
 """Shared part of the criteria about one course."""
 
+from datetime import timedelta
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from groups_consumer.errors import DefinitionError
@@ -17,8 +19,11 @@ class CourseConfig(BaseModel):
 class CourseCriterion(CriterionType):
     """A criterion about one course: the group's course, or ``config.course_key`` in org / instance scope.
 
-    Only users actively enrolled in that course can match.
+    Only users actively enrolled in that course can match. Course data changes often (grades, passing
+    status), so groups using it fall back to a daily sync.
     """
+
+    refresh = timedelta(days=1)
 
     def validate(self) -> None:
         key = self.config.course_key

@@ -18,7 +18,8 @@ class LastLoginConfig(BaseModel):
 class LastLogin(CriterionType):
     """``>`` N: last seen more than N days ago; ``<=`` N: within the last N days.
 
-    A user who never logged in counts from registration; a user with neither is never matched.
+    A user who never logged in counts from registration; a user with neither is never matched. The answer
+    changes with time alone, exactly N days after the user was last seen: ``flips`` names those users.
     """
 
     name = "last_login"
@@ -26,10 +27,17 @@ class LastLogin(CriterionType):
     Config = LastLoginConfig
     operators = (">", "<=")
     events = frozenset({LOGIN, REGISTRATION})
+    refresh = timedelta(days=1)
 
     def select(self, facts, now: datetime):
         cutoff = now - timedelta(days=self.config.days)
         return facts.last_seen(before=cutoff) if self.operator == ">" else facts.last_seen(since=cutoff)
+
+    def flips(self, facts, after: datetime, upto: datetime):
+        # Both operators compare last_seen with now - N days: the answer changes when that cutoff passes
+        # the user's last_seen, i.e. for users last seen in [after - N days, upto - N days).
+        days = timedelta(days=self.config.days)
+        return facts.last_seen(since=after - days, before=upto - days)
 
     def test(self, learner, now: datetime) -> bool:
         seen, cutoff = learner.last_seen, now - timedelta(days=self.config.days)

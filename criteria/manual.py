@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from groups_consumer.engine.selection import Ids
-from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.plugins.criterion import CriterionType, UpdateMethod
 
 
 class ManualConfig(BaseModel):
@@ -16,12 +16,17 @@ class ManualConfig(BaseModel):
 
 
 class Manual(CriterionType):
-    """Users listed by id (only users known to the platform and in the group's scope become members)."""
+    """Users listed by id (only users known to the platform and in the group's scope become members).
+
+    The list changes only when an operator edits it (``groups-consumer manual``); events and syncs still
+    re-evaluate the scope.
+    """
 
     name = "manual"
     description = "An explicit list of users"
     Config = ManualConfig
     operators = ("in",)
+    update_methods = frozenset(UpdateMethod)
 
     def select(self, facts, now: datetime):
         return Ids(frozenset(self.config.user_ids))

@@ -13,11 +13,16 @@ from django.utils import timezone
 from groups_consumer.definitions import GroupDefinition, ScopeDefinition, parse_definition, parse_documents
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.engine.full_sync import SyncReport, full_sync, user_ranges
+from groups_consumer.engine.full_sync import SyncReport, user_ranges
 from groups_consumer.engine.selection import Query
 from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
 from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType, UserFact
 from groups_consumer.plugins import registry
+from groups_consumer.plugins.criterion import UpdateMethod
+from groups_consumer.scheduling.sync_runner import run_sync
+
+#: How long an operator's sync waits for the same groups' sync running elsewhere before giving up.
+OPERATOR_WAIT_S = 600.0
 
 
 @dataclass
@@ -56,14 +61,14 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
         catalog = GroupCatalog.load()
         groups = [catalog.groups[gid] for gid in touched]
         groups += [g for name in left_sets for g in catalog.exclusive_set(name)]
-        report.sync = full_sync(catalog, groups, now=now)
+        report.sync = run_sync(catalog, groups, now=now, record_drift=False, wait_s=OPERATOR_WAIT_S)
     return report
 
 
 def _save(definition: GroupDefinition, now: datetime) -> tuple[Group, str, str | None]:
     """Create or update one group; returns it, the outcome and its exclusive set before the change."""
     scope, _ = Scope.objects.get_or_create(type=definition.scope.type, key=definition.scope.key)
-    values = definition.model_dump(include={"rule", "enabled", "exclusive_set", "priority", "refresh"})
+    values = definition.model_dump(include={"rule", "enabled", "frozen", "exclusive_set", "priority", "refresh"})
     group = Group.objects.filter(scope=scope, name=definition.name).first()
     if group is None:
         return Group.objects.create(scope=scope, name=definition.name, **values), "created", None
@@ -110,6 +115,8 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
     rule = group.rule
     if set(rule) - {"type", "operator", "config"} or rule.get("type") != "manual":
         raise DefinitionError("rule", f"{group.name!r} is not a manual group (its rule is not one manual criterion)")
+    if group.frozen:
+        raise DefinitionError("frozen", f"{group.name!r} is frozen: apply it with \"frozen\": false first")
     ids, usernames, unknown = set(), {}, []
     for line, row in enumerate(rows, start=1):
         value = row[0].strip() if row else ""
@@ -127,12 +134,13 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
         ids |= set(rule.get("config", {}).get("user_ids", []))
     definition = {"name": group.name, "scope": {"type": group.scope.type, "key": group.scope.key},
                   "rule": {**rule, "config": {"user_ids": sorted(ids)}}, "enabled": group.enabled,
-                  "exclusive_set": group.exclusive_set, "priority": group.priority,
+                  "frozen": group.frozen, "exclusive_set": group.exclusive_set, "priority": group.priority,
                   "refresh": group.refresh}
     parse_definition(definition)
     Group.objects.filter(id=group.id).update(rule=definition["rule"])
     catalog = GroupCatalog.load()
-    report = full_sync(catalog, [catalog.groups[group.id]], now=now or timezone.now(), cause=Cause.MANUAL)
+    report = run_sync(catalog, [catalog.groups[group.id]], now=now or timezone.now(), cause=Cause.MANUAL,
+                      record_drift=False, wait_s=OPERATOR_WAIT_S)
     return ManualUpdate(len(ids), sorted(unknown), report)
 
 
@@ -179,11 +187,15 @@ def find_group(name: str, scope: ScopeDefinition | None = None) -> Group:
     return found[0]
 
 
-def sync_groups(groups: Iterable[Group], *, now: datetime | None = None, chunk_size: int | None = None) -> SyncReport:
-    """Full sync of the given groups (and their exclusive siblings)."""
+def sync_groups(groups: Iterable[Group], *, now: datetime | None = None, chunk_size: int | None = None,
+                wait_s: float = OPERATOR_WAIT_S) -> SyncReport:
+    """Full sync of the given groups (and their exclusive siblings) that are not frozen, recording drift.
+
+    Waits up to ``wait_s`` seconds for a sync of the same groups running elsewhere (LeaseUnavailable after).
+    """
     catalog = GroupCatalog.load()
-    options = {"chunk_size": chunk_size} if chunk_size else {}
-    return full_sync(catalog, [catalog.groups[g.id] for g in groups], now=now, **options)
+    return run_sync(catalog, [catalog.groups[g.id] for g in groups], now=now or timezone.now(),
+                    chunk_size=chunk_size, wait_s=wait_s)
 
 
 def members(group: Group) -> QuerySet[Membership]:
@@ -224,6 +236,8 @@ def explain(user_id: int, group: Group, *, now: datetime | None = None) -> Expla
     lines = [f"{'✓' if in_scope else '✗'} scope {target.scope}"
              + ("" if learner is not None else ": user unknown (no event mentioned them yet)")]
     lines += rules.explain(target.rule, snapshots, user_id, now)
+    if target.frozen:
+        lines.append("frozen: its members are kept as they are, whatever the rule says")
     qualifies = target.qualifies(snapshots, user_id, now)
     if target.exclusive_set:
         lines += _explain_exclusive_set(target, siblings, snapshots, user_id, now)
@@ -232,16 +246,19 @@ def explain(user_id: int, group: Group, *, now: datetime | None = None) -> Expla
 
 def _explain_exclusive_set(target: CompiledGroup, siblings: list[CompiledGroup], snapshots, user_id: int,
                            now: datetime) -> list[str]:
-    """The set's groups in precedence order and the decision, by the rule ``exclusivity.arbitrate`` applies:
-    a group that cannot be evaluated keeps the users it holds; otherwise the first qualifying group wins."""
+    """The set's groups in precedence order and the decision events would make, by the rule
+    ``exclusivity.arbitrate`` applies: a group events do not update keeps the users it holds; otherwise the
+    first qualifying group wins."""
     held_by = Membership.objects.filter(user_id=user_id, exclusive_set=target.exclusive_set,
-                                        group_id__in=[g.id for g in siblings if not g.evaluable]
+                                        group_id__in=[g.id for g in siblings if not g.updated_by(UpdateMethod.EVENTS)]
                                         ).values_list("group_id", flat=True).first()
     lines = [f"exclusive set {target.exclusive_set!r} (highest priority first, then name):"]
     qualifying = []
     for group in siblings:
-        if not group.evaluable:
-            status = "not evaluated, keeps its members" + (" (holds this user)" if group.id == held_by else "")
+        if not group.updated_by(UpdateMethod.EVENTS):
+            why = ("frozen" if group.frozen else "broken" if group.broken_reason
+                   else "disabled" if not group.evaluable else "updated by syncs only")
+            status = f"{why}: keeps its members" + (" (holds this user)" if group.id == held_by else "")
         elif group.qualifies(snapshots, user_id, now):
             status = "qualifies"
             qualifying.append(group)

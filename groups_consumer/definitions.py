@@ -44,13 +44,15 @@ class ScopeDefinition(BaseModel):
 
 
 class GroupDefinition(BaseModel):
-    """One group document. ``refresh`` is an ISO 8601 duration such as ``P7D``."""
+    """One group document. ``refresh`` (an ISO 8601 duration such as ``P7D``) overrides how often the fallback
+    sync runs; a ``frozen`` group keeps its members: no event, sync or flip changes them."""
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=255)
     scope: ScopeDefinition = ScopeDefinition(type=ScopeType.INSTANCE)
     rule: dict[str, Any]
     enabled: bool = True
+    frozen: bool = False
     exclusive_set: str | None = Field(None, min_length=1, max_length=255)
     priority: int = 0
     refresh: timedelta | None = None

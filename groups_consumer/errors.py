@@ -16,3 +16,7 @@ class UnknownGroup(LookupError):
 
 class AmbiguousGroup(LookupError):
     """Several scopes hold a group of that name; a scope must be given."""
+
+
+class GroupsError(Exception):
+    """An operation could not be carried out now (for example, another process holds the group's sync)."""

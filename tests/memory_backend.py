@@ -21,9 +21,8 @@ class InMemoryLearnerFacts(LearnerFacts):
         return self._where(lambda learner: learner.in_scope(scope_type, key))
 
     def last_seen(self, *, before=None, since=None):
-        if before is not None:
-            return self._where(lambda l: l.last_seen is not None and l.last_seen < before)
-        return self._where(lambda l: l.last_seen is not None and l.last_seen >= since)
+        return self._where(lambda l: l.last_seen is not None and (before is None or l.last_seen < before)
+                           and (since is None or l.last_seen >= since))
 
     def country(self, countries, *, inside):
         return self._where(lambda learner: (learner.country in countries) == inside)

@@ -1,9 +1,10 @@
-"""The groups of the database, compiled: parsed rules, exclusive sets in priority order, broken reasons."""
+"""The groups of the database, compiled: parsed rules, exclusive sets in priority order, broken reasons, and
+each group's refresh policy (how it may be updated, how often it falls back to a sync)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Iterable
 
 import structlog
@@ -13,7 +14,7 @@ from groups_consumer.engine.selection import Selection, all_of
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import Group, ScopeType
 from groups_consumer.plugins import registry
-from groups_consumer.plugins.criterion import CriterionScope
+from groups_consumer.plugins.criterion import CriterionScope, UpdateMethod
 
 log = structlog.get_logger(__name__)
 FACTS = "facts"
@@ -21,7 +22,10 @@ FACTS = "facts"
 
 @dataclass(frozen=True, eq=False)
 class CompiledGroup:
-    """A group ready to evaluate, or, with ``rule`` None, one that cannot be (see ``broken_reason``)."""
+    """A group ready to evaluate, or, with ``rule`` None, one that cannot be (see ``broken_reason``).
+
+    ``refresh`` is the group's override of its fallback sync frequency; ``frozen`` groups keep their members.
+    """
 
     id: int
     name: str
@@ -30,11 +34,37 @@ class CompiledGroup:
     priority: int
     rule: rules.Node | None
     broken_reason: str = ""
+    frozen: bool = False
+    refresh: timedelta | None = None
 
     @property
     def evaluable(self) -> bool:
-        """True when the group's memberships may change automatically."""
+        """True when the rule can be evaluated (the group is enabled and its criteria are available)."""
         return self.rule is not None
+
+    @property
+    def update_methods(self) -> frozenset[UpdateMethod]:
+        """What may change the group's memberships: nothing when it is frozen, broken or disabled."""
+        if self.rule is None or self.frozen:
+            return frozenset()
+        return rules.update_methods(self.rule)
+
+    def updated_by(self, method: UpdateMethod) -> bool:
+        """True when ``method`` may change the group's memberships."""
+        return method in self.update_methods
+
+    @property
+    def refresh_interval(self) -> timedelta | None:
+        """How often the scheduler syncs the group: its override, else the shortest of its criteria's
+        frequencies; None when the scheduler never syncs it."""
+        if not self.updated_by(UpdateMethod.SCHEDULE):
+            return None
+        return self.refresh or min(leaf.criterion.refresh for leaf in rules.leaves(self.rule))
+
+    @property
+    def time_relative(self) -> list[rules.Leaf]:
+        """Leaves whose answer changes with time alone, when events (and time) update the group."""
+        return rules.time_relative_leaves(self.rule) if self.updated_by(UpdateMethod.EVENTS) else []
 
     @property
     def precedence(self) -> tuple:
@@ -65,7 +95,7 @@ def compile_group(group: Group) -> CompiledGroup:
     """Compile one stored group; a disabled group or an unparseable rule gives a non-evaluable group."""
     scope = CriterionScope(ScopeType(group.scope.type), group.scope.key)
     common = dict(id=group.id, name=group.name, scope=scope, exclusive_set=group.exclusive_set or None,
-                  priority=group.priority)
+                  priority=group.priority, frozen=group.frozen, refresh=group.refresh)
     if not group.enabled:
         return CompiledGroup(**common, rule=None, broken_reason="")
     try:

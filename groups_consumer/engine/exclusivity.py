@@ -2,7 +2,8 @@
 
 Within an exclusive set, a user goes to the first group in precedence order (highest priority, then name,
 then id) whose rule they match, so the outcome depends only on the facts, never on the order of events.
-A group of the set that cannot change automatically (broken, disabled) keeps the users it holds.
+A group of the set that is not being decided (frozen, broken, disabled, or not updated by the method at
+work, e.g. a sync-only group during event processing) keeps the users it holds.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ def arbitrate(qualifying: Mapping[int, set[int]], groups: Mapping[int, CompiledG
               held: Mapping[str, set[int]]) -> dict[int, set[int]]:
     """Desired members per group from the users qualifying for each.
 
-    ``qualifying`` must cover every evaluable group of each exclusive set involved; ``held`` gives, per set,
-    the users held by its non-evaluable groups.
+    ``qualifying`` covers the groups being decided; ``held`` gives, per exclusive set, the users held by the
+    set's other groups.
     """
     desired: dict[int, set[int]] = {}
     by_set: dict[str, list[CompiledGroup]] = defaultdict(list)

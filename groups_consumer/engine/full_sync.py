@@ -1,8 +1,8 @@
 """Full sync: recompute groups over their whole population and write only the differences.
 
-The user-id space is walked in ranges of ``chunk_size`` known users; for each range every group's set-based
-selection is resolved by the database, exclusivity is applied and the differences are written in one
-transaction. Memory is bounded by the range, whatever the number of users; a crash loses at most the
+The user-id space is walked in ranges of ``chunk_size`` known users; for each range the users' fact rows are
+locked, every group's set-based selection is resolved by the database, exclusivity is applied and the
+differences are written, in one transaction. Memory is bounded by the range, whatever the number of users; a crash loses at most the
 range in progress, and running the sync again converges.
 """
 
@@ -12,15 +12,18 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import structlog
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.membership_writer import MembershipDiff, reconcile
 from groups_consumer.engine.selection import UserRange
 from groups_consumer.models import Cause, Group, UserFact
+from groups_consumer.plugins.criterion import UpdateMethod
 from groups_consumer.progress import Progress
 
 log = structlog.get_logger(__name__)
@@ -38,11 +41,22 @@ class SyncReport:
     seconds: float = 0.0
 
 
+def sync_targets(catalog: GroupCatalog, groups: Iterable[CompiledGroup],
+                 method: UpdateMethod | None = None) -> list[CompiledGroup]:
+    """The groups a sync of ``groups`` decides: they and their exclusive siblings, less those ``method`` may
+    not update. ``method`` is what asks for the sync: the scheduler passes ``SCHEDULE``; ``None`` is an
+    operator's request, which syncs every group that is not frozen, broken or disabled."""
+    return [g for g in catalog.with_exclusive_siblings(groups)
+            if (g.evaluable and not g.frozen if method is None else g.updated_by(method))]
+
+
 def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: datetime | None = None,
-              chunk_size: int = DEFAULT_CHUNK, cause: str = Cause.SYNC) -> SyncReport:
-    """Sync ``groups`` and the groups sharing an exclusive set with them; changes are logged with ``cause``."""
+              chunk_size: int = DEFAULT_CHUNK, cause: str = Cause.SYNC, method: UpdateMethod | None = None,
+              heartbeat: Callable[[], None] = lambda: None) -> SyncReport:
+    """Sync ``sync_targets(catalog, groups, method)``, logging changes with ``cause``; the groups left out
+    keep their members. ``heartbeat`` is called after each range (lease renewal)."""
     now = now or timezone.now()
-    targets = [g for g in catalog.with_exclusive_siblings(groups) if g.evaluable]
+    targets = sync_targets(catalog, groups, method)
     report = SyncReport(run_id=f"sync-{uuid.uuid4().hex[:12]}", groups=[str(g) for g in targets])
     if not targets:
         return report
@@ -51,12 +65,17 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
     log.info("sync_started", run_id=report.run_id, groups=report.groups)
     with Progress("sync", UserFact.objects.count(), "users", run_id=report.run_id) as progress:
         for users in user_ranges(chunk_size):
-            qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
-            report.diff += reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id, now=now)
-            scanned = _count(users)
+            with transaction.atomic():
+                scanned = lock_users(users)
+                qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
+                report.diff += reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id, now=now)
             report.users_scanned += scanned
             progress.advance(scanned)
+            heartbeat()
     Group.objects.filter(id__in=[g.id for g in targets]).update(last_full_sync=now)
+    # Every time-relative answer is now evaluated as of ``now``: later windows start there.
+    Group.objects.filter(Q(flips_checked_until__isnull=True) | Q(flips_checked_until__lt=now),
+                         id__in=[g.id for g in targets]).update(flips_checked_until=now)
     report.seconds = time.monotonic() - started
     log.info("sync_finished", run_id=report.run_id, users=report.users_scanned, joined=len(report.diff.joined),
              left=len(report.diff.left), seconds=round(report.seconds, 3))
@@ -77,5 +96,11 @@ def user_ranges(size: int) -> Iterator[UserRange]:
         after = upto
 
 
-def _count(users: UserRange) -> int:
-    return UserFact.objects.filter(users.q()).count()
+def lock_users(users: UserRange) -> int:
+    """Lock the fact rows of a range (in user-id order, like the consumer) until the transaction ends; returns
+    how many users it holds.
+
+    Whoever writes a user's memberships holds that user's ``UserFact`` row: a sync never decides on facts a
+    concurrent consumer batch is changing, and never overwrites what that batch decided from newer facts.
+    """
+    return len(UserFact.objects.select_for_update().filter(users.q()).order_by("user_id").values_list("user_id"))

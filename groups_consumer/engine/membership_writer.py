@@ -51,7 +51,7 @@ def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: 
     ``cause_id`` is one id for every change (a sync run) or one per user (the event that changed the user).
     """
     groups = {gid: catalog.groups[gid] for gid in qualifying}
-    desired = arbitrate(qualifying, catalog.groups, _held_by_non_evaluable(catalog, groups.values(), users))
+    desired = arbitrate(qualifying, catalog.groups, _held_by_others(catalog, groups.values(), users))
     current: dict[int, set[int]] = defaultdict(set)
     for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(groups)).values_list(
             "group_id", "user_id"):
@@ -66,14 +66,17 @@ def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: 
     return diff
 
 
-def _held_by_non_evaluable(catalog: GroupCatalog, groups, users: UserDomain) -> dict[str, set[int]]:
-    frozen = {g.id: g.exclusive_set for name in {g.exclusive_set for g in groups if g.exclusive_set}
-              for g in catalog.exclusive_set(name) if not g.evaluable}
+def _held_by_others(catalog: GroupCatalog, groups, users: UserDomain) -> dict[str, set[int]]:
+    """Per exclusive set, the users held by its groups not being decided now (frozen, broken, or not updated
+    by this method): they keep them."""
+    deciding = {g.id for g in groups}
+    others = {g.id: g.exclusive_set for name in {g.exclusive_set for g in groups if g.exclusive_set}
+              for g in catalog.exclusive_set(name) if g.id not in deciding}
     held: dict[str, set[int]] = defaultdict(set)
-    if frozen:
-        for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(frozen)).values_list(
+    if others:
+        for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(others)).values_list(
                 "group_id", "user_id"):
-            held[frozen[group_id]].add(user_id)
+            held[others[group_id]].add(user_id)
     return held
 
 

@@ -14,7 +14,7 @@ from typing import Any, Iterator, Mapping, Union
 from groups_consumer.engine.selection import Selection, all_of, any_of, complement
 from groups_consumer.errors import DefinitionError
 from groups_consumer.plugins import registry
-from groups_consumer.plugins.criterion import CriterionScope, CriterionType
+from groups_consumer.plugins.criterion import CriterionScope, CriterionType, UpdateMethod
 from groups_consumer.plugins.registry import PluginRegistry, PluginUnavailable
 
 LEAF_KEYS = {"type", "operator", "config"}
@@ -55,8 +55,30 @@ Snapshots = Mapping[str, Mapping[int, Any]]
 
 
 def parse_rule(doc: Any, scope: CriterionScope, types: PluginRegistry | None = None, path: str = "rule") -> Node:
-    """Validate a rule tree and build it; DefinitionError names the offending field."""
-    types = types or registry.criterion_types()
+    """Validate a rule tree and build it; DefinitionError names the offending field.
+
+    The criteria of one rule must share at least one update method, or nothing could ever update the group.
+    """
+    node = _parse(doc, scope, types or registry.criterion_types(), path)
+    if not update_methods(node):
+        offered = "; ".join(f"{leaf.path} ({leaf.criterion.name}): {', '.join(sorted(leaf.criterion.update_methods))}"
+                            for leaf in leaves(node))
+        raise DefinitionError(path, f"its criteria share no update method, so nothing could update the group "
+                                    f"({offered})")
+    return node
+
+
+def update_methods(node: Node) -> frozenset[UpdateMethod]:
+    """How a group with this rule may be updated: the methods every one of its criteria allows."""
+    return frozenset.intersection(*(frozenset(leaf.criterion.update_methods) for leaf in leaves(node)))
+
+
+def time_relative_leaves(node: Node) -> list[Leaf]:
+    """The leaves whose answer can change with time alone."""
+    return [leaf for leaf in leaves(node) if leaf.criterion.is_time_relative()]
+
+
+def _parse(doc: Any, scope: CriterionScope, types: PluginRegistry, path: str) -> Node:
     if not isinstance(doc, dict):
         raise DefinitionError(path, "must be an object: a criterion or one of all / any / not")
     operators = doc.keys() & {"all", "any", "not"}
@@ -66,10 +88,10 @@ def parse_rule(doc: Any, scope: CriterionScope, types: PluginRegistry | None = N
                                         f"(found {', '.join(sorted(doc))})")
         (kind, value), = doc.items()
         if kind == "not":
-            return Not(parse_rule(value, scope, types, f"{path}.not"))
+            return Not(_parse(value, scope, types, f"{path}.not"))
         if not isinstance(value, list) or not value:
             raise DefinitionError(f"{path}.{kind}", "must be a non-empty list of rules")
-        children = tuple(parse_rule(child, scope, types, f"{path}.{kind}[{i}]") for i, child in enumerate(value))
+        children = tuple(_parse(child, scope, types, f"{path}.{kind}[{i}]") for i, child in enumerate(value))
         return AllOf(children) if kind == "all" else AnyOf(children)
     if "type" not in doc:
         raise DefinitionError(path, "must have 'type' (a criterion) or be an all / any / not node")

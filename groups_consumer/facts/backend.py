@@ -29,11 +29,12 @@ class FactTableBackend(LearnerFacts):
         return self._courses(CourseFact.objects.filter(is_active=True, **by))
 
     def last_seen(self, *, before: datetime | None = None, since: datetime | None = None) -> Selection:
-        if (before is None) == (since is None):
-            raise ValueError("give exactly one of before / since")
-        lookup, instant = ("lt", before) if before is not None else ("gte", since)
-        return Query(Q(**{f"last_login__{lookup}": instant})
-                     | Q(last_login__isnull=True, **{f"registered_at__{lookup}": instant}))
+        if before is None and since is None:
+            raise ValueError("give before, since or both")
+        bounds = {lookup: instant for lookup, instant in (("lt", before), ("gte", since)) if instant is not None}
+        return Query(Q(**{f"last_login__{lookup}": instant for lookup, instant in bounds.items()})
+                     | Q(last_login__isnull=True,
+                         **{f"registered_at__{lookup}": instant for lookup, instant in bounds.items()}))
 
     def country(self, countries: Collection[str], *, inside: bool) -> Selection:
         q = Q(country__in=list(countries))

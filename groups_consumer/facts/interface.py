@@ -31,7 +31,8 @@ class LearnerFacts(BackendClient):
 
     @abc.abstractmethod
     def last_seen(self, *, before: datetime | None = None, since: datetime | None = None) -> Selection:
-        """Users last seen (login, else registration) strictly before ``before`` or at/after ``since``."""
+        """Users last seen (login, else registration) at/after ``since`` and strictly before ``before``; give
+        one bound or both."""
 
     @abc.abstractmethod
     def country(self, countries: Collection[str], *, inside: bool) -> Selection:

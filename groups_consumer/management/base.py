@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from groups_consumer import api
-from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
+from groups_consumer.errors import AmbiguousGroup, DefinitionError, GroupsError, UnknownGroup
 from groups_consumer.models import Group
 
 
@@ -20,7 +20,7 @@ class GroupsCommand(BaseCommand):
     def execute(self, *args, **options):
         try:
             return super().execute(*args, **options)
-        except (DefinitionError, UnknownGroup, AmbiguousGroup) as exc:
+        except (DefinitionError, UnknownGroup, AmbiguousGroup, GroupsError) as exc:
             raise CommandError(str(exc)) from exc
 
     @staticmethod

@@ -21,6 +21,9 @@ class UserFact(models.Model):
         indexes = [
             models.Index(fields=["last_login"], name="userfact_last_login"),
             models.Index(fields=["country"], name="userfact_country"),
+            # last_seen of users who never logged in: the time-relative window queries of last_login.
+            models.Index(fields=["registered_at"], condition=models.Q(last_login__isnull=True),
+                         name="userfact_registered_no_login"),
         ]
 
 

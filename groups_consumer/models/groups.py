@@ -43,6 +43,7 @@ class Group(models.Model):
     name = models.CharField(max_length=255)
     scope = models.ForeignKey(Scope, on_delete=models.PROTECT, related_name="groups")
     enabled = models.BooleanField(default=True)
+    frozen = models.BooleanField(default=False, help_text="members are kept as they are: no automatic changes")
     rule = models.JSONField(help_text="rule tree; validated by the criterion types on save")
     exclusive_set = models.CharField(
         max_length=255, null=True, blank=True,
@@ -51,6 +52,15 @@ class Group(models.Model):
     priority = models.IntegerField(default=0, help_text="within an exclusive set, the highest priority wins")
     refresh = models.DurationField(null=True, blank=True, help_text="full sync interval override")
     last_full_sync = models.DateTimeField(null=True, blank=True)
+    last_sync_drift = models.JSONField(
+        null=True, blank=True,
+        help_text="differences the last sync found that events should already have made: counts and examples",
+    )
+    flips_checked_until = models.DateTimeField(
+        null=True, blank=True, help_text="time-relative criteria have been re-evaluated for changes up to here",
+    )
+    last_event_at = models.DateTimeField(null=True, blank=True, help_text="time of the last event applied")
+    last_event_id = models.CharField(max_length=255, blank=True, help_text="ce_id of the last event applied")
     broken_reason = models.TextField(blank=True, help_text="why the group cannot be evaluated; empty if it can")
     created = models.DateTimeField(auto_now_add=True)
     modified = models.DateTimeField(auto_now=True)

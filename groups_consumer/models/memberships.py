@@ -35,6 +35,7 @@ class Cause(models.TextChoices):
     EVENT = "event", "a platform event"
     SYNC = "sync", "a full sync"
     MANUAL = "manual", "an operator or API call"
+    TIME = "time", "the passage of time (a time-relative criterion)"
 
 
 class MembershipChange(models.Model):

@@ -17,17 +17,18 @@ from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.event_types import ENROLLMENT_EVENTS
 from groups_consumer.models import ScopeType
 from groups_consumer.pipeline.facts_update import BECAME_KNOWN, ChangedFact
-from groups_consumer.plugins.criterion import course_org
+from groups_consumer.plugins.criterion import UpdateMethod, course_org
 
 
 class EventRouter:
-    """Maps a changed fact to the groups whose membership of that user it can change."""
+    """Maps a changed fact to the groups whose membership of that user it can change (among the groups
+    events update: frozen, broken and sync-only groups are never routed to)."""
 
     def __init__(self, catalog: GroupCatalog):
         self._by_event: dict[str, list[CompiledGroup]] = defaultdict(list)
         self._instance_groups: list[CompiledGroup] = []
         for group in catalog.groups.values():
-            if not group.evaluable:
+            if not group.updated_by(UpdateMethod.EVENTS):
                 continue
             if group.scope.type == ScopeType.INSTANCE:
                 self._instance_groups.append(group)

@@ -17,13 +17,26 @@ A criterion type is one short class::
 ``select`` and ``test`` must agree: a user is in ``select(...)`` exactly when ``test`` is true for their
 snapshot. The test suite checks this for the built-in types with random facts; plugin authors check theirs
 with ``groups_consumer.testing.evaluate_both_ways``.
+
+Refresh policy: ``refresh`` is how often a group using the criterion should be re-synced as a fallback
+(the group takes the shortest of its criteria unless it overrides it), and ``update_methods`` says what may
+re-evaluate such a group: platform events, the scheduled sync, an operator's edit. A criterion whose data
+has no events (an external source polled on a schedule) leaves ``EVENTS`` out, and groups using it then
+change only when synced.
+
+Time-relative criteria (``last_login > 10 days``) change their answer with no event at all. They implement
+``flips(backend, after, upto)``: the users whose answer can change during ``(after, upto]`` with their data
+unchanged. The scheduler asks for the users of each elapsed window and re-evaluates only those, so a user
+enters the group on time and the cost follows the number of flips, not the size of the group. Check an
+implementation with ``groups_consumer.testing.flips_cover_changes``.
 """
 
 from __future__ import annotations
 
 import abc
+import enum
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -38,6 +51,18 @@ from groups_consumer.models import ScopeType
 ConfigT = TypeVar("ConfigT", bound=pydantic.BaseModel)
 BackendT = TypeVar("BackendT")
 ALL_SCOPES = frozenset(ScopeType)
+
+
+class UpdateMethod(enum.StrEnum):
+    """What may re-evaluate a group's memberships."""
+
+    EVENTS = "events"  # platform events, and the passage of time for time-relative criteria
+    SCHEDULE = "schedule"  # the scheduler's fallback full sync, at the group's refresh frequency
+    MANUAL = "manual"  # an operator editing the criterion's data (manual lists)
+
+
+#: A criterion's fallback sync frequency unless it declares its own.
+DEFAULT_REFRESH = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -82,6 +107,8 @@ class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
     scopes: ClassVar[frozenset[ScopeType]] = ALL_SCOPES
     events: ClassVar[frozenset[str]] = frozenset()
     backend: ClassVar[str] = "facts"
+    refresh: ClassVar[timedelta] = DEFAULT_REFRESH
+    update_methods: ClassVar[frozenset[UpdateMethod]] = frozenset({UpdateMethod.EVENTS, UpdateMethod.SCHEDULE})
 
     def __init__(self, operator: str, config: ConfigT, scope: CriterionScope):
         self.operator = operator
@@ -121,6 +148,17 @@ class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
     @abc.abstractmethod
     def test(self, learner: Any, now: datetime) -> bool:
         """Per-user evaluation over the backend's snapshot of one user; must agree with ``select``."""
+
+    def flips(self, backend: BackendT, after: datetime, upto: datetime) -> Selection | None:
+        """Time-relative criteria only: every user whose ``test`` can change between ``after`` and ``upto`` with
+        their data unchanged (a superset is fine, it only costs evaluations). ``None``: the answer never
+        changes by itself (the default)."""
+        return None
+
+    @classmethod
+    def is_time_relative(cls) -> bool:
+        """True when the type implements ``flips``."""
+        return cls.flips is not CriterionType.flips
 
     def observed(self, learner: Any, now: datetime) -> str:
         """What the criterion looked at for this user, for ``explain`` (e.g. 'grade 0.35')."""

@@ -1,0 +1,88 @@
+"""Time-relative criteria on time: re-evaluate the users whose answer changed because time passed.
+
+Each group with time-relative leaves keeps a watermark, ``Group.flips_checked_until``: every answer of its
+rule is known to be current as of that instant (a full sync sets it to the sync's time). A pass over the
+window ``(watermark, now]`` asks each time-relative leaf which users' answers can change in it
+(``CriterionType.flips``, one indexed query), re-evaluates only those users, in the group and its exclusive
+siblings, and moves the watermark to ``now`` in the same transaction as the membership changes. The work is
+proportional to the users who flip, not to the group's population; a crash repeats at most one pass, and
+repeating it changes nothing.
+
+Events are not affected: a user whose facts change is re-evaluated at that moment by the consumer, and a
+later pass over the same user evaluates the same facts again, harmlessly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from django.db import transaction
+
+from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
+from groups_consumer.engine.incremental import evaluate_users
+from groups_consumer.engine.membership_writer import MembershipDiff
+from groups_consumer.engine.selection import EVERYONE, all_of, any_of
+from groups_consumer.iteration import chunked
+from groups_consumer.models import Cause, Group, UserFact
+from groups_consumer.plugins import registry
+
+log = structlog.get_logger(__name__)
+#: Users re-evaluated per transaction.
+FLIP_CHUNK = 5000
+
+
+@dataclass
+class FlipReport:
+    """What one pass did: users re-evaluated per group, and the membership changes."""
+
+    until: datetime
+    candidates: dict[str, int] = field(default_factory=dict)
+    diff: MembershipDiff = field(default_factory=MembershipDiff)
+
+    @property
+    def users_evaluated(self) -> int:
+        """Re-evaluations made, summed over groups."""
+        return sum(self.candidates.values())
+
+
+def process_flips(catalog: GroupCatalog, now: datetime) -> FlipReport:
+    """Re-evaluate, in every group updated by events, the users whose time-relative answers changed since the
+    group's watermark, and move the watermarks to ``now``."""
+    report = FlipReport(until=now)
+    groups = [g for g in catalog.groups.values() if g.time_relative]
+    if not groups:
+        return report
+    watermarks = dict(Group.objects.filter(id__in=[g.id for g in groups]).values_list(
+        "id", "flips_checked_until"))
+    due = {g.id: g for g in groups if watermarks.get(g.id) is not None and watermarks[g.id] < now}
+    # A group never synced has no watermark: its first sync evaluates everything and sets one.
+    candidates: dict[int, set[int]] = {gid: flipping_users(group, watermarks[gid], now) for gid, group in due.items()}
+    users = sorted(set().union(*candidates.values())) if candidates else []
+    for chunk in chunked(users, FLIP_CHUNK):
+        in_chunk = set(chunk)
+        with transaction.atomic():
+            _lock(chunk)
+            groups_of_chunk = [due[gid] for gid, found in candidates.items() if found & in_chunk]
+            report.diff += evaluate_users(catalog, groups_of_chunk, chunk, cause=Cause.TIME,
+                                          cause_id=f"time:{now.isoformat()}", now=now)
+    Group.objects.filter(id__in=list(due), flips_checked_until__lt=now).update(flips_checked_until=now)
+    report.candidates = {str(due[gid]): len(found) for gid, found in candidates.items()}
+    if due:
+        log.info("time_flips_processed", until=now.isoformat(), groups=len(due), users=len(users),
+                 joined=len(report.diff.joined), left=len(report.diff.left))
+    return report
+
+
+def flipping_users(group: CompiledGroup, after: datetime, upto: datetime) -> set[int]:
+    """Users of the group's scope whose time-relative answers can change in ``(after, upto]``."""
+    parts = [leaf.criterion.flips(registry.backend(leaf.criterion.backend), after, upto)
+             for leaf in group.time_relative]
+    population = registry.backend("facts").population(group.scope.type, group.scope.key)
+    return all_of([population, any_of(parts)]).resolve(EVERYONE)
+
+
+def _lock(user_ids: list[int]) -> None:
+    """Hold the users' fact rows, in user-id order, as the consumer and the sync do."""
+    list(UserFact.objects.select_for_update().filter(user_id__in=user_ids).order_by("user_id").values_list("user_id"))
