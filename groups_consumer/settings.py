@@ -48,8 +48,11 @@ DATABASES = {
     "default": dj_database_url.parse(os.environ.get("DATABASE_URL", DEFAULT_DATABASE_URL), conn_max_age=600)
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # Several processes (consumer, scheduler, CLI) share the file: wait for locks instead of failing.
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Several processes (consumer, scheduler, CLI) share the file: readers never block the writer (WAL), and
+    # a transaction takes the write lock when it begins (IMMEDIATE), so concurrent writers queue for up to
+    # ``timeout`` seconds instead of failing on a lock upgrade.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Backend clients by name, overriding the ``groups_consumer.backends`` entry points:

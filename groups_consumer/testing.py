@@ -1,8 +1,9 @@
-"""Helpers for testing criterion types (ours and plugins'): both evaluators must select the same users."""
+"""Helpers for testing criterion types (ours and plugins'): both evaluators must select the same users, and
+a time-relative criterion's ``flips`` must name every user whose answer changes with time."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from groups_consumer.definitions import parse_definition
@@ -23,3 +24,22 @@ def evaluate_both_ways(doc: dict[str, Any], now: datetime) -> set[int]:
     per_user = {user_id for user_id in user_ids if group.qualifies(snapshots, user_id, now)}
     assert by_set == per_user, f"set-based {sorted(by_set)} != per-user {sorted(per_user)} for {doc['rule']}"
     return by_set
+
+
+def flips_cover_changes(leaf_doc: dict[str, Any], after: datetime, upto: datetime,
+                        scope: dict[str, Any] | None = None) -> set[int]:
+    """For a time-relative criterion: every known user whose answer differs between ``after`` and ``upto`` (or
+    at any whole minute between) must be among ``flips(after, upto)``; AssertionError names those missing.
+    Returns the users ``flips`` named."""
+    doc = {"name": "flips-check", "scope": scope or {"type": "instance"}, "rule": leaf_doc}
+    _definition, rule = parse_definition(doc)
+    criterion = rule.criterion
+    backend = registry.backend(criterion.backend)
+    named = criterion.flips(backend, after, upto).resolve(EVERYONE)
+    user_ids = list(UserFact.objects.values_list("user_id", flat=True))
+    snapshots = backend.snapshots(user_ids)
+    instants = [after + timedelta(minutes=m) for m in range(int((upto - after).total_seconds() // 60) + 1)] + [upto]
+    changed = {uid for uid, learner in snapshots.items()
+               if len({criterion.test(learner, instant) for instant in instants}) > 1}
+    assert changed <= named, f"flips missed users {sorted(changed - named)} of {leaf_doc} in ({after}, {upto}]"
+    return named

@@ -9,6 +9,17 @@ from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.plugins import registry
 
 
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """SQLite tests use a file, as the service does: an in-memory database shared between threads fails on
+    table locks instead of waiting, which no deployment sees."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
 @pytest.fixture(autouse=True)
 def fresh_plugins():
     """Each test sees the installed plugins as they are now (and no plugin state leaks between tests)."""

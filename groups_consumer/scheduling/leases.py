@@ -1,7 +1,7 @@
 """Leases in the database: at most one process works on a named thing (a group's sync) at a time.
 
-A lease is a ``SyncLease`` row with a holder and an expiry. Taking one is a conditional UPDATE (the row is
-free, expired, or already ours) or an INSERT; the database's row locks and primary key make concurrent
+A lease is a ``SyncLease`` row with a holder and an expiry. Taking one is an UPDATE of an expired row or an
+INSERT; the database's row locks and primary key make concurrent
 attempts resolve to one winner on PostgreSQL and SQLite alike, across any number of replicas and hosts.
 A holder renews its leases while it works; one that dies simply lets them expire.
 """
@@ -17,7 +17,6 @@ from functools import cache
 from typing import Iterable
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from groups_consumer.errors import GroupsError
@@ -36,8 +35,8 @@ class LeaseLost(GroupsError):
 
 @cache
 def process_identity() -> str:
-    """This process, as lease holders and status reports name it: host, pid and a random suffix."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+    """This process, as status reports and lease holders name it: host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class Leases:
@@ -46,7 +45,7 @@ class Leases:
     def __init__(self, names: Iterable[str], *, ttl: timedelta = DEFAULT_TTL, holder: str | None = None):
         self.names = sorted(set(names))
         self.ttl = ttl
-        self.holder = holder or process_identity()
+        self.holder = holder or f"{process_identity()}/{uuid.uuid4().hex[:6]}"
 
     def acquire(self, wait_s: float = 0.0) -> Leases:
         """Take every lease or none; retries for up to ``wait_s`` seconds, then raises LeaseUnavailable."""
@@ -81,7 +80,7 @@ class Leases:
         now = timezone.now()
         with transaction.atomic():
             for name in self.names:
-                taken = SyncLease.objects.filter(Q(expires_at__lte=now) | Q(holder=self.holder), name=name).update(
+                taken = SyncLease.objects.filter(name=name, expires_at__lte=now).update(
                     holder=self.holder, expires_at=now + self.ttl)
                 if taken:
                     continue
