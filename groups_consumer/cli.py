@@ -12,6 +12,8 @@ import sys
 
 VERBS = {
     "consume": "consume openedx-events from Kafka into facts and memberships",
+    "scheduler": "run due fallback syncs and time-relative flips (long-running)",
+    "status": "state and freshness of every group; consumer lag and dead letters",
     "replay": "re-read the topics from the beginning or a time, and converge",
     "apply": "create or update groups from a JSON file",
     "sync": "full sync of groups (all, or --group / --scope)",

@@ -6,12 +6,14 @@ from datetime import timedelta
 
 import pytest
 from confluent_kafka import Consumer, Producer
+from django.utils import timezone
 
 from groups_consumer import api
 from groups_consumer.models import MembershipChange
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer
 from groups_consumer.pipeline.dead_letter import DeadLetterLimit, DeadLetterLimitExceeded
+from groups_consumer.status import collect
 from tests import lms
 from tests.facts import COURSE, NOW, leaf
 
@@ -65,6 +67,14 @@ def test_lms_events_become_memberships_and_poison_goes_to_the_dead_letter_topic(
     assert reasons == [b"missing_header", b"schema_mismatch"]
     assert all(dict(m.headers())["dlq_topic"] == config.topics[0].encode() for m in letters)
     assert {m.value() for m in letters} == {b"\x00garbage", value}
+
+    # What the consumer reported for `groups-consumer status`: partitions, dead letters, the last event.
+    status = collect(timezone.now())
+    assert status.dead_letters == 2 and status.partitions
+    assert {p.consumer_group for p in status.partitions} == {config.group_id}
+    assert sum(p.position or 0 for p in status.partitions) == 6
+    struggling = next(g for g in status.groups if g.name == "struggling")
+    assert struggling.last_event_at == T[31] and struggling.members == 1
 
 
 def test_offsets_are_committed_so_a_restart_resumes_after_the_last_batch(config):

@@ -32,6 +32,8 @@ class BatchResult:
     facts_changed: int = 0
     users_evaluated: int = 0
     diff: MembershipDiff = field(default_factory=MembershipDiff)
+    #: The latest event (by event time) applied to each group the batch re-evaluated.
+    last_event: dict[int, PlatformEvent] = field(default_factory=dict)
 
 
 class BatchProcessor:
@@ -55,6 +57,10 @@ class BatchProcessor:
                 if routed:
                     affected_groups.update(g.id for g in routed)
                     cause_of[change.user_id] = change.event.event_id
+                    for group in routed:
+                        latest = result.last_event.get(group.id)
+                        if latest is None or latest.time < change.event.time:
+                            result.last_event[group.id] = change.event
             # One evaluation round for the batch: every affected user against every affected group. Pairs that
             # no event touched are evaluated too (exactly, so harmlessly); one round costs far fewer queries
             # than one per distinct set of groups.

@@ -36,6 +36,7 @@ from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
 from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, PlatformEvent, registry_writer_schemas
+from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
 
 log = structlog.get_logger(__name__)
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
@@ -114,6 +115,7 @@ class EventConsumer:
         self._dead_letters = DeadLetterQueue(Producer({"bootstrap.servers": config.bootstrap_servers,
                                                        "enable.idempotence": True}), config.dlq_topic)
         self._dead_letter_counter = DeadLetterCounter(config.dead_letter_limit)
+        self._status = StatusReporter(config.group_id)
         self._stopping = False
         self._processor: BatchProcessor | None = None
         self._catalog_version = None
@@ -136,6 +138,7 @@ class EventConsumer:
                     self.handle(messages)
                 self._log_stats_when_due()
         finally:
+            self._status.flush(self.partition_positions())
             self._consumer.close()
             self._dead_letters.close()
             log.info("consumer_stopped", **self._stats_fields())
@@ -160,6 +163,7 @@ class EventConsumer:
                 log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
                             partition=origin.partition, offset=origin.offset)
                 self._dead_letters.send(message, error)
+                self._status.record_dead_letter(origin.topic, origin.partition)
                 self.stats.dead_letters += 1
                 self._dead_letter_counter.record(valid=False)
             else:
@@ -174,6 +178,8 @@ class EventConsumer:
         self.stats.events += len(events)
         self.stats.batches += 1
         self.stats.membership_changes += len(result.diff) if result else 0
+        if result:
+            self._status.record_batch(result)
         self.stats.last_batch_ms = (time.monotonic() - started) * 1000
         metrics.MESSAGES.inc(len(messages))
         metrics.EVENTS.inc(len(events))
@@ -232,17 +238,21 @@ class EventConsumer:
                 log.info("groups_loaded", groups=len(self._processor.catalog.groups))
         return self._processor
 
-    def lag(self) -> dict[str, int]:
-        """Messages behind the end of each assigned partition (as far as the broker reports it)."""
-        lags = {}
+    def partition_positions(self) -> list[PartitionPosition]:
+        """Position and lag (messages behind the end, as far as the broker reports it) of each assigned
+        partition; None where the consumer has no position yet."""
+        positions = []
         assignment = self._consumer.assignment()
         for position in self._consumer.position(assignment) if assignment else []:
-            _low, high = self._consumer.get_watermark_offsets(position, cached=True) or (0, 0)
-            if position.offset >= 0 and high >= 0:
-                lags[f"{position.topic}[{position.partition}]"] = max(high - position.offset, 0)
-        for partition, behind in lags.items():
-            metrics.LAG.labels(partition).set(behind)
-        return lags
+            _low, high = self._consumer.get_watermark_offsets(position, cached=True) or (0, -1)
+            known = position.offset >= 0 and high >= 0
+            positions.append(PartitionPosition(position.topic, position.partition,
+                                               position.offset if position.offset >= 0 else None,
+                                               max(high - position.offset, 0) if known else None))
+        for p in positions:
+            if p.lag is not None:
+                metrics.LAG.labels(f"{p.topic}[{p.partition}]").set(p.lag)
+        return positions
 
     def _stats_fields(self) -> dict:
         return {"messages": self.stats.messages, "events": self.stats.events, "batches": self.stats.batches,
@@ -253,7 +263,10 @@ class EventConsumer:
     def _log_stats_when_due(self) -> None:
         if self._clock() >= self._next_stats:
             self._next_stats = self._clock() + self._stats_every_s
-            log.info("consumer_stats", lag=self.lag(), **self._stats_fields())
+            positions = self.partition_positions()
+            log.info("consumer_stats", lag={f"{p.topic}[{p.partition}]": p.lag for p in positions},
+                     **self._stats_fields())
+            self._status.flush(positions)
 
     def _assigned(self, consumer, partitions) -> None:
         self.stats.last_assignment = time.monotonic()

@@ -1,0 +1,33 @@
+"""``groups-consumer scheduler``: the long-running time-driven process (due syncs, time-relative flips)."""
+
+import os
+import signal
+from datetime import timedelta
+
+from groups_consumer.management.base import GroupsCommand
+from groups_consumer.scheduling.scheduler import DEFAULT_TICK, Scheduler
+
+
+class Command(GroupsCommand):
+    """Run due fallback syncs and time-relative flips every tick until SIGTERM / SIGINT."""
+
+    help = ("Run the scheduler: time-relative criteria flip on time, due syncs run scope by scope "
+            "(safe with several replicas).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--tick", type=float, metavar="SECONDS",
+                            default=float(os.environ.get("SCHEDULER_TICK_S", DEFAULT_TICK.total_seconds())),
+                            help="seconds between passes (env SCHEDULER_TICK_S, default %(default)s)")
+        parser.add_argument("--once", action="store_true", help="run one pass and exit (cron, tests)")
+
+    def handle(self, *args, **options):
+        scheduler = Scheduler(tick=timedelta(seconds=options["tick"]))
+        if options["once"]:
+            report = scheduler.run_once()
+            flips = report.flips.users_evaluated if report.flips else 0
+            self.stdout.write(f"{len(report.syncs)} sync(s), {flips} time-relative re-evaluation(s)"
+                              + (f", skipped: {'; '.join(report.skipped)}" if report.skipped else ""))
+            return
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: scheduler.stop())
+        scheduler.run()
