@@ -1,6 +1,7 @@
-"""For any event stream (reordered, duplicated, cut into any batches, with consumer crashes), incremental
-processing ends in the same facts as processing it in order once, and in the memberships a full sync computes
-over those facts.
+"""For any event stream (reordered, duplicated, cut into any batches, with consumer crashes) and any passage
+of time between batches (with time-relative passes run or skipped, and crashing too), incremental processing
+ends in the same facts as processing it in order once, and in the memberships a full sync computes over those
+facts at the final time.
 
 A crash is modelled where it matters: inside a batch's transaction (nothing of the batch commits, and the
 uncommitted offsets make the restarted consumer receive the batch again), or after the commit but before
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.full_sync import full_sync
+from groups_consumer.engine.time_flips import process_flips
 from groups_consumer.models import CourseFact, Membership, UserFact
 from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder
@@ -71,25 +73,36 @@ def test_any_delivery_of_a_stream_converges_to_the_full_recompute(stream, seed):
         processor = BatchProcessor(GroupCatalog.load())
         delivered = messages + rng.sample(messages, k=len(messages) // 3)  # redeliveries
         rng.shuffle(delivered)
+        clock = NOW
         while delivered:
+            clock += timedelta(hours=rng.choice([0, 0, 1, 30, 100]))
+            if rng.random() < 0.5:  # the scheduler's time-relative pass, when it happens to run
+                if rng.random() < 0.2:
+                    with pytest.raises(ConsumerKilled), transaction.atomic():
+                        process_flips(processor.catalog, clock)
+                        raise ConsumerKilled
+                else:
+                    process_flips(processor.catalog, clock)
             size = rng.randint(1, 6)
             batch, delivered = delivered[:size], delivered[size:]
             crash = rng.choice(["none", "none", "before_commit", "before_offsets"])
             if crash == "before_commit":
                 with pytest.raises(ConsumerKilled), transaction.atomic():
-                    processor.process(batch, now=NOW)
+                    processor.process(batch, now=clock)
                     raise ConsumerKilled
             else:
-                processor.process(batch, now=NOW)
+                processor.process(batch, now=clock)
             if crash != "none":
                 delivered = batch + delivered  # the restarted consumer resumes at the last committed offsets
+        clock += timedelta(hours=rng.choice([0, 5, 200]))
+        process_flips(processor.catalog, clock)
         incremental = state()
         catalog = GroupCatalog.load()
-        full_sync(catalog, catalog.groups.values(), now=NOW)
+        full_sync(catalog, catalog.groups.values(), now=clock)
         assert state() == incremental  # memberships equal the full recompute (facts untouched by a sync)
 
         Membership.objects.all().delete()
         UserFact.objects.all().delete()
         for message in sorted(messages, key=lambda m: m.time):
-            processor.process([message], now=NOW)
+            processor.process([message], now=clock)
         assert state()[:2] == incremental[:2]  # same facts as one in-order delivery
