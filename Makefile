@@ -23,11 +23,13 @@ test-sqlite: venv
 test-postgres: venv
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/pytest -q
 
-## The service on its embedded default: SQLite file in the working directory and, unless
-## KAFKA_BOOTSTRAP_SERVERS is set, a local Kafka-protocol broker (tansu, memory only) on port 19092.
+## The service on its embedded default: the consumer and the scheduler (the two Procfile lines) on a SQLite
+## file in the working directory and, unless KAFKA_BOOTSTRAP_SERVERS is set, a local Kafka-protocol broker
+## (tansu, memory only) on port 19092.
 run: venv
 	$(BIN)/groups-consumer migrate --no-input
-	$(BIN)/groups-consumer consume
+	$(BIN)/groups-consumer scheduler & trap 'kill -TERM $$! 2>/dev/null; wait $$!' EXIT; \
+	  $(BIN)/groups-consumer consume
 
 ## A sample stream, produced with openedx-events' serializer, into the embedded default; shows the groups
 ## changing wave by wave (its own SQLite file, demo.sqlite3, and its own broker port).

@@ -1,4 +1,5 @@
-"""Consumer processes: SIGKILL mid-stream then restart, and two consumers in one group.
+"""Consumer processes: SIGKILL mid-stream then restart, two consumers in one group, and a consumer beside two
+scheduler replicas syncing all along.
 
 Each ends in exactly the state a full recompute gives: a full sync afterwards finds no difference.
 The processes use their own database (a SQLite file, or a fresh PostgreSQL database when the suite runs on
@@ -107,4 +108,25 @@ def test_two_consumers_in_one_group_agree_with_the_full_recompute(config, databa
     workers = [subprocess.Popen([COMMAND, "consume", "--exit-when-idle", "5"], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     assert [w.wait(timeout=180) for w in workers] == [0, 0]
+    assert_equals_full_recompute(env)
+
+
+def test_schedulers_syncing_while_the_consumer_runs_find_no_drift_and_agree(config, database_url):
+    env = prepared(config, database_url)
+    run(env, "apply", "-", stdin=json.dumps([{**g, "refresh": "PT1S"} for g in GROUPS]))  # sync all the time
+    scheduler_env = {**env, "SCHEDULER_TICK_S": "0.3"}
+    schedulers = [subprocess.Popen([COMMAND, "scheduler"], env=scheduler_env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    consumer = subprocess.run([COMMAND, "consume", "--exit-when-idle", "5"], env=env, capture_output=True, text=True)
+    assert consumer.returncode == 0, consumer.stderr[-2000:]
+    for scheduler in schedulers:
+        scheduler.send_signal(signal.SIGTERM)
+    logs = [scheduler.communicate(timeout=60)[1] for scheduler in schedulers]
+    assert [scheduler.returncode for scheduler in schedulers] == [0, 0]
+    entries = [json.loads(line) for text in logs for line in text.splitlines() if line.startswith("{")]
+    syncs = [e for e in entries if e["event"] == "sync_finished"]
+    assert len(syncs) >= 3, "the schedulers should have synced while the consumer ran"
+    # Syncs and event batches lock the same users, so a sync never finds work events had not done.
+    assert [e for e in entries if e["event"] == "sync_drift"] == []
+    assert not [e for e in entries if e["level"] == "error"]
     assert_equals_full_recompute(env)
