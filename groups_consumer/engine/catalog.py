@@ -4,6 +4,7 @@ each group's refresh policy (how it may be updated, how often it falls back to a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta
 from typing import Iterable
 
@@ -42,7 +43,7 @@ class CompiledGroup:
         """True when the rule can be evaluated (the group is enabled and its criteria are available)."""
         return self.rule is not None
 
-    @property
+    @cached_property
     def update_methods(self) -> frozenset[UpdateMethod]:
         """What may change the group's memberships: nothing when it is frozen, broken or disabled."""
         if self.rule is None or self.frozen:
@@ -53,7 +54,7 @@ class CompiledGroup:
         """True when ``method`` may change the group's memberships."""
         return method in self.update_methods
 
-    @property
+    @cached_property
     def refresh_interval(self) -> timedelta | None:
         """How often the scheduler syncs the group: its override, else the shortest of its criteria's
         frequencies; None when the scheduler never syncs it."""
@@ -61,7 +62,7 @@ class CompiledGroup:
             return None
         return self.refresh or min(leaf.criterion.refresh for leaf in rules.leaves(self.rule))
 
-    @property
+    @cached_property
     def time_relative(self) -> list[rules.Leaf]:
         """Leaves whose answer changes with time alone, when events (and time) update the group."""
         return rules.time_relative_leaves(self.rule) if self.updated_by(UpdateMethod.EVENTS) else []
