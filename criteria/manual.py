@@ -5,7 +5,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from groups_consumer.engine.selection import Ids
-from groups_consumer.plugins.criterion import CriterionType, UpdateMethod
+from groups_consumer.plugins.criterion import CriterionType
 
 
 class ManualConfig(BaseModel):
@@ -26,7 +26,6 @@ class Manual(CriterionType):
     description = "An explicit list of users"
     Config = ManualConfig
     operators = ("in",)
-    update_methods = frozenset(UpdateMethod)
 
     def select(self, facts, now: datetime):
         return Ids(frozenset(self.config.user_ids))

@@ -19,7 +19,7 @@ from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
 from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType, UserFact
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import UpdateMethod
-from groups_consumer.scheduling.sync_runner import run_sync
+from groups_consumer.scheduling.sync_runner import group_leases, run_sync
 
 #: How long an operator's sync waits for the same groups' sync running elsewhere before giving up.
 OPERATOR_WAIT_S = 600.0
@@ -40,29 +40,38 @@ def validate_definition(doc: Any) -> GroupDefinition:
     return parse_definition(doc)[0]
 
 
-def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = None) -> ApplyReport:
+def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = None,
+                      wait_s: float = OPERATOR_WAIT_S) -> ApplyReport:
     """Create or update groups from one document or a list (all or nothing), then sync what changed.
 
     Changing a group's exclusive set or disabling it removes its current members (logged as manual changes);
-    the sync then re-adds whoever qualifies.
+    the sync then re-adds whoever qualifies. Existing groups are changed under their sync leases (waiting up
+    to ``wait_s`` seconds for a sync running elsewhere), so no sync goes on with their old definitions.
     """
-    now = now or timezone.now()
+    clock = _clock(now)
     parsed = parse_documents(data)
+    existing = [gid for definition, _rule in parsed for gid in Group.objects.filter(
+        scope__type=definition.scope.type, scope__key=definition.scope.key, name=definition.name
+    ).values_list("id", flat=True)]
     report, touched, left_sets = ApplyReport(), [], set()
-    with transaction.atomic():
+    with group_leases(existing).acquire(wait_s), transaction.atomic():
         for definition, _rule in parsed:
-            group, outcome, previous_set = _save(definition, now)
+            group, outcome, previous_set = _save(definition, clock())
             getattr(report, outcome).append(f"{group.name} ({group.scope})")
             if outcome != "unchanged":
                 touched.append(group.id)
             if previous_set and previous_set != group.exclusive_set:
                 left_sets.add(previous_set)  # users it released may now belong to a sibling
     if sync and touched:
-        catalog = GroupCatalog.load()
-        groups = [catalog.groups[gid] for gid in touched]
-        groups += [g for name in left_sets for g in catalog.exclusive_set(name)]
-        report.sync = run_sync(catalog, groups, now=now, record_drift=False, wait_s=OPERATOR_WAIT_S)
+        catalog = GroupCatalog.load(record_broken=False)
+        released = [g.id for name in left_sets for g in catalog.exclusive_set(name)]
+        report.sync = run_sync(touched + released, clock=clock, record_drift=False, wait_s=wait_s)
     return report
+
+
+def _clock(now: datetime | None):
+    """A fixed instant when the caller gives one (tests, replays of history), else the wall clock."""
+    return (lambda: now) if now is not None else timezone.now
 
 
 def _save(definition: GroupDefinition, now: datetime) -> tuple[Group, str, str | None]:
@@ -137,9 +146,10 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
                   "frozen": group.frozen, "exclusive_set": group.exclusive_set, "priority": group.priority,
                   "refresh": group.refresh}
     parse_definition(definition)
-    Group.objects.filter(id=group.id).update(rule=definition["rule"])
-    catalog = GroupCatalog.load()
-    report = run_sync(catalog, [catalog.groups[group.id]], now=now or timezone.now(), cause=Cause.MANUAL,
+    with group_leases([group.id]).acquire(OPERATOR_WAIT_S):
+        group.rule = definition["rule"]
+        group.save(update_fields=["rule", "modified"])  # bumps the catalog version: consumers reload
+    report = run_sync([group.id], clock=_clock(now), method=UpdateMethod.MANUAL, cause=Cause.MANUAL,
                       record_drift=False, wait_s=OPERATOR_WAIT_S)
     return ManualUpdate(len(ids), sorted(unknown), report)
 
@@ -189,13 +199,28 @@ def find_group(name: str, scope: ScopeDefinition | None = None) -> Group:
 
 def sync_groups(groups: Iterable[Group], *, now: datetime | None = None, chunk_size: int | None = None,
                 wait_s: float = OPERATOR_WAIT_S) -> SyncReport:
-    """Full sync of the given groups (and their exclusive siblings) that are not frozen, recording drift.
+    """Full sync, on an operator's request, of the given groups and their exclusive siblings, less those
+    frozen or whose criteria exclude manual updates; records drift.
 
     Waits up to ``wait_s`` seconds for a sync of the same groups running elsewhere (LeaseUnavailable after).
     """
-    catalog = GroupCatalog.load()
-    return run_sync(catalog, [catalog.groups[g.id] for g in groups], now=now or timezone.now(),
-                    chunk_size=chunk_size, wait_s=wait_s)
+    return run_sync([g.id for g in groups], clock=_clock(now), method=UpdateMethod.MANUAL, chunk_size=chunk_size,
+                    wait_s=wait_s)
+
+
+def not_synced(groups: Iterable[Group], report: SyncReport) -> list[tuple[str, str]]:
+    """The requested groups an operator's sync left alone, and why."""
+    catalog = GroupCatalog.load(record_broken=False)
+    skipped = []
+    for group in groups:
+        compiled = catalog.groups[group.id]
+        if str(compiled) in report.groups:
+            continue
+        reason = ("frozen" if compiled.frozen else "disabled" if not group.enabled
+                  else f"broken: {compiled.broken_reason}" if compiled.broken_reason
+                  else "its criteria exclude manual updates")
+        skipped.append((str(compiled), reason))
+    return skipped
 
 
 def members(group: Group) -> QuerySet[Membership]:
@@ -284,5 +309,5 @@ def criterion_catalog() -> list[dict[str, Any]]:
 
 
 __all__ = ["ApplyReport", "Explanation", "ScopeType", "apply_definitions", "clear_members", "criterion_catalog",
-           "explain", "find_group", "groups_matching", "members", "parse_scope", "preview_count", "sync_groups",
+           "explain", "find_group", "groups_matching", "members", "not_synced", "parse_scope", "preview_count", "sync_groups",
            "update_manual_group", "user_groups", "validate_definition"]

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.db.models import Count
 
-from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.engine.catalog import GroupCatalog, compile_group
 from groups_consumer.models import Group, Membership, PartitionStatus
 from groups_consumer.scheduling.policy import freshness
 
@@ -33,6 +33,7 @@ class GroupStatus:
     stale: bool
     next_sync_due: datetime | None
     drift: dict[str, Any] | None
+    time_checked_until: datetime | None  # time-relative groups: answers are current up to this instant
 
 
 @dataclass(frozen=True)
@@ -88,16 +89,17 @@ def collect(now: datetime) -> ServiceStatus:
     counts = dict(Membership.objects.values_list("group_id").annotate(n=Count("id")).values_list("group_id", "n"))
     groups = []
     for row in Group.objects.select_related("scope").order_by("scope__type", "scope__key", "name"):
-        compiled = catalog.groups[row.id]
+        compiled = catalog.groups.get(row.id) or compile_group(row)  # created since the catalog was loaded
         state = freshness(compiled, row.last_full_sync, now)
         groups.append(GroupStatus(
             name=row.name, scope=str(compiled.scope), state=_state(row, compiled.broken_reason),
             broken_reason=compiled.broken_reason, members=counts.get(row.id, 0),
-            update_methods=sorted(compiled.update_methods),
+            update_methods=sorted(method.value for method in compiled.update_methods),
             refresh_interval_s=state.interval.total_seconds() if state.interval else None,
             last_event_at=row.last_event_at, last_event_id=row.last_event_id, last_sync=row.last_full_sync,
             staleness_s=state.staleness.total_seconds() if state.staleness is not None else None,
-            stale=state.stale, next_sync_due=state.next_due, drift=row.last_sync_drift))
+            stale=state.stale, next_sync_due=state.next_due, drift=row.last_sync_drift,
+            time_checked_until=row.flips_checked_until if compiled.time_relative else None))
     partitions = [PartitionReport(p.consumer_group, p.topic, p.partition, p.position, p.lag, p.dead_letters,
                                   p.consumer, p.updated_at)
                   for p in PartitionStatus.objects.order_by("consumer_group", "topic", "partition")]

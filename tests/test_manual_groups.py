@@ -4,6 +4,7 @@ import pytest
 from django.core.management import call_command
 
 from groups_consumer import api
+from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import MembershipChange
 from tests.facts import NOW, leaf, user
@@ -33,7 +34,9 @@ def test_replace_from_ids_and_usernames_reports_unknown_rows(manual_group):
 
 
 def test_append_keeps_the_current_users(manual_group):
+    catalog = GroupCatalog.load()
     api.update_manual_group(manual_group, [["user3"]], append=True, now=NOW)
+    assert not catalog.is_current()  # running consumers reload the new list
     assert members() == {1, 3}
     assert api.find_group("hand-picked").rule["config"]["user_ids"] == [1, 3]
 

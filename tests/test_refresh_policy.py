@@ -79,6 +79,40 @@ def test_sync_only_criteria_are_not_touched_by_events(synced_country):
     assert api.find_group("spain-synced").last_sync_drift is None  # expected work, not drift
 
 
+def test_operator_syncs_leave_frozen_groups_and_groups_without_manual_updates_alone(synced_country):
+    user(1, country="ES")
+    api.apply_definitions([
+        {"name": "spain-synced", "scope": INSTANCE, "rule": leaf("synced_country", "in", countries=["ES"])},
+        {"name": "spain", "scope": INSTANCE, "rule": leaf("country", "in", countries=["ES"]), "frozen": True},
+    ], now=NOW)
+    UserFact.objects.update(country="PT")
+    groups = list(api.groups_matching())
+    report = api.sync_groups(groups, now=NOW)
+    assert report.groups == [] and members("spain-synced") == {1}
+    assert sorted(api.not_synced(groups, report)) == [
+        ("spain (instance)", "frozen"), ("spain-synced (instance)", "its criteria exclude manual updates")]
+
+
+def test_a_failing_sync_backs_off_without_holding_back_other_scopes():
+    class Exploding(SyncedCountry):
+        name = "exploding"
+        update_methods = frozenset(UpdateMethod)
+
+        def select(self, facts, now):
+            raise RuntimeError("backend down")
+
+    registry.criterion_types().add(Plugin("exploding", Exploding, "tests:Exploding", "tests"))
+    user(1, country="ES")
+    course(1)
+    api.apply_definitions([{"name": "fragile", "scope": INSTANCE, "rule": leaf("exploding", "in", countries=["ES"])},
+                           {"name": "audit", "scope": IN_COURSE, "rule": leaf("enrollment_mode", "in", modes=["audit"])}],
+                          sync=False, now=NOW)
+    scheduler = Scheduler(clock=lambda: NOW)
+    tick = scheduler.run_once()
+    assert tick.failed == ["sync:instance"] and members("audit") == {1}
+    assert scheduler.run_once().failed == []  # backing off: not tried again at the next tick
+
+
 def test_a_group_takes_the_most_restrictive_methods_and_must_keep_one(synced_country):
     rule = {"all": [leaf("synced_country", "in", countries=["ES"]), leaf("last_login", ">", days=3)]}
     api.apply_definitions({"name": "mixed", "scope": INSTANCE, "rule": rule}, now=NOW)

@@ -44,7 +44,7 @@ def test_collect_gives_each_groups_state_freshness_and_drift(groups):
     spain = by_name["spain"]
     assert (spain.state, spain.members, spain.last_event_id, spain.last_sync) == ("enabled", 1, "ev-1", NOW)
     assert spain.staleness_s == 2 * 86400 and not spain.stale and spain.next_sync_due == NOW + timedelta(days=7)
-    assert spain.drift["joined"] == 2 and spain.update_methods == ["events", "schedule"]
+    assert spain.drift["joined"] == 2 and spain.update_methods == ["events", "manual", "schedule"]
     assert (by_name["frozen"].state, by_name["frozen"].members, by_name["frozen"].next_sync_due) == ("frozen", 0, None)
     assert by_name["off"].state == "disabled" and by_name["off"].update_methods == []
     assert by_name["later"].stale and by_name["later"].next_sync_due == NOW + timedelta(days=2)

@@ -44,6 +44,16 @@ def test_an_operator_sync_waits_for_a_running_one_then_gives_up():
             api.sync_groups([group], now=NOW, wait_s=0.3)
 
 
+@pytest.mark.django_db
+def test_a_definition_waits_for_its_groups_sync_then_gives_up_without_saving():
+    api.apply_definitions(SPAIN, now=NOW)
+    group = api.find_group("spain")
+    with Leases([f"sync:group:{group.id}"], holder="elsewhere").acquire():
+        with pytest.raises(LeaseUnavailable):
+            api.apply_definitions({**SPAIN, "priority": 5}, now=NOW, wait_s=0.3)
+    assert api.find_group("spain").priority == 0
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_schedulers_never_run_one_groups_sync_twice(monkeypatch):
     for uid in range(1, 41):

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Iterable
 
 import structlog
+from django.db.models import Count, Max
 
 from groups_consumer.engine import rules
 from groups_consumer.engine.selection import Selection, all_of
@@ -107,14 +108,28 @@ def compile_group(group: Group) -> CompiledGroup:
 
 @dataclass
 class GroupCatalog:
-    """All groups, compiled once; exclusive sets know their members in precedence order."""
+    """All groups, compiled once; exclusive sets know their members in precedence order.
+
+    ``version`` identifies the stored definitions it was compiled from (see ``stored_version``).
+    """
 
     groups: dict[int, CompiledGroup] = field(default_factory=dict)
+    version: tuple | None = None
+
+    @staticmethod
+    def stored_version() -> tuple:
+        """Changes whenever a group is created, deleted or saved (saving bumps ``Group.modified``)."""
+        found = Group.objects.aggregate(count=Count("id"), modified=Max("modified"))
+        return (found["count"], found["modified"])
+
+    def is_current(self) -> bool:
+        """True while no definition changed since the catalog was loaded."""
+        return self.version == self.stored_version()
 
     @classmethod
     def load(cls, record_broken: bool = True) -> GroupCatalog:
         """Compile every group. With ``record_broken``, store (or clear) each group's broken reason."""
-        catalog = cls()
+        catalog = cls(version=cls.stored_version())
         for group in Group.objects.select_related("scope"):
             compiled = compile_group(group)
             catalog.groups[group.id] = compiled

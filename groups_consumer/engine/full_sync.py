@@ -44,8 +44,8 @@ class SyncReport:
 def sync_targets(catalog: GroupCatalog, groups: Iterable[CompiledGroup],
                  method: UpdateMethod | None = None) -> list[CompiledGroup]:
     """The groups a sync of ``groups`` decides: they and their exclusive siblings, less those ``method`` may
-    not update. ``method`` is what asks for the sync: the scheduler passes ``SCHEDULE``; ``None`` is an
-    operator's request, which syncs every group that is not frozen, broken or disabled."""
+    not update. ``method`` is what asks for the sync: ``SCHEDULE`` for the scheduler, ``MANUAL`` for an
+    operator; ``None`` after a definition changed, which syncs every group not frozen, broken or disabled."""
     return [g for g in catalog.with_exclusive_siblings(groups)
             if (g.evaluable and not g.frozen if method is None else g.updated_by(method))]
 
@@ -66,11 +66,12 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
     with Progress("sync", UserFact.objects.count(), "users", run_id=report.run_id) as progress:
         for users in user_ranges(chunk_size):
             with transaction.atomic():
-                scanned = lock_users(users)
+                locked = lock_users(users)
                 qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
-                report.diff += reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id, now=now)
-            report.users_scanned += scanned
-            progress.advance(scanned)
+                report.diff += reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id, now=now,
+                                         leave_alone=lambda: known_users(users) - locked)
+            report.users_scanned += len(locked)
+            progress.advance(len(locked))
             heartbeat()
     Group.objects.filter(id__in=[g.id for g in targets]).update(last_full_sync=now)
     # Every time-relative answer is now evaluated as of ``now``: later windows start there.
@@ -96,11 +97,19 @@ def user_ranges(size: int) -> Iterator[UserRange]:
         after = upto
 
 
-def lock_users(users: UserRange) -> int:
+def lock_users(users: UserRange) -> set[int]:
     """Lock the fact rows of a range (in user-id order, like the consumer) until the transaction ends; returns
-    how many users it holds.
+    the users it holds.
 
     Whoever writes a user's memberships holds that user's ``UserFact`` row: a sync never decides on facts a
     concurrent consumer batch is changing, and never overwrites what that batch decided from newer facts.
+    A user a batch created in the range after the lock (``known_users`` minus the locked) is left to that
+    batch and to the next sync.
     """
-    return len(UserFact.objects.select_for_update().filter(users.q()).order_by("user_id").values_list("user_id"))
+    return set(UserFact.objects.select_for_update().filter(users.q()).order_by("user_id").values_list(
+        "user_id", flat=True))
+
+
+def known_users(users: UserRange) -> set[int]:
+    """The users of a range that have fact rows now."""
+    return set(UserFact.objects.filter(users.q()).values_list("user_id", flat=True))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Collection, Mapping
+from typing import Callable, Collection, Mapping
 
 from django.db import transaction
 from django.db.models import Q
@@ -45,17 +45,23 @@ class MembershipDiff:
 
 
 def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: UserDomain, *,
-              cause: str, cause_id: CauseId, now: datetime) -> MembershipDiff:
+              cause: str, cause_id: CauseId, now: datetime,
+              leave_alone: Callable[[], set[int]] = set) -> MembershipDiff:
     """Make the stored memberships of ``users`` in the groups of ``qualifying`` match it (after exclusivity).
 
     ``cause_id`` is one id for every change (a sync run) or one per user (the event that changed the user).
+    ``leave_alone`` is asked, once the stored memberships are read, for users whose memberships must not be
+    touched (a sync: users that appeared after it locked its range).
     """
     groups = {gid: catalog.groups[gid] for gid in qualifying}
-    desired = arbitrate(qualifying, catalog.groups, _held_by_others(catalog, groups.values(), users))
     current: dict[int, set[int]] = defaultdict(set)
     for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(groups)).values_list(
             "group_id", "user_id"):
         current[group_id].add(user_id)
+    if skipped := leave_alone():
+        qualifying = {gid: members - skipped for gid, members in qualifying.items()}
+        current = defaultdict(set, {gid: members - skipped for gid, members in current.items()})
+    desired = arbitrate(qualifying, catalog.groups, _held_by_others(catalog, groups.values(), users))
     diff = MembershipDiff(
         joined=[(gid, uid) for gid, members in desired.items() for uid in sorted(members - current[gid])],
         left=[(gid, uid) for gid, members in current.items() for uid in sorted(members - desired.get(gid, set()))],

@@ -4,9 +4,9 @@ Each group with time-relative leaves keeps a watermark, ``Group.flips_checked_un
 rule is known to be current as of that instant (a full sync sets it to the sync's time). A pass over the
 window ``(watermark, now]`` asks each time-relative leaf which users' answers can change in it
 (``CriterionType.flips``, one indexed query), re-evaluates only those users, in the group and its exclusive
-siblings, and moves the watermark to ``now`` in the same transaction as the membership changes. The work is
-proportional to the users who flip, not to the group's population; a crash repeats at most one pass, and
-repeating it changes nothing.
+siblings (chunk by chunk, one transaction each), then moves the watermark to ``now``. The work is
+proportional to the users who flip, not to the group's population; a crash before the watermark moves
+repeats the pass, and repeating it changes nothing.
 
 Events are not affected: a user whose facts change is re-evaluated at that moment by the consumer, and a
 later pass over the same user evaluates the same facts again, harmlessly.
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Callable, Iterable
 
 import structlog
 from django.db import transaction
@@ -47,11 +48,13 @@ class FlipReport:
         return sum(self.candidates.values())
 
 
-def process_flips(catalog: GroupCatalog, now: datetime) -> FlipReport:
-    """Re-evaluate, in every group updated by events, the users whose time-relative answers changed since the
-    group's watermark, and move the watermarks to ``now``."""
+def process_flips(catalog: GroupCatalog, now: datetime, groups: Iterable[CompiledGroup] | None = None,
+                  heartbeat: Callable[[], None] = lambda: None) -> FlipReport:
+    """Re-evaluate, in the groups (default: all) updated by events, the users whose time-relative answers
+    changed since each group's watermark, and move the watermarks to ``now``. ``heartbeat`` is called after
+    each chunk (lease renewal)."""
     report = FlipReport(until=now)
-    groups = [g for g in catalog.groups.values() if g.time_relative]
+    groups = [g for g in (catalog.groups.values() if groups is None else groups) if g.time_relative]
     if not groups:
         return report
     watermarks = dict(Group.objects.filter(id__in=[g.id for g in groups]).values_list(
@@ -67,6 +70,7 @@ def process_flips(catalog: GroupCatalog, now: datetime) -> FlipReport:
             groups_of_chunk = [due[gid] for gid, found in candidates.items() if found & in_chunk]
             report.diff += evaluate_users(catalog, groups_of_chunk, chunk, cause=Cause.TIME,
                                           cause_id=f"time:{now.isoformat()}", now=now)
+        heartbeat()
     Group.objects.filter(id__in=list(due), flips_checked_until__lt=now).update(flips_checked_until=now)
     report.candidates = {str(due[gid]): len(found) for gid, found in candidates.items()}
     if due:

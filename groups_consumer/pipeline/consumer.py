@@ -27,10 +27,8 @@ import structlog
 from confluent_kafka import (OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer,
                              TopicPartition)
 from django.db import InterfaceError, OperationalError, connection
-from django.db.models import Count, Max
 
 from groups_consumer.engine.catalog import GroupCatalog
-from groups_consumer.models import Group
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.config import ConsumerConfig
@@ -103,7 +101,7 @@ class EventConsumer:
                  clock: Callable[[], float] = time.monotonic, stats_every_s: float = 10.0,
                  catalog_check_every_s: float = 5.0, start: StartPosition | None = None,
                  accept: Callable[[PlatformEvent], bool] = lambda event: True,
-                 on_batch: Callable[[int], None] = lambda messages: None):
+                 on_batch: Callable[[int], None] = lambda messages: None, report_partitions: bool = True):
         self.config = config
         self._start, self._accept, self._on_batch = start, accept, on_batch
         self.decoder = decoder or EventDecoder(
@@ -115,10 +113,9 @@ class EventConsumer:
         self._dead_letters = DeadLetterQueue(Producer({"bootstrap.servers": config.bootstrap_servers,
                                                        "enable.idempotence": True}), config.dlq_topic)
         self._dead_letter_counter = DeadLetterCounter(config.dead_letter_limit)
-        self._status = StatusReporter(config.group_id)
+        self._status = StatusReporter(config.group_id, report_partitions)
         self._stopping = False
         self._processor: BatchProcessor | None = None
-        self._catalog_version = None
         self._next_catalog_check = self._next_stats = 0.0
 
     def stop(self) -> None:
@@ -138,10 +135,12 @@ class EventConsumer:
                     self.handle(messages)
                 self._log_stats_when_due()
         finally:
-            self._status.flush(self.partition_positions())
-            self._consumer.close()
-            self._dead_letters.close()
-            log.info("consumer_stopped", **self._stats_fields())
+            try:
+                self._status.flush(self.partition_positions())
+            finally:
+                self._consumer.close()
+                self._dead_letters.close()
+                log.info("consumer_stopped", **self._stats_fields())
         return self.stats
 
     def handle(self, messages: list[Message]) -> BatchResult | None:
@@ -231,10 +230,8 @@ class EventConsumer:
         """The batch processor, rebuilt when group definitions change (checked every few seconds)."""
         if self._processor is None or self._clock() >= self._next_catalog_check:
             self._next_catalog_check = self._clock() + self._catalog_check_every_s
-            version = Group.objects.aggregate(count=Count("id"), modified=Max("modified"))
-            if self._processor is None or version != self._catalog_version:
+            if self._processor is None or not self._processor.catalog.is_current():
                 self._processor = BatchProcessor(GroupCatalog.load())
-                self._catalog_version = version
                 log.info("groups_loaded", groups=len(self._processor.catalog.groups))
         return self._processor
 

@@ -31,10 +31,12 @@ class PartitionPosition:
 
 
 class StatusReporter:
-    """Accumulates a consumer's reportable state and writes it with ``flush``."""
+    """Accumulates a consumer's reportable state and writes it with ``flush``. Without ``report_partitions``
+    (one-off replays under a throwaway consumer group) only the groups' last events are reported."""
 
-    def __init__(self, consumer_group: str):
+    def __init__(self, consumer_group: str, report_partitions: bool = True):
         self.consumer_group = consumer_group
+        self.report_partitions = report_partitions
         self._last_event: dict[int, tuple[datetime, str]] = {}
         self._dead_letters: Counter = Counter()
 
@@ -47,7 +49,8 @@ class StatusReporter:
 
     def record_dead_letter(self, topic: str, partition: int) -> None:
         """Count one message of a partition sent to the dead-letter topic."""
-        self._dead_letters[(topic, partition)] += 1
+        if self.report_partitions:
+            self._dead_letters[(topic, partition)] += 1
 
     def flush(self, positions: list[PartitionPosition]) -> None:
         """Write partition reports and groups' last events; a database error is logged and retried next time."""
@@ -58,7 +61,7 @@ class StatusReporter:
 
     def _write(self, positions: list[PartitionPosition]) -> None:
         now = timezone.now()
-        reported = {(p.topic, p.partition): p for p in positions}
+        reported = {(p.topic, p.partition): p for p in positions} if self.report_partitions else {}
         for key in set(reported) | set(self._dead_letters):
             topic, partition = key
             where = dict(consumer_group=self.consumer_group, topic=topic, partition=partition)

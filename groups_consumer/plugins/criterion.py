@@ -20,9 +20,10 @@ with ``groups_consumer.testing.evaluate_both_ways``.
 
 Refresh policy: ``refresh`` is how often a group using the criterion should be re-synced as a fallback
 (the group takes the shortest of its criteria unless it overrides it), and ``update_methods`` says what may
-re-evaluate such a group: platform events, the scheduled sync, an operator's edit. A criterion whose data
-has no events (an external source polled on a schedule) leaves ``EVENTS`` out, and groups using it then
-change only when synced.
+re-evaluate such a group: platform events, the scheduled sync, an operator's request (all three by
+default). A criterion whose data has no events (an external source polled on a schedule) leaves ``EVENTS``
+out, and groups using it then change only when synced; one too costly to evaluate on demand leaves
+``MANUAL`` out.
 
 Time-relative criteria (``last_login > 10 days``) change their answer with no event at all. They implement
 ``flips(backend, after, upto)``: the users whose answer can change during ``(after, upto]`` with their data
@@ -58,7 +59,7 @@ class UpdateMethod(enum.StrEnum):
 
     EVENTS = "events"  # platform events, and the passage of time for time-relative criteria
     SCHEDULE = "schedule"  # the scheduler's fallback full sync, at the group's refresh frequency
-    MANUAL = "manual"  # an operator editing the criterion's data (manual lists)
+    MANUAL = "manual"  # an operator's request: ``groups-consumer sync``, a manual list edit
 
 
 #: A criterion's fallback sync frequency unless it declares its own.
@@ -108,7 +109,7 @@ class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
     events: ClassVar[frozenset[str]] = frozenset()
     backend: ClassVar[str] = "facts"
     refresh: ClassVar[timedelta] = DEFAULT_REFRESH
-    update_methods: ClassVar[frozenset[UpdateMethod]] = frozenset({UpdateMethod.EVENTS, UpdateMethod.SCHEDULE})
+    update_methods: ClassVar[frozenset[UpdateMethod]] = frozenset(UpdateMethod)
 
     def __init__(self, operator: str, config: ConfigT, scope: CriterionScope):
         self.operator = operator

@@ -4,6 +4,8 @@ import os
 import signal
 from datetime import timedelta
 
+from django.core.management.base import CommandError
+
 from groups_consumer.management.base import GroupsCommand
 from groups_consumer.scheduling.scheduler import DEFAULT_TICK, Scheduler
 
@@ -24,9 +26,11 @@ class Command(GroupsCommand):
         scheduler = Scheduler(tick=timedelta(seconds=options["tick"]))
         if options["once"]:
             report = scheduler.run_once()
-            flips = report.flips.users_evaluated if report.flips else 0
-            self.stdout.write(f"{len(report.syncs)} sync(s), {flips} time-relative re-evaluation(s)"
-                              + (f", skipped: {'; '.join(report.skipped)}" if report.skipped else ""))
+            self.stdout.write(f"{len(report.syncs)} sync(s), {report.flips_evaluated} time-relative "
+                              "re-evaluation(s)" + "".join(f"\nskipped {step}" for step in report.skipped)
+                              + "".join(f"\nfailed {step} (see the log)" for step in report.failed))
+            if report.failed:
+                raise CommandError(f"{len(report.failed)} step(s) failed")
             return
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: scheduler.stop())

@@ -10,8 +10,8 @@ from groups_consumer.status import ServiceStatus, collect
 
 
 class Command(GroupsCommand):
-    """Per group: state, members, last event, last sync, staleness, next due sync, drift; per consumer
-    partition: position, lag and dead letters."""
+    """Per group: state, members, last event, last sync, staleness, next due sync, drift and (time-relative
+    groups) how far time has been checked; per consumer partition: position, lag and dead letters."""
 
     help = "Show the state and freshness of every group and the consumers' lag and dead letters."
 
@@ -28,13 +28,15 @@ class Command(GroupsCommand):
 
 def render(status: ServiceStatus) -> str:
     """The status as two text tables."""
-    rows = [("GROUP", "SCOPE", "STATE", "MEMBERS", "LAST EVENT", "LAST SYNC", "STALENESS", "NEXT SYNC", "DRIFT")]
+    rows = [("GROUP", "SCOPE", "STATE", "MEMBERS", "LAST EVENT", "LAST SYNC", "STALENESS", "NEXT SYNC", "DRIFT",
+             "TIME CHECKED")]
     for g in status.groups:
         staleness = _age(g.staleness_s) + (" STALE" if g.stale else "") if g.staleness_s is not None else \
             ("never synced" + (" STALE" if g.stale else ""))
         rows.append((g.name, g.scope, g.state, str(g.members), _when(g.last_event_at, status.now),
                      _when(g.last_sync, status.now), staleness,
-                     _when(g.next_sync_due, status.now) if g.next_sync_due else "not scheduled", _drift(g.drift)))
+                     _when(g.next_sync_due, status.now) if g.next_sync_due else "not scheduled", _drift(g.drift),
+                     _when(g.time_checked_until, status.now)))
     lines = _table(rows)
     lines += [f"  {g.name} ({g.scope}): {g.broken_reason}" for g in status.groups if g.broken_reason]
     lines.append("")

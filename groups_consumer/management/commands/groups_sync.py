@@ -21,6 +21,8 @@ class Command(GroupsCommand):
         if not groups:
             raise CommandError("no group matches")
         report = api.sync_groups(groups, chunk_size=options["chunk_size"])
+        for group, reason in api.not_synced(groups, report):
+            self.stdout.write(f"not synced: {group} ({reason})")
         self.stdout.write(f"synced {len(report.groups)} group(s) over {report.users_scanned} users in "
                           f"{report.seconds:.1f}s: {len(report.diff.joined)} joined, {len(report.diff.left)} left "
                           f"(run {report.run_id})")
