@@ -6,7 +6,7 @@ import sys
 import structlog
 
 
-def configure_logging(json: bool, level: int = logging.INFO) -> None:
+def configure_logging(json: bool, level: int | str = logging.INFO) -> None:
     """Route structlog and the standard library's logging through one structlog renderer."""
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer(colors=False)
     shared = [

@@ -60,4 +60,5 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 GROUPS_CONSUMER_BACKENDS: dict[str, str] = {}
 
 LOGGING_CONFIG = None
-configure_logging(json=os.environ.get("LOG_FORMAT", "json" if not os.isatty(2) else "console") == "json")
+configure_logging(json=os.environ.get("LOG_FORMAT", "json" if not os.isatty(2) else "console") == "json",
+                  level=os.environ.get("LOG_LEVEL", "INFO").upper())

@@ -29,13 +29,10 @@ def fresh_plugins():
 
 
 def pytest_configure(config):
-    """edx-event-bus-kafka's serializers (used to produce test messages as the LMS does) need a schema registry:
-    confluent-kafka's in-process one stands in for the server that cannot run here."""
-    import edx_event_bus_kafka.internal.producer as lms_producer
-    from confluent_kafka.schema_registry._sync.mock_schema_registry_client import MockSchemaRegistryClient
+    """Test messages are produced as the LMS does, against an in-process schema registry."""
+    from tests.lms import use_mock_schema_registry
 
-    registry = MockSchemaRegistryClient({"url": "mock://lms-registry"})
-    lms_producer.get_schema_registry_client = lambda: registry
+    use_mock_schema_registry()
 
 
 @pytest.fixture(scope="session")

@@ -98,6 +98,18 @@ def profile(user_id: int, country: str | None, time: datetime) -> LmsEvent:
                   profile=UserProfileData(user=user_data(user_id), country=country))
 
 
+def use_mock_schema_registry() -> None:
+    """edx-event-bus-kafka's serializers (and its consumer) need a schema registry: confluent-kafka's in-process
+    one stands in for the server that cannot run here."""
+    import edx_event_bus_kafka.internal.consumer as lms_consumer
+    import edx_event_bus_kafka.internal.producer as lms_producer
+    from confluent_kafka.schema_registry._sync.mock_schema_registry_client import MockSchemaRegistryClient
+
+    registry = MockSchemaRegistryClient({"url": "mock://lms-registry"})
+    lms_producer.get_schema_registry_client = lambda: registry
+    lms_consumer.get_schema_registry_client = lambda: registry
+
+
 def send(bootstrap_servers: str, topic: str, *events: LmsEvent) -> None:
     """Send events with edx-event-bus-kafka's producer, exactly as the LMS does."""
     producer = KafkaEventProducer(Producer({"bootstrap.servers": bootstrap_servers}))

@@ -101,7 +101,7 @@ class EventConsumer:
                  clock: Callable[[], float] = time.monotonic, stats_every_s: float = 10.0,
                  catalog_check_every_s: float = 5.0, start: StartPosition | None = None,
                  accept: Callable[[PlatformEvent], bool] = lambda event: True,
-                 on_batch: Callable[[int], None] = lambda messages: None, report_partitions: bool = True):
+                 on_batch: Callable[[list[Message]], None] = lambda messages: None, report_partitions: bool = True):
         self.config = config
         self._start, self._accept, self._on_batch = start, accept, on_batch
         self.decoder = decoder or EventDecoder(
@@ -184,7 +184,7 @@ class EventConsumer:
         metrics.EVENTS.inc(len(events))
         metrics.MEMBERSHIP_CHANGES.inc(len(result.diff) if result else 0)
         metrics.BATCH_SECONDS.observe(self.stats.last_batch_ms / 1000)
-        self._on_batch(len(messages))
+        self._on_batch(messages)  # applied and committed
         return result
 
     def _apply_with_retries(self, events: list[PlatformEvent]) -> BatchResult:

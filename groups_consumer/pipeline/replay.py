@@ -27,7 +27,8 @@ def replay(config: ConsumerConfig, *, since: datetime | None = None, until: date
     with Progress("replay", _messages_to_read(config, since), "messages", group_id=replay_config.group_id) as progress:
         consumer = EventConsumer(replay_config, start=StartPosition(since),
                                  accept=(lambda event: event.time <= until) if until else (lambda event: True),
-                                 on_batch=progress.advance, report_partitions=False)
+                                 on_batch=lambda messages: progress.advance(len(messages)),
+                                 report_partitions=False)
         return consumer.run(until=lambda stats: stats.idle_s() > idle_s)
 
 
