@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: venv test test-sqlite test-postgres run demo clean
+.PHONY: venv test test-sqlite test-postgres run demo bench clean
 
 venv: $(VENV)/.installed
 
@@ -42,6 +42,12 @@ demo: venv
 	  trap 'kill -TERM $$! 2>/dev/null; wait $$!' EXIT; \
 	  sleep 2; \
 	  DATABASE_URL=sqlite:///$(CURDIR)/demo.sqlite3 KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:19093 $(BIN)/python demo/produce.py
+
+## The brief's performance figures in one run on PostgreSQL (its own database, gc_bench) and the broker
+## (KAFKA_BOOTSTRAP_SERVERS or an embedded tansu); results in bench/results/. ARGS="--quick" checks the
+## benchmark in about a minute; ARGS="--help" lists the sizes.
+bench: venv
+	$(BIN)/python -m bench $(ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info groups-consumer.sqlite3 demo.sqlite3 demo-consumer.log

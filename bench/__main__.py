@@ -1,0 +1,61 @@
+"""``python -m bench`` (``make bench``): the product's performance figures, measured in one run on PostgreSQL.
+
+See ``bench/__init__.py`` for what is measured and how; ``--help`` for the sizes. ``--quick`` runs everything
+small, in about a minute, to check the benchmark itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from contextlib import nullcontext
+from pathlib import Path
+
+QUICK = {"users": 5000, "events": 10000, "latency_events": 5000, "scaling": "2000,5000", "scaling_events": 5000,
+         "full_sync_users": 5000, "naive_users": 2000, "naive_events": 200, "naive_budget": 5.0}
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make bench ARGS=", description=__doc__)
+    parser.add_argument("--users", type=int, default=100_000, help="population of the main run")
+    parser.add_argument("--events", type=int, default=100_000, help="events of the main stream")
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--rate", type=float, default=5000, help="produce rate of the latency run (events/s)")
+    parser.add_argument("--latency-events", type=int, default=50_000)
+    parser.add_argument("--scaling", default="10000,100000,1000000", help="populations of the scaling run")
+    parser.add_argument("--scaling-events", type=int, default=50_000)
+    parser.add_argument("--full-sync-users", type=int, default=1_000_000)
+    parser.add_argument("--full-sync-groups", type=int, default=20)
+    parser.add_argument("--naive-users", type=int, default=10_000)
+    parser.add_argument("--naive-events", type=int, default=2000)
+    parser.add_argument("--naive-budget", type=float, default=30.0, help="seconds the naive loop may run")
+    parser.add_argument("--skip", default="", help="comma-separated parts: ceiling,end_to_end,peer,latency,"
+                                                   "scaling,full_sync,naive")
+    parser.add_argument("--quick", action="store_true", help="small sizes everywhere (checks the benchmark)")
+    parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
+                                                                 "postgres://postgres@127.0.0.1:5432/gc_bench"))
+    parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+        args.results = args.results / "quick"  # a check of the benchmark is not a result
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
+    from bench.setup import django_on, fresh_database
+
+    fresh_database(args.database_url)
+    django_on(args.database_url)
+    from bench.run import Benchmark
+    from groups_consumer.broker import EmbeddedBroker
+
+    servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    with (nullcontext(servers) if servers else EmbeddedBroker()) as bootstrap_servers:
+        Benchmark(args, bootstrap_servers).run()
+
+
+if __name__ == "__main__":
+    main()

