@@ -1,0 +1,33 @@
+"""The benchmark keeps working: a tiny run of every part but the slow ones (the figures are not checked)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="the benchmark runs on PostgreSQL; checked once, in the PostgreSQL run")
+def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
+           "BENCH_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/gc_bench_smoke"}
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--users", "300", "--events", "400",
+                          "--latency-events", "200", "--rate", "500", "--scaling", "200", "--scaling-events", "200",
+                          "--full-sync-users", "300", "--naive-users", "200", "--naive-events", "20",
+                          "--naive-budget", "2", "--skip", "peer", "--results", str(tmp_path)],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((tmp_path / "quick" / "latest.json").read_text())
+    from bench.report import KEYS
+
+    assert set(KEYS) <= set(results)
+    assert results["end_to_end_events_per_s"] > 0 and results["latency_p99_ms"] is not None
+    assert results["peer_events_per_s"] is None  # skipped parts are null
+    assert "end to end, groups-consumer consume" in run.stdout
