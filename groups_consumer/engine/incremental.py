@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import datetime
-from typing import Collection, Iterable
+from typing import Collection, Iterable, Mapping
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.membership_writer import CauseId, MembershipDiff, reconcile
@@ -11,17 +12,48 @@ from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import UpdateMethod
 
 
+def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cause: str, cause_id: CauseId,
+             now: datetime) -> MembershipDiff:
+    """Bring the memberships of the users of each group in ``pairs`` (group id -> user ids) up to date.
+
+    Only the given users are evaluated in each group, with the users of every group of an exclusive set
+    evaluated in all its groups (a set is decided as a whole). Only groups that events update are evaluated
+    (not frozen, broken or sync-only ones: their members are held). One snapshot is loaded per user and
+    backend, whatever the number of groups; then the differences are written.
+    """
+    domains = _with_exclusive_siblings(catalog, pairs)
+    if not domains:
+        return MembershipDiff()
+    targets = {gid: catalog.groups[gid] for gid in domains}
+    users = set().union(*domains.values())
+    needed = set().union(*(g.backends for g in targets.values()))
+    snapshots = {name: registry.backend(name).snapshots(users) for name in needed}
+    qualifying = {gid: {u for u in domains[gid] if group.qualifies(snapshots, u, now)}
+                  for gid, group in targets.items()}
+    return reconcile(catalog, qualifying, domains, cause=cause, cause_id=cause_id, now=now)
+
+
 def evaluate_users(catalog: GroupCatalog, groups: Iterable[CompiledGroup], user_ids: Collection[int], *,
                    cause: str, cause_id: CauseId, now: datetime) -> MembershipDiff:
-    """Bring the memberships of ``user_ids`` in ``groups`` (and their exclusive siblings) up to date.
+    """``evaluate`` with the same users in every group."""
+    users = set(user_ids)
+    return evaluate(catalog, {g.id: users for g in groups}, cause=cause, cause_id=cause_id, now=now)
 
-    Only groups that events update are evaluated (not frozen, broken or sync-only ones: their members are
-    held). Loads one snapshot per user and backend, whatever the number of groups, then writes the differences.
-    """
-    targets = [g for g in catalog.with_exclusive_siblings(groups) if g.updated_by(UpdateMethod.EVENTS)]
-    if not targets or not user_ids:
-        return MembershipDiff()
-    needed = set().union(*(g.backends for g in targets))
-    snapshots = {name: registry.backend(name).snapshots(user_ids) for name in needed}
-    qualifying = {g.id: {u for u in user_ids if g.qualifies(snapshots, u, now)} for g in targets}
-    return reconcile(catalog, qualifying, user_ids, cause=cause, cause_id=cause_id, now=now)
+
+def _with_exclusive_siblings(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]]) -> dict[int, set[int]]:
+    """Users per group to evaluate: the pairs, with each exclusive set's users spread over all its groups,
+    restricted to the groups events update."""
+    domains: dict[int, set[int]] = defaultdict(set)
+    by_set: dict[str, set[int]] = defaultdict(set)
+    for gid, users in pairs.items():
+        if not users:
+            continue
+        group = catalog.groups[gid]
+        if group.exclusive_set:
+            by_set[group.exclusive_set].update(users)
+        else:
+            domains[gid].update(users)
+    for name, users in by_set.items():
+        for sibling in catalog.exclusive_set(name):
+            domains[sibling.id] |= users
+    return {gid: users for gid, users in domains.items() if catalog.groups[gid].updated_by(UpdateMethod.EVENTS)}

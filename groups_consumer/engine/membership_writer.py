@@ -1,7 +1,7 @@
 """Writing membership differences: the one place memberships and their change log are written.
 
 ``reconcile`` takes the users qualifying for a set of groups over a domain of users (a user-id range for full
-syncs, an explicit set for incremental evaluation), applies exclusivity, compares with the stored memberships
+syncs, explicit users per group for incremental evaluation), applies exclusivity, compares with the stored memberships
 of that domain and writes only the differences, deletes before inserts (so a user moving between groups of
 one exclusive set never trips the database constraint), with one change-log row per difference.
 It runs in the caller's transaction when there is one: the caller decides what commits together.
@@ -20,11 +20,12 @@ from django.db.models import Q
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.exclusivity import arbitrate
 from groups_consumer.engine.selection import UserRange
-from groups_consumer.iteration import chunked
+from groups_consumer import bulk_sql
 from groups_consumer.models import Membership, MembershipChange
 
-WRITE_BATCH = 2000
-UserDomain = UserRange | Collection[int]
+#: The users decided: one range for every group (syncs), or the users of each group (incremental evaluation;
+#: the groups of one exclusive set must then have the same users).
+UserDomain = UserRange | Mapping[int, Collection[int]]
 CauseId = str | Mapping[int, str]
 
 
@@ -55,9 +56,11 @@ def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: 
     """
     groups = {gid: catalog.groups[gid] for gid in qualifying}
     current: dict[int, set[int]] = defaultdict(set)
+    per_group = None if isinstance(users, UserRange) else users
     for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(groups)).values_list(
             "group_id", "user_id"):
-        current[group_id].add(user_id)
+        if per_group is None or user_id in per_group[group_id]:
+            current[group_id].add(user_id)
     if skipped := leave_alone():
         qualifying = {gid: members - skipped for gid, members in qualifying.items()}
         current = defaultdict(set, {gid: members - skipped for gid, members in current.items()})
@@ -92,18 +95,17 @@ def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str
     leaving: dict[int, list[int]] = defaultdict(list)
     for group_id, user_id in diff.left:
         leaving[group_id].append(user_id)
+    memberships, changes = Membership._meta.db_table, MembershipChange._meta.db_table
     for group_id, user_ids in leaving.items():
-        for chunk in chunked(user_ids, WRITE_BATCH):
-            Membership.objects.filter(group_id=group_id, user_id__in=chunk).delete()
-    Membership.objects.bulk_create(
-        (Membership(group_id=gid, user_id=uid, exclusive_set=groups[gid].exclusive_set, joined_at=now)
-         for gid, uid in diff.joined), batch_size=WRITE_BATCH)
-    MembershipChange.objects.bulk_create(
-        [MembershipChange(group_id=gid, user_id=uid, kind=MembershipChange.Kind.JOINED, at=now, cause=cause,
-                          cause_id=cause_of(uid)) for gid, uid in diff.joined]
-        + [MembershipChange(group_id=gid, user_id=uid, kind=MembershipChange.Kind.LEFT, at=now, cause=cause,
-                            cause_id=cause_of(uid)) for gid, uid in diff.left], batch_size=WRITE_BATCH)
+        bulk_sql.execute_where_in(f"DELETE FROM {bulk_sql.quote(memberships)} WHERE group_id = %s AND", "user_id",
+                                  user_ids, [group_id])
+    at = bulk_sql.db_datetime(now)
+    bulk_sql.insert(memberships, ["group_id", "user_id", "exclusive_set", "joined_at"],
+                    ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in diff.joined))
+    bulk_sql.insert(changes, ["group_id", "user_id", "kind", "at", "cause", "cause_id"],
+                    [(gid, uid, MembershipChange.Kind.JOINED.value, at, cause, cause_of(uid)) for gid, uid in diff.joined]
+                    + [(gid, uid, MembershipChange.Kind.LEFT.value, at, cause, cause_of(uid)) for gid, uid in diff.left])
 
 
 def _users_q(users: UserDomain) -> Q:
-    return users.q() if isinstance(users, UserRange) else Q(user_id__in=list(users))
+    return users.q() if isinstance(users, UserRange) else Q(user_id__in=list(set().union(*users.values())))

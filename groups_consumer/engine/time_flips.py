@@ -22,7 +22,7 @@ import structlog
 from django.db import transaction
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.engine.incremental import evaluate_users
+from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
 from groups_consumer.engine.selection import EVERYONE, all_of, any_of
 from groups_consumer.iteration import chunked
@@ -67,9 +67,8 @@ def process_flips(catalog: GroupCatalog, now: datetime, groups: Iterable[Compile
         in_chunk = set(chunk)
         with transaction.atomic():
             _lock(chunk)
-            groups_of_chunk = [due[gid] for gid, found in candidates.items() if found & in_chunk]
-            report.diff += evaluate_users(catalog, groups_of_chunk, chunk, cause=Cause.TIME,
-                                          cause_id=f"time:{now.isoformat()}", now=now)
+            report.diff += evaluate(catalog, {gid: found & in_chunk for gid, found in candidates.items()},
+                                    cause=Cause.TIME, cause_id=f"time:{now.isoformat()}", now=now)
         heartbeat()
     Group.objects.filter(id__in=list(due), flips_checked_until__lt=now).update(flips_checked_until=now)
     report.candidates = {str(due[gid]): len(found) for gid, found in candidates.items()}

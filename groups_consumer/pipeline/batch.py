@@ -8,6 +8,7 @@ anywhere replays the batch, and replaying it changes nothing that was already ap
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Sequence
@@ -16,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from groups_consumer.engine.catalog import GroupCatalog
-from groups_consumer.engine.incremental import evaluate_users
+from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
 from groups_consumer.models import Cause
 from groups_consumer.pipeline.decode import PlatformEvent
@@ -50,22 +51,19 @@ class BatchProcessor:
         with transaction.atomic():
             changed = apply_updates(update for event in events for update in updates_from(event))
             result.facts_changed = len(changed)
-            affected_groups: set[int] = set()
+            pairs: dict[int, set[int]] = defaultdict(set)
             cause_of: dict[int, str] = {}
             for change in changed:
                 routed = self.router.groups_for(change)
                 if routed:
-                    affected_groups.update(g.id for g in routed)
                     cause_of[change.user_id] = change.event.event_id
                     for group in routed:
+                        pairs[group.id].add(change.user_id)
                         latest = result.last_event.get(group.id)
                         if latest is None or latest.time < change.event.time:
                             result.last_event[group.id] = change.event
-            # One evaluation round for the batch: every affected user against every affected group. Pairs that
-            # no event touched are evaluated too (exactly, so harmlessly); one round costs far fewer queries
-            # than one per distinct set of groups.
+            # One evaluation round for the batch: each changed user in the groups their changes can affect.
             result.users_evaluated = len(cause_of)
-            if cause_of:
-                result.diff = evaluate_users(self.catalog, [self.catalog.groups[g] for g in affected_groups],
-                                             list(cause_of), cause=Cause.EVENT, cause_id=cause_of, now=now)
+            if pairs:
+                result.diff = evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now)
         return result
