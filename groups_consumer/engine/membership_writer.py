@@ -92,17 +92,11 @@ def _held_by_others(catalog: GroupCatalog, groups, users: UserDomain) -> dict[st
 def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str, cause_id: CauseId,
            now: datetime) -> None:
     cause_of = (lambda _user: cause_id) if isinstance(cause_id, str) else cause_id.__getitem__
-    leaving: dict[int, list[int]] = defaultdict(list)
-    for group_id, user_id in diff.left:
-        leaving[group_id].append(user_id)
-    memberships, changes = Membership._meta.db_table, MembershipChange._meta.db_table
-    for group_id, user_ids in leaving.items():
-        bulk_sql.execute_where_in(f"DELETE FROM {bulk_sql.quote(memberships)} WHERE group_id = %s AND", "user_id",
-                                  user_ids, [group_id])
+    bulk_sql.delete(Membership, ["group_id", "user_id"], diff.left)
     at = bulk_sql.db_datetime(now)
-    bulk_sql.insert(memberships, ["group_id", "user_id", "exclusive_set", "joined_at"],
+    bulk_sql.insert(Membership, ["group_id", "user_id", "exclusive_set", "joined_at"],
                     ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in diff.joined))
-    bulk_sql.insert(changes, ["group_id", "user_id", "kind", "at", "cause", "cause_id"],
+    bulk_sql.insert(MembershipChange, ["group_id", "user_id", "kind", "at", "cause", "cause_id"],
                     [(gid, uid, MembershipChange.Kind.JOINED.value, at, cause, cause_of(uid)) for gid, uid in diff.joined]
                     + [(gid, uid, MembershipChange.Kind.LEFT.value, at, cause, cause_of(uid)) for gid, uid in diff.left])
 

@@ -103,8 +103,8 @@ def apply_updates(updates: Iterable[FactUpdate]) -> list[ChangedFact]:
                 key = (user_id, update.fact, update.course_key)
                 changed[key] = ChangedFact(user_id, update.fact, update.course_key, update.event)
                 (dirty_courses.add((user_id, update.course_key)) if update.course_key else dirty_users.add(user_id))
-    _write(_USERS, "user_id", _USER_FIELDS, [users[u] for u in dirty_users])
-    _write(_COURSES, "id", _COURSE_FIELDS, [courses[key] for key in dirty_courses])
+    _write(UserFact, "user_id", _USER_FIELDS, [users[u] for u in dirty_users])
+    _write(CourseFact, "id", _COURSE_FIELDS, [courses[key] for key in dirty_courses])
     return list(changed.values())
 
 
@@ -143,9 +143,9 @@ class _CourseRow:
     passing_changed_at: datetime | None
 
 
-def _write(table: str, key: str, fields: list[str], rows: list) -> None:
-    """One prepared UPDATE by key, run for every row."""
-    bulk_sql.update(table, [key], fields, [
+def _write(model, key: str, fields: list[str], rows: list) -> None:
+    """UPDATE the rows by key."""
+    bulk_sql.update(model, [key], fields, [
         [bulk_sql.db_datetime(getattr(row, f)) if f in _TIMES else getattr(row, f) for f in fields]
         + [getattr(row, key)] for row in rows])
 
@@ -156,7 +156,7 @@ def _lock_users(by_user) -> tuple[dict[int, _UserRow], set[int]]:
     ids = sorted(by_user)
     known = {row[0] for row in bulk_sql.select_where_in(f"SELECT user_id FROM {_USERS} WHERE", "user_id", ids)}
     new_users = set(ids) - known
-    bulk_sql.insert_ignoring_conflicts(_USERS, ["user_id", "username"], [(u, "") for u in sorted(new_users)])
+    bulk_sql.insert_ignoring_conflicts(UserFact, ["user_id", "username"], [(u, "") for u in sorted(new_users)])
     lock = "FOR UPDATE" if bulk_sql.is_postgres() else ""  # SQLite's write lock is the transaction's
     rows = bulk_sql.select_where_in(f"SELECT user_id, username, {', '.join(_USER_FIELDS[1:])} FROM {_USERS} WHERE",
                                     "user_id", ids, suffix=f"ORDER BY user_id {lock}")
@@ -168,7 +168,7 @@ def _course_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], _CourseRow
     """The course rows of the batch (created if missing); their users are locked already."""
     if not keys:
         return {}
-    bulk_sql.insert_ignoring_conflicts(_COURSES, ["user_id", "course_key", "org", "is_active"],
+    bulk_sql.insert_ignoring_conflicts(CourseFact, ["user_id", "course_key", "org", "is_active"],
                                        [(u, c, course_org(c), False) for u, c in sorted(keys)])
     rows = bulk_sql.select_where_in(f"SELECT id, user_id, course_key, {', '.join(_COURSE_FIELDS)} FROM {_COURSES} "
                                     "WHERE", "user_id", {u for u, _ in keys})
