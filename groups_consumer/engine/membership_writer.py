@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Callable, Collection, Mapping
 
 from django.db import transaction
-from django.db.models import Q
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.exclusivity import arbitrate
@@ -57,8 +56,7 @@ def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: 
     groups = {gid: catalog.groups[gid] for gid in qualifying}
     current: dict[int, set[int]] = defaultdict(set)
     per_group = None if isinstance(users, UserRange) else users
-    for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(groups)).values_list(
-            "group_id", "user_id"):
+    for group_id, user_id in _memberships(users, list(groups)):
         if per_group is None or user_id in per_group[group_id]:
             current[group_id].add(user_id)
     if skipped := leave_alone():
@@ -83,8 +81,7 @@ def _held_by_others(catalog: GroupCatalog, groups, users: UserDomain) -> dict[st
               for g in catalog.exclusive_set(name) if g.id not in deciding}
     held: dict[str, set[int]] = defaultdict(set)
     if others:
-        for group_id, user_id in Membership.objects.filter(_users_q(users), group_id__in=list(others)).values_list(
-                "group_id", "user_id"):
+        for group_id, user_id in _memberships(users, list(others)):
             held[others[group_id]].add(user_id)
     return held
 
@@ -101,5 +98,11 @@ def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str
                     + [(gid, uid, MembershipChange.Kind.LEFT.value, at, cause, cause_of(uid)) for gid, uid in diff.left])
 
 
-def _users_q(users: UserDomain) -> Q:
-    return users.q() if isinstance(users, UserRange) else Q(user_id__in=list(set().union(*users.values())))
+def _memberships(users: UserDomain, group_ids: list[int]) -> list[tuple[int, int]]:
+    """(group id, user id) of the stored memberships of the domain's users in the groups."""
+    if isinstance(users, UserRange):
+        return list(Membership.objects.filter(users.q(), group_id__in=group_ids).values_list("group_id", "user_id"))
+    groups_in = ", ".join(["%s"] * len(group_ids))
+    return bulk_sql.select_where_in(
+        f"SELECT group_id, user_id FROM {bulk_sql.quote(Membership._meta.db_table)} WHERE group_id IN ({groups_in}) AND",
+        "user_id", set().union(*users.values()), params=group_ids)
