@@ -22,14 +22,15 @@ def test_sync_writes_only_differences_and_keeps_joined_at():
     joined_before = dict(Membership.objects.values_list("user_id", "joined_at"))
 
     report = api.sync_groups([api.find_group("away")], now=NOW)
-    assert len(report.diff) == 0 and report.users_scanned == 20
+    assert len(report.changes) == 0 and report.users_scanned == 20
     assert MembershipChange.objects.count() == 10
 
     UserFact.objects.filter(user_id=15).update(last_login=days_ago(0))
     UserFact.objects.filter(user_id=3).update(last_login=days_ago(50))
     report = api.sync_groups([api.find_group("away")], now=NOW)
-    assert report.diff.left == [(api.find_group("away").id, 15)]
-    assert report.diff.joined == [(api.find_group("away").id, 3)]
+    away = report.changes.of(api.find_group("away").id)
+    assert (away.joined, away.left) == (1, 1)
+    assert away.examples == [{"user_id": 3, "change": "joined"}, {"user_id": 15, "change": "left"}]
     assert dict(Membership.objects.filter(user_id=20).values_list("user_id", "joined_at")) == {20: joined_before[20]}
     log = MembershipChange.objects.filter(cause_id=report.run_id).values_list("user_id", "kind", "cause")
     assert sorted(log) == [(3, "joined", "sync"), (15, "left", "sync")]

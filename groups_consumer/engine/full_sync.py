@@ -20,7 +20,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.engine.membership_writer import MembershipDiff, reconcile
+from groups_consumer.engine.membership_writer import reconcile
+from groups_consumer.engine.sync_changes import SyncChanges
 from groups_consumer.engine.selection import UserRange
 from groups_consumer.models import Cause, Group, UserFact
 from groups_consumer.plugins.criterion import UpdateMethod
@@ -37,7 +38,7 @@ class SyncReport:
     run_id: str
     groups: list[str]
     users_scanned: int = 0
-    diff: MembershipDiff = field(default_factory=MembershipDiff)
+    changes: SyncChanges = field(default_factory=SyncChanges)
     seconds: float = 0.0
 
 
@@ -68,8 +69,8 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
             with transaction.atomic():
                 locked = lock_users(users)
                 qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
-                report.diff += reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id, now=now,
-                                         leave_alone=lambda: known_users(users) - locked)
+                report.changes.add(reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id,
+                                             now=now, leave_alone=lambda: known_users(users) - locked), catalog)
             report.users_scanned += len(locked)
             progress.advance(len(locked))
             heartbeat()
@@ -78,8 +79,8 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
     Group.objects.filter(Q(flips_checked_until__isnull=True) | Q(flips_checked_until__lt=now),
                          id__in=[g.id for g in targets]).update(flips_checked_until=now)
     report.seconds = time.monotonic() - started
-    log.info("sync_finished", run_id=report.run_id, users=report.users_scanned, joined=len(report.diff.joined),
-             left=len(report.diff.left), seconds=round(report.seconds, 3))
+    log.info("sync_finished", run_id=report.run_id, users=report.users_scanned, joined=report.changes.joined,
+             left=report.changes.left, seconds=round(report.seconds, 3))
     return report
 
 

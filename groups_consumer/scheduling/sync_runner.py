@@ -27,7 +27,6 @@ from groups_consumer.scheduling.leases import Leases, LeaseUnavailable
 from groups_consumer.scheduling.policy import freshness
 
 log = structlog.get_logger(__name__)
-DRIFT_EXAMPLES = 5
 #: Attempts to lease a stable set of groups while definitions keep changing under the sync.
 LEASE_ATTEMPTS = 3
 
@@ -63,8 +62,7 @@ def run_sync(group_ids: Iterable[int], *, clock: Callable[[], datetime] = timezo
                 return None
             report = full_sync(catalog, targets, now=now, cause=cause, method=method, heartbeat=leases.renew,
                                **({"chunk_size": chunk_size} if chunk_size else {}))
-            _record_drift(catalog, targets, report, {gid for gid, at in last_syncs.items() if at} if record_drift
-                          else set())
+            _record_drift(targets, report, {gid for gid, at in last_syncs.items() if at} if record_drift else set())
             return report
     raise LeaseUnavailable(f"the definitions of groups {sorted(requested)} kept changing during "
                            f"{LEASE_ATTEMPTS} attempts to sync them")
@@ -75,26 +73,21 @@ def _targets(catalog: GroupCatalog, requested: set[int], method: UpdateMethod | 
                                        method)}
 
 
-def _record_drift(catalog: GroupCatalog, targets: list[CompiledGroup], report: SyncReport,
-                  previously_synced: set[int]) -> None:
+def _record_drift(targets: list[CompiledGroup], report: SyncReport, previously_synced: set[int]) -> None:
     """Store each target's drift (None where differences are expected: sync-only groups, first syncs)."""
-    # A user moved by a sibling that events do not update was not missed by events.
-    moved_by_others = {uid for gid, uid in report.diff.joined + report.diff.left
-                       if not catalog.groups[gid].updated_by(UpdateMethod.EVENTS)}
     for group in targets:
         drift = None
         if group.id in previously_synced and group.updated_by(UpdateMethod.EVENTS):
-            drift = _drift(group, report, moved_by_others)
+            drift = _drift(group, report)
         Group.objects.filter(id=group.id).update(last_sync_drift=drift)
 
 
-def _drift(group: CompiledGroup, report: SyncReport, excluded: set[int]) -> dict:
-    joined = [uid for gid, uid in report.diff.joined if gid == group.id and uid not in excluded]
-    left = [uid for gid, uid in report.diff.left if gid == group.id and uid not in excluded]
-    examples = ([{"user_id": uid, "change": "joined"} for uid in joined[:DRIFT_EXAMPLES]]
-                + [{"user_id": uid, "change": "left"} for uid in left[:DRIFT_EXAMPLES]])[:DRIFT_EXAMPLES]
-    drift = {"run_id": report.run_id, "joined": len(joined), "left": len(left), "examples": examples}
+def _drift(group: CompiledGroup, report: SyncReport) -> dict:
+    # A user moved by a sibling that events do not update was not missed by events.
+    changes = report.changes.of(group.id)
+    joined, left = changes.joined - changes.forced_joined, changes.left - changes.forced_left
+    drift = {"run_id": report.run_id, "joined": joined, "left": left, "examples": changes.examples}
     if joined or left:
-        log.warning("sync_drift", group=str(group), run_id=report.run_id, joined=len(joined), left=len(left),
-                    examples=examples)
+        log.warning("sync_drift", group=str(group), run_id=report.run_id, joined=joined, left=left,
+                    examples=changes.examples)
     return drift

@@ -29,5 +29,5 @@ class Command(GroupsCommand):
             for name in getattr(report, outcome):
                 self.stdout.write(f"{outcome:<10} {name}")
         if report.sync:
-            self.stdout.write(f"synced {len(report.sync.groups)} group(s): {len(report.sync.diff.joined)} joined, "
-                              f"{len(report.sync.diff.left)} left")
+            self.stdout.write(f"synced {len(report.sync.groups)} group(s): {report.sync.changes.joined} joined, "
+                              f"{report.sync.changes.left} left")

@@ -29,5 +29,5 @@ class Command(GroupsCommand):
         update = api.update_manual_group(self.group_from(options), rows, append=options["append"])
         for line, value, reason in update.unknown:
             self.stderr.write(f"line {line}: {value!r} skipped: {reason}")
-        self.stdout.write(f"{update.user_ids} user(s) listed; {len(update.sync.diff.joined)} joined, "
-                          f"{len(update.sync.diff.left)} left; {len(update.unknown)} row(s) skipped")
+        self.stdout.write(f"{update.user_ids} user(s) listed; {update.sync.changes.joined} joined, "
+                          f"{update.sync.changes.left} left; {len(update.unknown)} row(s) skipped")

@@ -24,5 +24,5 @@ class Command(GroupsCommand):
         for group, reason in api.not_synced(groups, report):
             self.stdout.write(f"not synced: {group} ({reason})")
         self.stdout.write(f"synced {len(report.groups)} group(s) over {report.users_scanned} users in "
-                          f"{report.seconds:.1f}s: {len(report.diff.joined)} joined, {len(report.diff.left)} left "
+                          f"{report.seconds:.1f}s: {report.changes.joined} joined, {report.changes.left} left "
                           f"(run {report.run_id})")
