@@ -1,8 +1,10 @@
 """Refresh policy rules: update methods, frozen groups, refresh intervals and staleness."""
 
 from datetime import timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from pydantic import BaseModel
 
 from groups_consumer import api
@@ -228,3 +230,13 @@ def test_a_sync_reports_differences_events_should_have_made_as_drift(caplog):
     assert [e["user_id"] for e in drift["examples"]] == [2, 3, 4]
     api.sync_groups([api.find_group("spain")], now=NOW + timedelta(days=9))
     assert api.find_group("spain").last_sync_drift["left"] == 0  # nothing to correct any more
+
+
+def test_the_scheduler_command_runs_one_pass_with_once():
+    user(1, country="ES")
+    api.apply_definitions({"name": "spain", "scope": INSTANCE, "rule": leaf("country", "in", countries=["ES"])},
+                          sync=False, now=NOW)
+    out = StringIO()
+    call_command("groups_scheduler", "--once", stdout=out)
+    assert out.getvalue().startswith("1 sync(s), 0 time-relative re-evaluation(s)")
+    assert members("spain") == {1}
