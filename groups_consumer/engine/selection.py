@@ -11,7 +11,8 @@ from __future__ import annotations
 import abc
 from dataclasses import dataclass
 from functools import reduce
-from typing import Iterable
+import operator
+from typing import Callable, Iterable
 
 from django.db.models import Q
 
@@ -50,12 +51,22 @@ class Selection(abc.ABC):
 
 @dataclass(frozen=True)
 class Query(Selection):
-    """Users whose ``UserFact`` row satisfies ``q`` (subqueries on other tables allowed)."""
+    """Users whose ``UserFact`` row satisfies ``q`` (subqueries on other tables allowed).
+
+    ``in_range``, when given, builds the same condition for the users of one range only: a backend whose
+    condition has a subquery passes the range into it, so that resolving range after range reads each
+    range's rows of the other table instead of its whole content every time.
+    """
 
     q: Q
+    in_range: Callable[[UserRange], Q] | None = None
+
+    def q_for(self, within: UserRange) -> Q:
+        """The condition for the users of ``within``."""
+        return self.in_range(within) if self.in_range is not None else self.q
 
     def resolve(self, within: UserRange) -> set[int]:
-        return set(UserFact.objects.filter(self.q, within.q()).values_list("user_id", flat=True))
+        return set(UserFact.objects.filter(self.q_for(within), within.q()).values_list("user_id", flat=True))
 
     def count(self) -> int:
         """How many users are selected, counted by the database."""
@@ -106,7 +117,7 @@ def all_of(parts: Iterable[Selection]) -> Selection:
     """Users in every part. Query parts are ANDed into one condition; the rest are intersected in Python."""
     queries, others = _split(parts)
     if queries:
-        others.insert(0, Query(reduce(lambda a, b: a & b, (p.q for p in queries))))
+        others.insert(0, _fold(queries, operator.and_))
     if len(others) == 1:
         return others[0]
     # Explicit id sets first: they are usually small and make the intersection cheap.
@@ -117,15 +128,26 @@ def any_of(parts: Iterable[Selection]) -> Selection:
     """Users in at least one part."""
     queries, others = _split(parts)
     if queries:
-        others.insert(0, Query(reduce(lambda a, b: a | b, (p.q for p in queries))))
+        others.insert(0, _fold(queries, operator.or_))
     return others[0] if len(others) == 1 else _Union(tuple(others))
 
 
 def complement(removed: Selection, universe: Selection) -> Selection:
     """Users of ``universe`` not in ``removed``."""
     if isinstance(removed, Query) and isinstance(universe, Query):
-        return Query(universe.q & ~removed.q)
+        ranged = None
+        if removed.in_range or universe.in_range:
+            ranged = lambda within: universe.q_for(within) & ~removed.q_for(within)  # noqa: E731
+        return Query(universe.q & ~removed.q, ranged)
     return _Difference(universe, removed)
+
+
+def _fold(queries: list[Query], combine: Callable[[Q, Q], Q]) -> Query:
+    """One Query for several, keeping their per-range forms."""
+    ranged = None
+    if any(p.in_range for p in queries):
+        ranged = lambda within: reduce(combine, (p.q_for(within) for p in queries))  # noqa: E731
+    return Query(reduce(combine, (p.q for p in queries)), ranged)
 
 
 def _split(parts: Iterable[Selection]) -> tuple[list[Query], list[Selection]]:

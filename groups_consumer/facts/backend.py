@@ -76,4 +76,6 @@ class FactTableBackend(LearnerFacts):
 
     @staticmethod
     def _courses(rows) -> Selection:
-        return Query(Q(user_id__in=rows.values("user_id")))
+        # Per range, the subquery reads only that range's course rows (index on course, active, user).
+        return Query(Q(user_id__in=rows.values("user_id")),
+                     in_range=lambda within: Q(user_id__in=rows.filter(within.q()).values("user_id")))

@@ -44,6 +44,6 @@ class CourseFact(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["user", "course_key"], name="coursefact_unique_user_course")]
         indexes = [
-            models.Index(fields=["course_key", "is_active"], name="coursefact_course_active"),
+            models.Index(fields=["course_key", "is_active", "user"], name="coursefact_course_active_user"),
             models.Index(fields=["org", "is_active"], name="coursefact_org_active"),
         ]
