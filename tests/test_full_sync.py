@@ -46,13 +46,18 @@ def test_small_batches_give_the_same_result_as_one_batch():
                           {"not": leaf("country", "in", countries=["PT"])},
                           leaf("course_grade", ">=", percent=0.2)]}},
         {"name": "any", "rule": {"any": [leaf("manual", "in", user_ids=[2, 4]), leaf("last_login", ">", days=10)]}},
+        # Course subqueries resolved per range (``Query.in_range``) under any / not, in an org scope.
+        {"name": "org-mixed", "scope": {"type": "org", "key": "Demo"},
+         "rule": {"any": [{"not": leaf("course_grade", "<", percent=0.5, course_key="course-v1:Demo+C1+2026")},
+                          leaf("enrollment_mode", "not_in", modes=["audit"], course_key="course-v1:Demo+C1+2026")]}},
     ]
     api.apply_definitions(definitions, sync=False, now=NOW)
     api.sync_groups(api.groups_matching(), now=NOW, chunk_size=4)
-    small = {name: member_ids(name) for name in ("mixed", "any")}
+    small = {name: member_ids(name) for name in ("mixed", "any", "org-mixed")}
     Membership.objects.all().delete()
     api.sync_groups(api.groups_matching(), now=NOW, chunk_size=1000)
-    assert small == {name: member_ids(name) for name in ("mixed", "any")}
+    assert small == {name: member_ids(name) for name in ("mixed", "any", "org-mixed")}
+    assert small["org-mixed"] == set(range(15, 31))  # grades of 0.5 and more
     assert small["mixed"] == {7, 13, 19, 25}
 
 
