@@ -20,6 +20,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=100_000, help="population of the main run")
     parser.add_argument("--events", type=int, default=100_000, help="events of the main stream")
     parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=2,
+                        help="consumer processes of the main end-to-end and latency runs (one process is measured too)")
     parser.add_argument("--rate", type=float, default=5000, help="produce rate of the latency run (events/s)")
     parser.add_argument("--latency-events", type=int, default=50_000)
     parser.add_argument("--scaling", default="10000,100000,1000000", help="populations of the scaling run")

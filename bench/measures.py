@@ -6,13 +6,16 @@ connection set-up (seconds with tansu) do not count: events after the first batc
 
 from __future__ import annotations
 
+import multiprocessing
 import os
+import queue
 import statistics
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 from django.conf import settings
 from django.db import connection
 
+from bench import consumer_process
 from bench.stream import WireMessage, produce
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer
@@ -86,6 +90,7 @@ class EndToEnd:
     """``groups-consumer consume``'s loop over the stream: throughput and per-message latencies."""
 
     events_per_s: float
+    processes: int = 1
     latencies_ms: list[float] = field(default_factory=list)
 
     def percentile(self, p: float) -> float | None:
@@ -95,31 +100,102 @@ class EndToEnd:
         return statistics.quantiles(self.latencies_ms, n=1000, method="inclusive")[int(p * 10) - 1]
 
 
-def end_to_end(bootstrap_servers: str, topic: str, count: int) -> EndToEnd:
-    """The service's consumer (decode, facts, evaluation, membership writes, offset commits) over the stream."""
-    rate, latencies = Rate(), []
+@dataclass
+class Consumption:
+    """What one consumer process did: the end time and size of each batch, and each message's latency from its
+    producer timestamp to the commit of the batch that applied it (membership changes included)."""
+
+    batches: list[tuple[float, int]] = field(default_factory=list)
+    latencies_ms: list[float] = field(default_factory=list)
+
+    def record(self, messages: list) -> int:
+        """Record a batch that has just been applied and committed; returns its size."""
+        committed = time.time()
+        valid = [m for m in messages if not m.error()]
+        self.batches.append((committed, len(valid)))
+        self.latencies_ms.extend(committed * 1000 - m.timestamp()[1] for m in valid)
+        return len(valid)
+
+
+def steady_rate(consumptions: list[Consumption]) -> float:
+    """Messages per second while every process was consuming: between the end of the last process's first batch
+    (group joins and rebalances are over) and the end of the first process's last batch."""
+    active = [c.batches for c in consumptions if c.batches]
+    if not active:
+        return 0.0
+    start, stop = max(b[0][0] for b in active), min(b[-1][0] for b in active)
+    count = sum(size for batches in active for at, size in batches if start < at <= stop)
+    return count / (stop - start) if stop > start else 0.0
+
+
+def end_to_end(bootstrap_servers: str, topic: str, count: int, processes: int = 1) -> EndToEnd:
+    """The service's consumer (decode, facts, evaluation, membership writes, offset commits) over the stream;
+    with ``processes`` > 1, that many consumer processes in one consumer group share the topic's partitions."""
+    config = consumer_config(bootstrap_servers, topic)
+    if processes == 1:
+        consumptions = [consume(config, count, _Total())]
+    else:
+        consumptions = _consume_in_processes(config, count, processes)
+    return EndToEnd(steady_rate(consumptions), processes, [ms for c in consumptions for ms in c.latencies_ms])
+
+
+class _Total:
+    """The message count of a single process (``multiprocessing.Value``'s interface)."""
+
+    value = 0
+
+    def get_lock(self):
+        return nullcontext()
+
+
+def consume(config: ConsumerConfig, count: int, total) -> Consumption:
+    """Run ``EventConsumer`` until ``total.value`` (shared by the processes of the group) reaches ``count``."""
+    consumption = Consumption()
 
     def on_batch(messages):
-        rate.batch(len(messages))
-        committed_ms = time.time() * 1000
-        latencies.extend(committed_ms - m.timestamp()[1] for m in messages if not m.error())
+        size = consumption.record(messages)
+        with total.get_lock():
+            total.value += size
 
-    consumer = EventConsumer(consumer_config(bootstrap_servers, topic), on_batch=on_batch, stats_every_s=3600)
+    consumer = EventConsumer(config, on_batch=on_batch, stats_every_s=3600)
     deadline = time.monotonic() + 1800
-    consumer.run(until=lambda stats: stats.messages >= count or time.monotonic() > deadline)
-    return EndToEnd(rate.per_second(), latencies)
+    consumer.run(until=lambda stats: total.value >= count or time.monotonic() > deadline)
+    return consumption
 
 
-def latency_at_rate(bootstrap_servers: str, messages: list[WireMessage], rate: float) -> EndToEnd:
+def _consume_in_processes(config: ConsumerConfig, count: int, processes: int) -> list[Consumption]:
+    context = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited broker or database state
+    total, results = context.Value("q", 0), context.Queue()
+    workers = [context.Process(target=consumer_process.run, args=(config, count, total, results))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    consumptions: list[Consumption] = []
+    try:
+        while len(consumptions) < processes:
+            try:
+                consumptions.append(results.get(timeout=5))
+            except queue.Empty:
+                if failed := [w.exitcode for w in workers if w.exitcode not in (None, 0)]:
+                    raise RuntimeError(f"a consumer process failed (exit codes {failed})") from None
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.kill()
+    return consumptions
+
+
+def latency_at_rate(bootstrap_servers: str, messages: list[WireMessage], rate: float, processes: int = 1) -> EndToEnd:
     """Event-to-membership latency while the stream is produced at ``rate`` events/s: each message's time from
     its producer timestamp to the commit of the batch that applied it (its membership changes included)."""
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     produce(bootstrap_servers, topic, messages[:1])  # create the topic; the consumer joins before the stream
     result: list[EndToEnd] = []
-    worker = threading.Thread(target=lambda: (result.append(end_to_end(bootstrap_servers, topic, len(messages) + 1)),
-                                              connection.close()))
+    worker = threading.Thread(target=lambda: (result.append(end_to_end(bootstrap_servers, topic, len(messages) + 1,
+                                                                       processes)), connection.close()))
     worker.start()
-    time.sleep(8)  # the consumer joins its group (tansu takes a few seconds)
+    time.sleep(8 + 4 * (processes - 1))  # the consumers join their group (tansu takes a few seconds per member)
     produce(bootstrap_servers, topic, messages, rate=rate)
     worker.join(timeout=600)
     return result[0]

@@ -38,7 +38,7 @@ def naive_events_per_s(bootstrap_servers: str, topic: str, count: int, budget_s:
                                    Origin(message.topic(), message.partition(), message.offset()))
             now = timezone.now()
             with transaction.atomic():
-                groups = {g.id: g for change in apply_updates(updates_from(event)) for g in router.groups_for(change)}
+                groups = {g.id: g for change in apply_updates(updates_from(event)).changed for g in router.groups_for(change)}
                 targets = catalog.with_exclusive_siblings(groups.values())
                 if targets:
                     members = {g.id: g.members(now).resolve(EVERYONE) for g in targets}

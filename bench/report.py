@@ -14,7 +14,7 @@ from django.db import connection
 
 #: Keys every results document carries (null where a part was skipped).
 KEYS = ["machine", "users", "groups", "events", "ceiling_events_per_s", "end_to_end_events_per_s",
-        "ratio_to_ceiling", "peer_events_per_s", "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms",
+        "consumer_processes", "end_to_end_one_process_events_per_s", "ratio_to_ceiling", "peer_events_per_s", "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms",
         "latency_p99_ms", "scaling", "full_sync_users", "full_sync_groups", "full_sync_s", "full_sync_peak_rss_mb",
         "resync_s", "resync_peak_rss_mb", "naive_users", "naive_events_per_s", "speedup_over_naive"]
 
@@ -61,17 +61,19 @@ def table(results: dict[str, Any]) -> str:
     rows = [
         ("figure", "measured", "target"),
         ("raw consume+decode ceiling (1 process)", num(results.get("ceiling_events_per_s"), " ev/s"), ""),
-        ("end to end, groups-consumer consume (1 process)", num(results.get("end_to_end_events_per_s"), " ev/s"),
-         ">= 20,000 ev/s (2 processes allowed)"),
+        ("end to end, groups-consumer consume, 1 process",
+         num(results.get("end_to_end_one_process_events_per_s"), " ev/s"), ""),
         ("  ratio to the ceiling", num(results.get("ratio_to_ceiling"), "", 3), ">= 0.40"),
+        (f"end to end, {results.get('consumer_processes') or 1} process(es)",
+         num(results.get("end_to_end_events_per_s"), " ev/s"), ">= 20,000 ev/s (2 processes allowed)"),
         ("edx-event-bus-kafka consumer, no-op receivers", num(results.get("peer_events_per_s"), " ev/s"), ""),
-        ("  ratio to it", num(results.get("ratio_to_peer"), "x", 2), ">= 5x"),
+        ("  ratio of end to end to it", num(results.get("ratio_to_peer"), "x", 2), ">= 5x"),
         (f"latency p50 at {num(results.get('latency_rate_events_per_s'))} ev/s",
          num(results.get("latency_p50_ms"), " ms", 1), ""),
         ("latency p99", num(results.get("latency_p99_ms"), " ms", 1), "< 1,000 ms"),
     ]
     for users, rate in (results.get("scaling") or {}).items():
-        rows.append((f"end to end at {int(users):,} users", num(rate, " ev/s"), "flat: within 1.5x"))
+        rows.append((f"end to end at {int(users):,} users, 1 process", num(rate, " ev/s"), "flat: within 1.5x"))
     rows += [
         (f"first full sync, {num(results.get('full_sync_users'))} users x {results.get('full_sync_groups')} groups",
          num(results.get("full_sync_s"), " s", 1), "< 60 s"),

@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Callable
 
 from django.utils import timezone
@@ -52,20 +52,29 @@ class Benchmark:
             self.results["ceiling_events_per_s"] = self._step("raw consume+decode ceiling", lambda: measures.ceiling(
                 self.servers, topic, len(messages)))
         if "end_to_end" not in self.skip:
-            rate = self._step("end to end", lambda: measures.end_to_end(self.servers, topic, len(messages)).events_per_s)
-            self.results["end_to_end_events_per_s"] = rate
-            self.results.setdefault("scaling", {})[str(args.users)] = rate
+            one = self._step("end to end, 1 process", lambda: measures.end_to_end(self.servers, topic, len(messages))
+                             .events_per_s)
+            self.results.update(end_to_end_one_process_events_per_s=one, end_to_end_events_per_s=one,
+                                consumer_processes=1)
+            self.results.setdefault("scaling", {})[str(args.users)] = one
             if self.results.get("ceiling_events_per_s"):
-                self.results["ratio_to_ceiling"] = rate / self.results["ceiling_events_per_s"]
+                self.results["ratio_to_ceiling"] = one / self.results["ceiling_events_per_s"]
         if "peer" not in self.skip:
             peer = self._step("edx-event-bus-kafka consumer", lambda: measures.peer(self.servers, topic, len(messages)))
             self.results["peer_events_per_s"] = peer
-            if self.results.get("end_to_end_events_per_s") and peer:
-                self.results["ratio_to_peer"] = self.results["end_to_end_events_per_s"] / peer
+        if "end_to_end" not in self.skip and args.processes > 1:
+            # A stream of its own, later than the first: the first one's facts are applied already.
+            topic, messages = self._stream(args.users, args.events, timezone.now() + timedelta(minutes=30), seed=9)
+            self.results["end_to_end_events_per_s"] = self._step(
+                f"end to end, {args.processes} processes",
+                lambda: measures.end_to_end(self.servers, topic, len(messages), args.processes).events_per_s)
+            self.results["consumer_processes"] = args.processes
+        if self.results.get("end_to_end_events_per_s") and self.results.get("peer_events_per_s"):
+            self.results["ratio_to_peer"] = self.results["end_to_end_events_per_s"] / self.results["peer_events_per_s"]
         if "latency" not in self.skip:
             later = build_stream(args.users, args.latency_events, timezone.now() + timedelta(hours=1), seed=8)
-            result = self._step(f"latency at {args.rate:,.0f} events/s",
-                                lambda: measures.latency_at_rate(self.servers, later, args.rate))
+            result = self._step(f"latency at {args.rate:,.0f} events/s, {args.processes} process(es)",
+                                lambda: measures.latency_at_rate(self.servers, later, args.rate, args.processes))
             self.results.update(latency_rate_events_per_s=args.rate, latency_p50_ms=result.percentile(50),
                                 latency_p99_ms=result.percentile(99))
 
@@ -115,9 +124,10 @@ class Benchmark:
         self._step(f"{groups} groups" + (", first sync" if sync else ""),
                    lambda: api.apply_definitions(group_definitions(groups), sync=sync, wait_s=0))
 
-    def _stream(self, users: int, count: int) -> tuple[str, list[WireMessage]]:
+    def _stream(self, users: int, count: int, start: datetime | None = None,
+                seed: int = 7) -> tuple[str, list[WireMessage]]:
         messages = self._step(f"{count:,} events in the LMS wire format",
-                              lambda: build_stream(users, count, timezone.now()))
+                              lambda: build_stream(users, count, start or timezone.now(), seed=seed))
         topic = f"bench-{users}-{uuid.uuid4().hex[:8]}"
         self._step("produced to the broker", lambda: produce(self.servers, topic, messages))
         return topic, messages

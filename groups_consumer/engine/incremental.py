@@ -8,18 +8,20 @@ from typing import Collection, Iterable, Mapping
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.membership_writer import CauseId, MembershipDiff, reconcile
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import UpdateMethod
 
 
 def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cause: str, cause_id: CauseId,
-             now: datetime) -> MembershipDiff:
+             now: datetime, known: Mapping[str, Mapping[int, LearnerSnapshot]] | None = None) -> MembershipDiff:
     """Bring the memberships of the users of each group in ``pairs`` (group id -> user ids) up to date.
 
     Only the given users are evaluated in each group, with the users of every group of an exclusive set
     evaluated in all its groups (a set is decided as a whole). Only groups that events update are evaluated
     (not frozen, broken or sync-only ones: their members are held). One snapshot is loaded per user and
-    backend, whatever the number of groups; then the differences are written.
+    backend, whatever the number of groups (``known`` gives, per backend, snapshots already at hand that cover
+    every user); then the differences are written.
     """
     domains = _with_exclusive_siblings(catalog, pairs)
     if not domains:
@@ -27,7 +29,8 @@ def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cau
     targets = {gid: catalog.groups[gid] for gid in domains}
     users = set().union(*domains.values())
     needed = set().union(*(g.backends for g in targets.values()))
-    snapshots = {name: registry.backend(name).snapshots(users) for name in needed}
+    known = known or {}
+    snapshots = {name: known[name] if name in known else registry.backend(name).snapshots(users) for name in needed}
     qualifying = {gid: {u for u in domains[gid] if group.qualifies(snapshots, u, now)}
                   for gid, group in targets.items()}
     return reconcile(catalog, qualifying, domains, cause=cause, cause_id=cause_id, now=now)

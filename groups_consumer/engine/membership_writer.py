@@ -89,7 +89,7 @@ def _held_by_others(catalog: GroupCatalog, groups, users: UserDomain) -> dict[st
 def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str, cause_id: CauseId,
            now: datetime) -> None:
     cause_of = (lambda _user: cause_id) if isinstance(cause_id, str) else cause_id.__getitem__
-    bulk_sql.delete(Membership, ["group_id", "user_id"], diff.left)
+    bulk_sql.delete(Membership, ["user_id", "group_id"], [(uid, gid) for gid, uid in diff.left])
     at = bulk_sql.db_datetime(now)
     bulk_sql.insert(Membership, ["group_id", "user_id", "exclusive_set", "joined_at"],
                     ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in diff.joined))
@@ -102,7 +102,9 @@ def _memberships(users: UserDomain, group_ids: list[int]) -> list[tuple[int, int
     """(group id, user id) of the stored memberships of the domain's users in the groups."""
     if isinstance(users, UserRange):
         return list(Membership.objects.filter(users.q(), group_id__in=group_ids).values_list("group_id", "user_id"))
-    groups_in = ", ".join(["%s"] * len(group_ids))
-    return bulk_sql.select_where_in(
-        f"SELECT group_id, user_id FROM {bulk_sql.quote(Membership._meta.db_table)} WHERE group_id IN ({groups_in}) AND",
-        "user_id", set().union(*users.values()), params=group_ids)
+    # Every membership of the users, filtered here: a condition on the groups too could lead the planner to the
+    # (group, user) index, reading every member of those groups.
+    wanted = set(group_ids)
+    return [(group_id, user_id) for group_id, user_id in bulk_sql.select_where_in(
+        f"SELECT group_id, user_id FROM {bulk_sql.quote(Membership._meta.db_table)} WHERE", "user_id",
+        set().union(*users.values())) if group_id in wanted]

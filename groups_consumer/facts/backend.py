@@ -10,12 +10,11 @@ from django.db.models.functions import Coalesce
 
 from groups_consumer.engine.selection import Query, Selection
 from groups_consumer.facts.interface import LearnerFacts
-from groups_consumer.facts.snapshot import CourseState, LearnerSnapshot
-from groups_consumer import bulk_sql
-from groups_consumer.models import CourseFact, ScopeType, UserFact
+from groups_consumer.facts.snapshot import LearnerSnapshot
+from groups_consumer.facts import rows
+from groups_consumer.models import CourseFact, ScopeType
 
 _LOOKUPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
-_USERS, _COURSES = UserFact._meta.db_table, CourseFact._meta.db_table
 
 
 class FactTableBackend(LearnerFacts):
@@ -60,19 +59,8 @@ class FactTableBackend(LearnerFacts):
         return self._courses(rows)
 
     def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, LearnerSnapshot]:
-        # Plain SQL: the ORM's per-value handling of long id lists cost more than the queries themselves.
         ids = list(user_ids)
-        courses: dict[int, dict[str, CourseState]] = {}
-        for user_id, course_key, org, mode, is_active, grade, is_passing in bulk_sql.select_where_in(
-                f"SELECT user_id, course_key, org, mode, is_active, grade, is_passing FROM {_COURSES} WHERE",
-                "user_id", ids):
-            courses.setdefault(user_id, {})[course_key] = CourseState(org, mode, bool(is_active), grade,
-                                                                      None if is_passing is None else bool(is_passing))
-        return {user_id: LearnerSnapshot(user_id, username, bulk_sql.py_datetime(registered_at),
-                                         bulk_sql.py_datetime(last_login), country, courses.get(user_id, {}))
-                for user_id, username, registered_at, last_login, country in bulk_sql.select_where_in(
-                    f"SELECT user_id, username, registered_at, last_login, country FROM {_USERS} WHERE",
-                    "user_id", ids)}
+        return rows.snapshots(rows.read_users(ids), rows.read_courses(ids).values())
 
     @staticmethod
     def _courses(rows) -> Selection:

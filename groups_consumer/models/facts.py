@@ -11,7 +11,7 @@ class UserFact(models.Model):
     """What is known about one LMS user. Every user any event mentioned has a row (the instance scope)."""
 
     user_id = models.BigIntegerField(primary_key=True)
-    username = models.CharField(max_length=150, blank=True, db_index=True)
+    username = models.CharField(max_length=150, blank=True)
     registered_at = models.DateTimeField(null=True, blank=True)
     last_login = models.DateTimeField(null=True, blank=True)
     country = models.CharField(max_length=2, null=True, blank=True)
@@ -21,6 +21,7 @@ class UserFact(models.Model):
         indexes = [
             models.Index(fields=["last_login"], name="userfact_last_login"),
             models.Index(fields=["country"], name="userfact_country"),
+            models.Index(fields=["username"], name="userfact_username"),  # exact lookups only (manual CSVs)
             # last_seen of users who never logged in: the time-relative window queries of last_login.
             models.Index(fields=["registered_at"], condition=models.Q(last_login__isnull=True),
                          name="userfact_registered_no_login"),
@@ -30,7 +31,8 @@ class UserFact(models.Model):
 class CourseFact(models.Model):
     """One user's state in one course: enrollment, grade and passing status, each with its event time."""
 
-    user = models.ForeignKey(UserFact, on_delete=models.CASCADE, related_name="courses")
+    # The unique (user, course) index serves lookups by user.
+    user = models.ForeignKey(UserFact, on_delete=models.CASCADE, related_name="courses", db_index=False)
     course_key = models.CharField(max_length=255)
     org = models.CharField(max_length=255)
     mode = models.CharField(max_length=100, null=True, blank=True)

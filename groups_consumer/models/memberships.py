@@ -12,7 +12,10 @@ class Membership(models.Model):
     for a user. Rows are only inserted or deleted, never rewritten, so ``joined_at`` survives re-evaluations.
     """
 
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships")
+    # The unique (group, user) index serves lookups by group. No database foreign key (here and on changes):
+    # its deferred per-row check cost as much as the insert itself; the ORM cascades deletions of groups.
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="memberships", db_index=False,
+                              db_constraint=False)
     user_id = models.BigIntegerField()
     exclusive_set = models.CharField(max_length=255, null=True, blank=True)
     joined_at = models.DateTimeField()
@@ -45,7 +48,8 @@ class MembershipChange(models.Model):
         JOINED = "joined"
         LEFT = "left"
 
-    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="changes")
+    group = models.ForeignKey(Group, on_delete=models.CASCADE, related_name="changes", db_index=False,
+                              db_constraint=False)  # the (group, at) index serves lookups by group
     user_id = models.BigIntegerField()
     kind = models.CharField(max_length=8, choices=Kind.choices)
     at = models.DateTimeField()

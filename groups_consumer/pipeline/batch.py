@@ -11,17 +11,22 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from django.db import transaction
 from django.utils import timezone
 
+from groups_consumer import bulk_sql
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
+from groups_consumer.facts.backend import FactTableBackend
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Cause
 from groups_consumer.pipeline.decode import PlatformEvent
-from groups_consumer.pipeline.facts_update import apply_updates, updates_from
+from groups_consumer.pipeline.facts_update import AppliedFacts, apply_updates, updates_from
+from groups_consumer.plugins import registry
 from groups_consumer.pipeline.route import EventRouter
 
 
@@ -49,11 +54,12 @@ class BatchProcessor:
         now = now or timezone.now()
         result = BatchResult(events=len(events))
         with transaction.atomic():
-            changed = apply_updates(update for event in events for update in updates_from(event))
-            result.facts_changed = len(changed)
+            bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
+            applied = apply_updates(update for event in events for update in updates_from(event))
+            result.facts_changed = len(applied.changed)
             pairs: dict[int, set[int]] = defaultdict(set)
             cause_of: dict[int, str] = {}
-            for change in changed:
+            for change in applied.changed:
                 routed = self.router.groups_for(change)
                 if routed:
                     cause_of[change.user_id] = change.event.event_id
@@ -65,5 +71,11 @@ class BatchProcessor:
             # One evaluation round for the batch: each changed user in the groups their changes can affect.
             result.users_evaluated = len(cause_of)
             if pairs:
-                result.diff = evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now)
+                result.diff = evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now,
+                                       known=self._known_snapshots(applied))
         return result
+
+    def _known_snapshots(self, applied: AppliedFacts) -> dict[str, Mapping[int, LearnerSnapshot]]:
+        """The snapshots the fact stage leaves, for the backend that reads the same fact tables."""
+        facts = registry.backend(LearnerFacts.name)
+        return {LearnerFacts.name: applied.snapshots} if isinstance(facts, FactTableBackend) else {}

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Iterable
 
-from groups_consumer import bulk_sql
 from groups_consumer import event_types as types
-from groups_consumer.models import CourseFact, UserFact
+from groups_consumer.facts import rows
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.pipeline.decode import PlatformEvent
-from groups_consumer.plugins.criterion import course_org
 
 #: The pseudo-fact of a user first heard of: they join the instance population.
 BECAME_KNOWN = "became_known"
@@ -79,15 +78,30 @@ def updates_from(event: PlatformEvent) -> list[FactUpdate]:
     raise ValueError(f"no fact mapping for {kind}")
 
 
-def apply_updates(updates: Iterable[FactUpdate]) -> list[ChangedFact]:
-    """Apply updates inside the caller's transaction; returns the facts that changed, each with its last event."""
+@dataclass
+class AppliedFacts:
+    """What a batch's updates did: the facts that changed (each with its last event), and a snapshot of every
+    user of the batch as the batch leaves them (read under the batch's locks, so still current)."""
+
+    changed: list[ChangedFact]
+    snapshots: dict[int, LearnerSnapshot]
+
+
+def apply_updates(updates: Iterable[FactUpdate]) -> AppliedFacts:
+    """Apply updates inside the caller's transaction, locking the users' rows until it ends."""
     by_user: dict[int, list[FactUpdate]] = defaultdict(list)
     for update in updates:
         by_user[update.user_id].append(update)
     if not by_user:
-        return []
-    users, new_users = _lock_users(by_user)
-    courses = _course_rows({(u.user_id, u.course_key) for ups in by_user.values() for u in ups if u.course_key})
+        return AppliedFacts([], {})
+    users = rows.read_users(by_user, lock=True)
+    new_users = set(by_user) - users.keys()
+    if new_users:
+        rows.create_users(new_users)
+        users.update(rows.read_users(new_users, lock=True))
+    courses = rows.read_courses(users)
+    if missing := {(u.user_id, u.course_key) for ups in by_user.values() for u in ups if u.course_key} - courses.keys():
+        courses.update(rows.create_courses(missing))
     changed: dict[tuple, ChangedFact] = {
         (u, BECAME_KNOWN, None): ChangedFact(u, BECAME_KNOWN, None, min(by_user[u], key=lambda x: x.version).event)
         for u in new_users}
@@ -103,83 +117,9 @@ def apply_updates(updates: Iterable[FactUpdate]) -> list[ChangedFact]:
                 key = (user_id, update.fact, update.course_key)
                 changed[key] = ChangedFact(user_id, update.fact, update.course_key, update.event)
                 (dirty_courses.add((user_id, update.course_key)) if update.course_key else dirty_users.add(user_id))
-    _write(UserFact, "user_id", _USER_FIELDS, [users[u] for u in dirty_users])
-    _write(CourseFact, "id", _COURSE_FIELDS, [courses[key] for key in dirty_courses])
-    return list(changed.values())
-
-
-# Rows are read and written with plain SQL (``bulk_sql``) into these light records: model instances and
-# the ORM's per-value handling of id lists cost more than the queries (``bulk_update`` alone once took 70%
-# of a batch).
-_USERS, _COURSES = UserFact._meta.db_table, CourseFact._meta.db_table
-_USER_FIELDS = ["username", "last_login", "registered_at", "country", "country_changed_at"]
-_COURSE_FIELDS = ["mode", "is_active", "enrollment_changed_at", "grade", "grade_changed_at", "is_passing",
-                  "passing_changed_at"]
-_TIMES = {"last_login", "registered_at", "country_changed_at", "enrollment_changed_at", "grade_changed_at",
-          "passing_changed_at"}
-
-
-@dataclass(slots=True)
-class _UserRow:
-    user_id: int
-    username: str
-    last_login: datetime | None
-    registered_at: datetime | None
-    country: str | None
-    country_changed_at: datetime | None
-
-
-@dataclass(slots=True)
-class _CourseRow:
-    id: int
-    user_id: int
-    course_key: str
-    mode: str | None
-    is_active: bool
-    enrollment_changed_at: datetime | None
-    grade: float | None
-    grade_changed_at: datetime | None
-    is_passing: bool | None
-    passing_changed_at: datetime | None
-
-
-def _write(model, key: str, fields: list[str], rows: list) -> None:
-    """UPDATE the rows by key."""
-    bulk_sql.update(model, [key], fields, [
-        [bulk_sql.db_datetime(getattr(row, f)) if f in _TIMES else getattr(row, f) for f in fields]
-        + [getattr(row, key)] for row in rows])
-
-
-def _lock_users(by_user) -> tuple[dict[int, _UserRow], set[int]]:
-    """Create missing users, then lock every user row of the batch in user-id order; returns the rows and the
-    new user ids."""
-    ids = sorted(by_user)
-    known = {row[0] for row in bulk_sql.select_where_in(f"SELECT user_id FROM {_USERS} WHERE", "user_id", ids)}
-    new_users = set(ids) - known
-    bulk_sql.insert_ignoring_conflicts(UserFact, ["user_id", "username"], [(u, "") for u in sorted(new_users)])
-    lock = "FOR UPDATE" if bulk_sql.is_postgres() else ""  # SQLite's write lock is the transaction's
-    rows = bulk_sql.select_where_in(f"SELECT user_id, username, {', '.join(_USER_FIELDS[1:])} FROM {_USERS} WHERE",
-                                    "user_id", ids, suffix=f"ORDER BY user_id {lock}")
-    return {row[0]: _UserRow(row[0], row[1], *map(bulk_sql.py_datetime, row[2:4]), row[4],
-                             bulk_sql.py_datetime(row[5])) for row in rows}, new_users
-
-
-def _course_rows(keys: set[tuple[int, str]]) -> dict[tuple[int, str], _CourseRow]:
-    """The course rows of the batch (created if missing); their users are locked already."""
-    if not keys:
-        return {}
-    bulk_sql.insert_ignoring_conflicts(CourseFact, ["user_id", "course_key", "org", "is_active"],
-                                       [(u, c, course_org(c), False) for u, c in sorted(keys)])
-    rows = bulk_sql.select_where_in(f"SELECT id, user_id, course_key, {', '.join(_COURSE_FIELDS)} FROM {_COURSES} "
-                                    "WHERE", "user_id", {u for u, _ in keys})
-    found = {}
-    for (id_, user_id, course_key, mode, is_active, enrolled_at, grade, graded_at, is_passing, passing_at) in rows:
-        if (user_id, course_key) in keys:
-            found[(user_id, course_key)] = _CourseRow(
-                id_, user_id, course_key, mode, bool(is_active), bulk_sql.py_datetime(enrolled_at), grade,
-                bulk_sql.py_datetime(graded_at), None if is_passing is None else bool(is_passing),
-                bulk_sql.py_datetime(passing_at))
-    return found
+    rows.write_users(users[u] for u in dirty_users)
+    rows.write_courses(courses[key] for key in dirty_courses)
+    return AppliedFacts(list(changed.values()), rows.snapshots(users, courses.values()))
 
 
 def _merge(row, update: FactUpdate) -> bool:

@@ -1,0 +1,22 @@
+"""The entry point of a benchmark consumer process (``measures.end_to_end`` with several processes).
+
+Spawned in a fresh interpreter, it sets Django up from the inherited environment before importing anything
+that touches models, then runs the service's consumer and sends back what it measured.
+"""
+
+from __future__ import annotations
+
+
+def run(config, count: int, total, results) -> None:
+    """Consume until the group's shared ``total`` reaches ``count``; put the ``Consumption`` on ``results``."""
+    import django
+
+    django.setup()
+    from django.db import connection
+
+    from bench.measures import consume
+
+    try:
+        results.put(consume(config, count, total))
+    finally:
+        connection.close()
