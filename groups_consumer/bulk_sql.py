@@ -130,6 +130,12 @@ def _arrays_of(rows: Sequence[Sequence[Any]], width: int) -> list[str]:
 
 def _array(values: Iterable[Any]) -> str:
     """A PostgreSQL array literal: NULL, booleans, numbers, datetimes (ISO, with their offset) and strings."""
+    values = list(values)
+    kinds = set(map(type, values))
+    if kinds == {int}:  # the common cases, element formatting in C
+        return "{" + ",".join(map(str, values)) + "}"
+    if kinds == {datetime}:
+        return "{" + ",".join(map(datetime.isoformat, values)) + "}"
     return "{" + ",".join(map(_element, values)) + "}"
 
 

@@ -31,8 +31,7 @@ def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cau
     needed = set().union(*(g.backends for g in targets.values()))
     known = known or {}
     snapshots = {name: known[name] if name in known else registry.backend(name).snapshots(users) for name in needed}
-    qualifying = {gid: {u for u in domains[gid] if group.qualifies(snapshots, u, now)}
-                  for gid, group in targets.items()}
+    qualifying = {gid: group.qualifying(snapshots, domains[gid], now) for gid, group in targets.items()}
     return reconcile(catalog, qualifying, domains, cause=cause, cause_id=cause_id, now=now)
 
 

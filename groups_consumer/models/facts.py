@@ -17,11 +17,12 @@ class UserFact(models.Model):
     country = models.CharField(max_length=2, null=True, blank=True)
     country_changed_at = models.DateTimeField(null=True, blank=True)
 
+    # Every login rewrites the row, and each index of the table costs an entry per rewrite: only the indexes
+    # of the time-relative window queries are kept. Syncs read the table range by range (primary key), and
+    # usernames are looked up only by operators (manual CSVs).
     class Meta:
         indexes = [
             models.Index(fields=["last_login"], name="userfact_last_login"),
-            models.Index(fields=["country"], name="userfact_country"),
-            models.Index(fields=["username"], name="userfact_username"),  # exact lookups only (manual CSVs)
             # last_seen of users who never logged in: the time-relative window queries of last_login.
             models.Index(fields=["registered_at"], condition=models.Q(last_login__isnull=True),
                          name="userfact_registered_no_login"),
@@ -31,8 +32,10 @@ class UserFact(models.Model):
 class CourseFact(models.Model):
     """One user's state in one course: enrollment, grade and passing status, each with its event time."""
 
-    # The unique (user, course) index serves lookups by user.
-    user = models.ForeignKey(UserFact, on_delete=models.CASCADE, related_name="courses", db_index=False)
+    # The unique (user, course) index serves lookups by user. No database foreign key: its deferred per-row
+    # check is paid by every new course row of the event path; the ORM cascades deletions of users.
+    user = models.ForeignKey(UserFact, on_delete=models.CASCADE, related_name="courses", db_index=False,
+                             db_constraint=False)
     course_key = models.CharField(max_length=255)
     org = models.CharField(max_length=255)
     mode = models.CharField(max_length=100, null=True, blank=True)

@@ -10,7 +10,6 @@ hold without any event its criteria listen to).
 from __future__ import annotations
 
 from collections import defaultdict
-from functools import lru_cache
 
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
@@ -26,6 +25,7 @@ class EventRouter:
 
     def __init__(self, catalog: GroupCatalog):
         self._by_event: dict[str, list[CompiledGroup]] = defaultdict(list)
+        self._by_course: dict[tuple[str, str], list[CompiledGroup]] = {}  # (event type, course): filled on use
         self._instance_groups: list[CompiledGroup] = []
         for group in catalog.groups.values():
             if not group.updated_by(UpdateMethod.EVENTS):
@@ -45,12 +45,12 @@ class EventRouter:
         candidates = self._by_event.get(change.event.event_type, [])
         if change.course_key is None:
             return candidates
-        org = _org(change.course_key)
-        return [g for g in candidates if g.scope.type == ScopeType.INSTANCE
+        key = (change.event.event_type, change.course_key)
+        if (routed := self._by_course.get(key)) is None:
+            org = course_org(change.course_key)
+            routed = self._by_course[key] = [
+                g for g in candidates if g.scope.type == ScopeType.INSTANCE
                 or (g.scope.type == ScopeType.ORG and g.scope.key == org)
                 or (g.scope.type == ScopeType.COURSE and g.scope.key == change.course_key)]
+        return routed
 
-
-@lru_cache(maxsize=4096)
-def _org(course_key: str) -> str:
-    return course_org(course_key)
