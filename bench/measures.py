@@ -29,7 +29,6 @@ from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer
 from groups_consumer.pipeline.decode import EventDecoder, Origin
 
-COMMAND = str(Path(sys.executable).parent / "groups-consumer")
 
 
 @dataclass
@@ -246,14 +245,14 @@ class CommandRun:
 
 
 def run_command(*args: str) -> CommandRun:
-    """Run a ``groups-consumer`` command on the benchmark database; its own peak RSS from the kernel."""
+    """Run a ``groups-consumer`` command on the benchmark database: wall time, and the peak RSS the command's
+    own process reports (``bench.peak_memory``)."""
     env = {**os.environ, "DATABASE_URL": os.environ["DATABASE_URL"], "LOG_FORMAT": "json"}
     started = time.monotonic()
-    process = subprocess.Popen([COMMAND, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                               text=True)
-    output = process.stdout.read()
-    _pid, status, usage = os.wait4(process.pid, 0)
+    process = subprocess.run([sys.executable, "-m", "bench.peak_memory", *args], env=env, capture_output=True,
+                             text=True, cwd=Path(__file__).parent.parent)
     seconds = time.monotonic() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"groups-consumer {' '.join(args)} failed: {output}")
-    return CommandRun(seconds, usage.ru_maxrss / 1024, output)
+    peak = [line for line in process.stderr.splitlines() if line.startswith("PEAK_RSS_KB=")]
+    if process.returncode != 0 or not peak:
+        raise RuntimeError(f"groups-consumer {' '.join(args)} failed: {process.stderr[-2000:]}")
+    return CommandRun(seconds, int(peak[-1].split("=")[1]) / 1024, process.stdout)

@@ -3,9 +3,10 @@
 Every fact keeps the time of the event it came from; an event only overwrites a fact with a strictly newer
 ``(time, value)`` version. Redelivered events (same ``ce_id``) and older events are therefore no-ops, and equal
 times resolve the same way in any order, so the facts after a batch do not depend on the order or number of
-deliveries. Concurrent consumers serialize per user: each batch locks the ``UserFact`` rows of its users
-(in user-id order, so no deadlock) before reading or writing any of that user's facts, and keeps the locks
-until its transaction commits.
+deliveries. Concurrent consumers serialize per user: each batch locks the ``UserFact`` rows of its known users
+(in user-id order, so no deadlock), then creates (in user-id order) and locks the rows of users first heard of,
+before reading or writing any of their facts, and keeps the locks until its transaction commits. The rows read
+under those locks are also the batch's snapshots for evaluation.
 """
 
 from __future__ import annotations
