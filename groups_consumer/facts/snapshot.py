@@ -47,8 +47,14 @@ class LearnerSnapshot:
             return True
         if scope_type == ScopeType.COURSE:
             return self.enrollment(key) is not None
-        return key in self._active_orgs
+        return key in self.active_orgs
 
     @cached_property
-    def _active_orgs(self) -> frozenset[str]:
+    def active_orgs(self) -> frozenset[str]:
+        """The orgs of the courses the user is actively enrolled in."""
         return frozenset(state.org for state in self.courses.values() if state.is_active)
+
+    @cached_property
+    def active_courses(self) -> frozenset[str]:
+        """The courses the user is actively enrolled in."""
+        return frozenset(key for key, state in self.courses.items() if state.is_active)

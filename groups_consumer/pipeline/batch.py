@@ -57,10 +57,12 @@ class BatchProcessor:
             bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
             applied = apply_updates(update for event in events for update in updates_from(event))
             result.facts_changed = len(applied.changed)
+            known = self._known_snapshots(applied)
+            learners = known.get(LearnerFacts.name, {})  # scope narrowing needs the scopes' own facts
             pairs: dict[int, set[int]] = defaultdict(set)
             cause_of: dict[int, str] = {}
             for change in applied.changed:
-                routed = self.router.groups_for(change)
+                routed = self.router.groups_for(change, learners.get(change.user_id))
                 if routed:
                     cause_of[change.user_id] = change.event.event_id
                     for group in routed:
@@ -72,7 +74,7 @@ class BatchProcessor:
             result.users_evaluated = len(cause_of)
             if pairs:
                 result.diff = evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now,
-                                       known=self._known_snapshots(applied))
+                                       known=known)
         return result
 
     def _known_snapshots(self, applied: AppliedFacts) -> dict[str, Mapping[int, LearnerSnapshot]]:

@@ -2,18 +2,21 @@
 
 The index is built once from the catalog: event type -> groups with a criterion that declared it, plus,
 for enrollment events, every org / course group (an enrollment changes who is in their scope). An event
-about a course only reaches groups whose scope can contain that course. A user heard of for the first time
-joins the instance population, so reaches every instance group (a rule such as ``not country in [ES]`` can
-hold without any event its criteria listen to).
+about a course only reaches groups whose scope can contain that course, and any change but an enrollment
+only reaches the org and course groups whose scope holds the user (by the batch's snapshot of them). A user
+heard of for the first time joins the instance population, so reaches every instance group (a rule such as
+``not country in [ES]`` can hold without any event its criteria listen to).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Iterable
 
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.event_types import ENROLLMENT_EVENTS
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import ScopeType
 from groups_consumer.pipeline.facts_update import BECAME_KNOWN, ChangedFact
 from groups_consumer.plugins.criterion import UpdateMethod, course_org
@@ -24,8 +27,7 @@ class EventRouter:
     events update: frozen, broken and sync-only groups are never routed to)."""
 
     def __init__(self, catalog: GroupCatalog):
-        self._by_event: dict[str, list[CompiledGroup]] = defaultdict(list)
-        self._by_course: dict[tuple[str, str], list[CompiledGroup]] = {}  # (event type, course): filled on use
+        self._by_event: dict[str, _ScopedGroups] = defaultdict(_ScopedGroups)
         self._instance_groups: list[CompiledGroup] = []
         for group in catalog.groups.values():
             if not group.updated_by(UpdateMethod.EVENTS):
@@ -36,21 +38,49 @@ class EventRouter:
             if group.scope.type != ScopeType.INSTANCE:
                 listened |= ENROLLMENT_EVENTS
             for event_type in listened:
-                self._by_event[event_type].append(group)
+                self._by_event[event_type].add(group)
 
-    def groups_for(self, change: ChangedFact) -> list[CompiledGroup]:
-        """Groups to re-evaluate for ``change.user_id``."""
+    def groups_for(self, change: ChangedFact, learner: LearnerSnapshot | None = None) -> list[CompiledGroup]:
+        """Groups to re-evaluate for ``change.user_id``.
+
+        ``learner``, the user's snapshot after the batch, narrows org and course groups to the scopes that hold
+        the user, for every change but an enrollment: a change that cannot move the user into or out of a
+        scope finds them outside it before as after, so in none of its groups.
+        """
         if change.fact == BECAME_KNOWN:
             return self._instance_groups
-        candidates = self._by_event.get(change.event.event_type, [])
+        scoped = self._by_event.get(change.event.event_type)
+        if scoped is None:
+            return []
+        if learner is None or change.event.event_type in ENROLLMENT_EVENTS:
+            return scoped.all if change.course_key is None else scoped.for_course(change.course_key)
         if change.course_key is None:
-            return candidates
-        key = (change.event.event_type, change.course_key)
-        if (routed := self._by_course.get(key)) is None:
-            org = course_org(change.course_key)
-            routed = self._by_course[key] = [
-                g for g in candidates if g.scope.type == ScopeType.INSTANCE
-                or (g.scope.type == ScopeType.ORG and g.scope.key == org)
-                or (g.scope.type == ScopeType.COURSE and g.scope.key == change.course_key)]
-        return routed
+            return scoped.holding(learner.active_orgs, learner.active_courses)
+        org = course_org(change.course_key)
+        return scoped.holding({org} & learner.active_orgs, {change.course_key} & learner.active_courses)
 
+
+class _ScopedGroups:
+    """The groups one event type reaches, indexed by scope."""
+
+    def __init__(self):
+        self.all: list[CompiledGroup] = []
+        self._instance: list[CompiledGroup] = []
+        self._by_org: dict[str, list[CompiledGroup]] = defaultdict(list)
+        self._by_course: dict[str, list[CompiledGroup]] = defaultdict(list)
+
+    def add(self, group: CompiledGroup) -> None:
+        self.all.append(group)
+        if group.scope.type == ScopeType.INSTANCE:
+            self._instance.append(group)
+        else:
+            (self._by_org if group.scope.type == ScopeType.ORG else self._by_course)[group.scope.key].append(group)
+
+    def for_course(self, course_key: str) -> list[CompiledGroup]:
+        """The groups whose scope can contain the course: instance, its org's, its own."""
+        return self.holding({course_org(course_key)}, {course_key})
+
+    def holding(self, orgs: Iterable[str], courses: Iterable[str]) -> list[CompiledGroup]:
+        """Instance groups and the groups of these orgs and courses."""
+        return [*self._instance, *(g for org in orgs for g in self._by_org.get(org, ())),
+                *(g for course in courses for g in self._by_course.get(course, ()))]
