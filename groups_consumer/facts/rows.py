@@ -54,16 +54,24 @@ class CourseRow:
     passing_changed_at: datetime | None
 
 
-def read_users(user_ids: Collection[int], *, lock: bool = False) -> dict[int, UserRow]:
+def read_users(user_ids: Collection[int], *, lock: bool = False, skip_locked: bool = False) -> dict[int, UserRow]:
     """The rows of the known users among ``user_ids``; ``lock`` locks them (in user-id order, so concurrent
-    lockers never deadlock) until the transaction ends."""
-    suffix = "ORDER BY user_id FOR UPDATE" if lock and bulk_sql.is_postgres() else ""  # SQLite locks the database
+    lockers never deadlock) until the transaction ends; ``skip_locked`` leaves out, instead of waiting for them,
+    the rows another transaction holds."""
+    suffix = ""
+    if lock and bulk_sql.is_postgres():  # SQLite locks the whole database
+        suffix = "ORDER BY user_id FOR UPDATE SKIP LOCKED" if skip_locked else "ORDER BY user_id FOR UPDATE"
     found = bulk_sql.select_where_in(f"SELECT user_id, {', '.join(USER_FIELDS)} FROM {_USERS} WHERE", "user_id",
                                      sorted(user_ids) if lock else user_ids, suffix=suffix)
     if bulk_sql.is_postgres():  # values come typed as the records hold them
         return {row[0]: UserRow(*row) for row in found}
     dt = bulk_sql.py_datetime
     return {row[0]: UserRow(row[0], row[1], dt(row[2]), dt(row[3]), row[4], dt(row[5])) for row in found}
+
+
+def known_users(user_ids: Collection[int]) -> set[int]:
+    """The users among ``user_ids`` that have a row (without locking)."""
+    return {row[0] for row in bulk_sql.select_where_in(f"SELECT user_id FROM {_USERS} WHERE", "user_id", user_ids)}
 
 
 def create_users(user_ids: Collection[int]) -> None:

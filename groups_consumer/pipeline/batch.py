@@ -1,9 +1,14 @@
-"""Stage 4: one batch of events, one database transaction.
+"""Stage 4: one batch of events, applied in one database transaction (two when consumers contend).
 
 Facts are applied (locking the batch's users), the users whose facts changed are re-evaluated in the
 groups the router names, and the membership differences are written with the event that caused them.
 Either all of it commits or none of it does; the consumer commits offsets only afterwards, so a crash
 anywhere replays the batch, and replaying it changes nothing that was already applied.
+
+Consumers of one group share users (the LMS keys course events by course, user events by user), so two
+batches in flight nearly always have a user in common. Waiting for that user's lock would serialize the consumers; the
+first transaction therefore skips the users another transaction holds, and a second one applies their events
+once their locks are free. Facts are monotonic, so applying those events later gives the same facts.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Cause
 from groups_consumer.pipeline.decode import PlatformEvent
-from groups_consumer.pipeline.facts_update import AppliedFacts, apply_updates, updates_from
+from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdate, apply_updates, updates_from
 from groups_consumer.plugins import registry
 from groups_consumer.pipeline.route import EventRouter
 
@@ -50,13 +55,23 @@ class BatchProcessor:
         self.router = EventRouter(catalog)
 
     def process(self, events: Sequence[PlatformEvent], now: datetime | None = None) -> BatchResult:
-        """Apply a batch in one transaction."""
+        """Apply a batch: in one transaction, then, if another consumer held some of its users, theirs in a
+        second one (see the module docstring)."""
         now = now or timezone.now()
         result = BatchResult(events=len(events))
+        held = self._apply([update for event in events for update in updates_from(event)], result, now,
+                           wait_for_locks=False)
+        if held:
+            self._apply(held, result, now, wait_for_locks=True)
+        return result
+
+    def _apply(self, updates: list[FactUpdate], result: BatchResult, now: datetime, *,
+               wait_for_locks: bool) -> list[FactUpdate]:
+        """One transaction: facts, routing, evaluation; adds to ``result``; returns the updates left held."""
         with transaction.atomic():
             bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
-            applied = apply_updates(update for event in events for update in updates_from(event))
-            result.facts_changed = len(applied.changed)
+            applied = apply_updates(updates, wait_for_locks=wait_for_locks)
+            result.facts_changed += len(applied.changed)
             known = self._known_snapshots(applied)
             learners = known.get(LearnerFacts.name, {})  # scope narrowing needs the scopes' own facts
             pairs: dict[int, set[int]] = defaultdict(set)
@@ -70,12 +85,12 @@ class BatchProcessor:
                         latest = result.last_event.get(group.id)
                         if latest is None or latest.time < change.event.time:
                             result.last_event[group.id] = change.event
-            # One evaluation round for the batch: each changed user in the groups their changes can affect.
-            result.users_evaluated = len(cause_of)
+            # One evaluation round: each changed user in the groups their changes can affect.
+            result.users_evaluated += len(cause_of)
             if pairs:
-                result.diff = evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now,
-                                       known=known)
-        return result
+                result.diff += evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now,
+                                        known=known)
+        return applied.held
 
     def _known_snapshots(self, applied: AppliedFacts) -> dict[str, Mapping[int, LearnerSnapshot]]:
         """The snapshots the fact stage leaves, for the backend that reads the same fact tables."""

@@ -12,7 +12,7 @@ under those locks are also the batch's snapshots for evaluation.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Iterable
 
@@ -81,22 +81,33 @@ def updates_from(event: PlatformEvent) -> list[FactUpdate]:
 
 @dataclass
 class AppliedFacts:
-    """What a batch's updates did: the facts that changed (each with its last event), and a snapshot of every
-    user of the batch as the batch leaves them (read under the batch's locks, so still current)."""
+    """What a batch's updates did: the facts that changed (each with its last event), a snapshot of every
+    user applied as the batch leaves them (read under the batch's locks, so still current), and the updates
+    left for later because another transaction held their users."""
 
     changed: list[ChangedFact]
     snapshots: dict[int, LearnerSnapshot]
+    held: list[FactUpdate] = field(default_factory=list)
 
 
-def apply_updates(updates: Iterable[FactUpdate]) -> AppliedFacts:
-    """Apply updates inside the caller's transaction, locking the users' rows until it ends."""
+def apply_updates(updates: Iterable[FactUpdate], *, wait_for_locks: bool = True) -> AppliedFacts:
+    """Apply updates inside the caller's transaction, locking the users' rows until it ends.
+
+    Without ``wait_for_locks``, the updates of users another transaction holds are not applied but returned
+    in ``held`` (the caller applies them in a transaction of its own, waiting then).
+    """
     by_user: dict[int, list[FactUpdate]] = defaultdict(list)
     for update in updates:
         by_user[update.user_id].append(update)
     if not by_user:
         return AppliedFacts([], {})
-    users = rows.read_users(by_user, lock=True)
+    users = rows.read_users(by_user, lock=True, skip_locked=not wait_for_locks)
     new_users = set(by_user) - users.keys()
+    held: list[FactUpdate] = []
+    if new_users and not wait_for_locks:
+        busy = rows.known_users(new_users)
+        new_users -= busy
+        held = [update for user_id in sorted(busy) for update in by_user.pop(user_id)]
     if new_users:
         rows.create_users(new_users)
         users.update(rows.read_users(new_users, lock=True))
@@ -120,7 +131,7 @@ def apply_updates(updates: Iterable[FactUpdate]) -> AppliedFacts:
                 (dirty_courses.add((user_id, update.course_key)) if update.course_key else dirty_users.add(user_id))
     rows.write_users(users[u] for u in dirty_users)
     rows.write_courses(courses[key] for key in dirty_courses)
-    return AppliedFacts(list(changed.values()), rows.snapshots(users, courses.values()))
+    return AppliedFacts(list(changed.values()), rows.snapshots(users, courses.values()), held)
 
 
 def _merge(row, update: FactUpdate) -> bool:
