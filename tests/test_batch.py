@@ -6,9 +6,11 @@ import pytest
 
 from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.facts.snapshot import CourseState, LearnerSnapshot
 from groups_consumer.models import CourseFact, MembershipChange, UserFact
 from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder
+from groups_consumer.pipeline.facts_update import ChangedFact
 from tests import lms
 from tests.facts import COURSE, NOW, OTHER_COURSE, leaf
 
@@ -89,8 +91,32 @@ def test_events_reach_only_groups_they_can_affect():
     assert process(lms.profile(1, "FR", T[1])).users_evaluated == 0  # no group reads the country
     processor = BatchProcessor(GroupCatalog.load())
     [event] = decoded(lms.grade(1, COURSE, 0.9, T[1]))
-    from groups_consumer.pipeline.facts_update import ChangedFact
     routed = processor.router.groups_for(ChangedFact(1, "grade", COURSE, event))
     assert [g.name for g in routed] == ["c1"]
     process(lms.enrollment(1, COURSE, T[1]), lms.grade(1, COURSE, 0.9, T[2]))
     assert members("c1") == {1} and members("c2") == set()
+
+
+def test_changes_other_than_enrollments_reach_only_the_scopes_that_hold_the_user():
+    api.apply_definitions([
+        {"name": "c1", "scope": {"type": "course", "key": COURSE}, "rule": leaf("last_login", ">", days=10)},
+        {"name": "c2", "scope": {"type": "course", "key": OTHER_COURSE}, "rule": leaf("last_login", ">", days=10)},
+        {"name": "org", "scope": {"type": "org", "key": "Demo"}, "rule": leaf("last_login", ">", days=10)},
+        {"name": "away", "rule": leaf("last_login", ">", days=10)},
+    ], now=NOW)
+    router = BatchProcessor(GroupCatalog.load()).router
+    enrolled_in_c1 = LearnerSnapshot(1, courses={COURSE: CourseState("Demo", "audit", True)})
+    [login] = decoded(lms.login(1, T[1]))
+    [enrollment] = decoded(lms.enrollment(1, OTHER_COURSE, T[1]))
+
+    def names(change, learner):
+        return sorted(g.name for g in router.groups_for(change, learner))
+
+    assert names(ChangedFact(1, "last_login", None, login), enrolled_in_c1) == ["away", "c1", "org"]
+    assert names(ChangedFact(1, "last_login", None, login), LearnerSnapshot(1)) == ["away"]
+    assert names(ChangedFact(1, "last_login", None, login), None) == ["away", "c1", "c2", "org"]  # no snapshot
+    # An enrollment changes who is in the scope: it reaches the course's groups whoever the user is.
+    assert names(ChangedFact(1, "enrollment", OTHER_COURSE, enrollment), LearnerSnapshot(1)) == ["c2", "org"]
+    # Applied end to end: the lapsed user joins the groups of the scopes holding them.
+    process(lms.enrollment(1, COURSE, T[0]), lms.login(1, T[5]))
+    assert (members("away"), members("org"), members("c1"), members("c2")) == ({1}, {1}, {1}, set())
