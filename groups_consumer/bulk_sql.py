@@ -21,9 +21,9 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Iterator, Sequence
 
 from django.db import connection
-from psycopg.types.datetime import TimestamptzLoader
 from django.db.models import Model
 from django.utils.dateparse import parse_datetime
+from psycopg.types.datetime import TimestamptzLoader
 
 #: Ids per ``IN (...)`` list where arrays are not available (SQLite): under its parameter limit.
 IN_CHUNK = 2000
