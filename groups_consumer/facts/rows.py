@@ -95,11 +95,11 @@ def create_courses(keys: Collection[tuple[int, str]]) -> dict[tuple[int, str], C
     """Insert empty rows for (user id, course key) pairs that have none; returns the rows of those pairs
     (including any a concurrent transaction has just made)."""
     new = [(user_id, course_key, course_org(course_key), False) for user_id, course_key in sorted(keys)]
-    created = {(user_id, course_key): CourseRow(id_, user_id, course_key, course_org(course_key), None, False,
-                                                None, None, None, None, None)
-               for id_, user_id, course_key in bulk_sql.insert_ignoring_conflicts(
+    created = {(user_id, course_key): CourseRow(id_, user_id, course_key, org, None, False, None, None, None, None,
+                                                None)
+               for id_, user_id, course_key, org in bulk_sql.insert_ignoring_conflicts(
                    CourseFact, ["user_id", "course_key", "org", "is_active"], new,
-                   returning=["id", "user_id", "course_key"])}
+                   returning=["id", "user_id", "course_key", "org"])}
     if missing := {key for key in keys if key not in created}:
         created.update((key, row) for key, row in read_courses({u for u, _ in missing}).items() if key in missing)
     return created

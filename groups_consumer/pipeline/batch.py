@@ -6,9 +6,10 @@ Either all of it commits or none of it does; the consumer commits offsets only a
 anywhere replays the batch, and replaying it changes nothing that was already applied.
 
 Consumers of one group share users (the LMS keys course events by course, user events by user), so two
-batches in flight nearly always have a user in common. Waiting for that user's lock would serialize the consumers; the
-first transaction therefore skips the users another transaction holds, and a second one applies their events
-once their locks are free. Facts are monotonic, so applying those events later gives the same facts.
+batches in flight nearly always have a user in common. Waiting for that user's lock would serialize the
+consumers; the first transaction therefore skips the users another transaction holds, and a second one
+applies their events once their locks are free. Facts are monotonic, so applying those events later gives
+the same facts.
 """
 
 from __future__ import annotations
