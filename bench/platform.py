@@ -56,10 +56,16 @@ class Platform:
             country = None if rng.random() < 0.1 else rng.choice(COUNTRIES)
             yield (user_id, f"user{user_id}", registered, last_login, country, registered if country else None)
 
-    def _course_rows(self) -> Iterator[tuple]:
+    def enrollments(self) -> list[tuple[str, ...]]:
+        """The course keys each user has a row for, by user id (index 0 unused): the courses the stream's
+        grade and passing events are about."""
         rng = random.Random(self.seed + 1)
-        for user_id in range(1, self.users + 1):
-            for course_key in rng.sample(COURSES, rng.choice([0, 1, 2, 2, 3])):
+        return [(), *(tuple(rng.sample(COURSES, rng.choice([0, 1, 2, 2, 3]))) for _ in range(self.users))]
+
+    def _course_rows(self) -> Iterator[tuple]:
+        rng = random.Random(self.seed + 2)
+        for user_id, course_keys in enumerate(self.enrollments()):
+            for course_key in course_keys:
                 changed = self.now - timedelta(seconds=rng.uniform(0, 90 * 86400))
                 grade = None if rng.random() < 0.2 else round(rng.random(), 2)
                 passing = None if grade is None else grade >= 0.6

@@ -28,7 +28,7 @@ class Benchmark:
         self.skip = {part.strip() for part in args.skip.split(",") if part.strip()}
         self.results: dict[str, Any] = {"machine": machine(), "users": args.users, "groups": args.groups,
                                         "events": args.events}
-        self._loaded: int | None = None
+        self._enrollments: list[tuple[str, ...]] = []  # of the platform loaded last
 
     def run(self) -> None:
         """Every part, then the table and the JSON files."""
@@ -47,7 +47,7 @@ class Benchmark:
         if not {"ceiling", "end_to_end", "peer", "latency"} - self.skip:
             return
         self._platform(args.users, args.groups)
-        topic, messages = self._stream(args.users, args.events)
+        topic, messages = self._stream(args.events)
         if "ceiling" not in self.skip:
             self.results["ceiling_events_per_s"] = self._step("raw consume+decode ceiling", lambda: measures.ceiling(
                 self.servers, topic, len(messages)))
@@ -64,7 +64,7 @@ class Benchmark:
             self.results["peer_events_per_s"] = peer
         if "end_to_end" not in self.skip and args.processes > 1:
             # A stream of its own, later than the first: the first one's facts are applied already.
-            topic, messages = self._stream(args.users, args.events, timezone.now() + timedelta(minutes=30), seed=9)
+            topic, messages = self._stream(args.events, timezone.now() + timedelta(minutes=30), seed=9)
             self.results["end_to_end_events_per_s"] = self._step(
                 f"end to end, {args.processes} processes",
                 lambda: measures.end_to_end(self.servers, topic, len(messages), args.processes).events_per_s)
@@ -72,7 +72,7 @@ class Benchmark:
         if self.results.get("end_to_end_events_per_s") and self.results.get("peer_events_per_s"):
             self.results["ratio_to_peer"] = self.results["end_to_end_events_per_s"] / self.results["peer_events_per_s"]
         if "latency" not in self.skip:
-            later = build_stream(args.users, args.latency_events, timezone.now() + timedelta(hours=1), seed=8)
+            later = self._build(args.latency_events, timezone.now() + timedelta(hours=1), seed=8)
             result = self._step(f"latency at {args.rate:,.0f} events/s, {args.processes} process(es)",
                                 lambda: measures.latency_at_rate(self.servers, later, args.rate, args.processes))
             self.results.update(latency_rate_events_per_s=args.rate, latency_p50_ms=result.percentile(50),
@@ -85,7 +85,7 @@ class Benchmark:
             if str(users) in self.results.get("scaling", {}):
                 continue
             self._platform(users, self.args.groups)
-            topic, messages = self._stream(users, self.args.scaling_events)
+            topic, messages = self._stream(self.args.scaling_events)
             self.results.setdefault("scaling", {})[str(users)] = self._step(
                 f"end to end at {users:,} users", lambda: measures.end_to_end(self.servers, topic, len(messages))
                 .events_per_s)
@@ -96,14 +96,14 @@ class Benchmark:
         users = self.args.naive_users
         self.results["naive_users"] = users
         self._platform(users, self.args.groups)
-        topic, messages = self._stream(users, self.args.naive_events)
+        topic, messages = self._stream(self.args.naive_events)
         naive = self._step("naive baseline", lambda: naive_events_per_s(self.servers, topic, len(messages),
                                                                          self.args.naive_budget))
         self.results["naive_events_per_s"] = naive
         ours = (self.results.get("scaling") or {}).get(str(users))
         if ours is None:
             self._platform(users, self.args.groups)
-            topic, messages = self._stream(users, self.args.naive_events)
+            topic, messages = self._stream(self.args.naive_events)
             ours = self._step("end to end on the naive run's stream",
                               lambda: measures.end_to_end(self.servers, topic, len(messages)).events_per_s)
         self.results["speedup_over_naive"] = ours / naive if naive else None
@@ -120,17 +120,22 @@ class Benchmark:
                             resync_s=again.seconds, resync_peak_rss_mb=again.peak_rss_mb)
 
     def _platform(self, users: int, groups: int, sync: bool = True) -> None:
-        self._step(f"platform of {users:,} users", lambda: Platform(users, timezone.now()).load())
+        platform = Platform(users, timezone.now())
+        self._step(f"platform of {users:,} users", platform.load)
+        self._enrollments = platform.enrollments()
         self._step(f"{groups} groups" + (", first sync" if sync else ""),
                    lambda: api.apply_definitions(group_definitions(groups), sync=sync, wait_s=0))
 
-    def _stream(self, users: int, count: int, start: datetime | None = None,
-                seed: int = 7) -> tuple[str, list[WireMessage]]:
-        messages = self._step(f"{count:,} events in the LMS wire format",
-                              lambda: build_stream(users, count, start or timezone.now(), seed=seed))
-        topic = f"bench-{users}-{uuid.uuid4().hex[:8]}"
+    def _stream(self, count: int, start: datetime | None = None, seed: int = 7) -> tuple[str, list[WireMessage]]:
+        """A stream about the platform loaded last, produced to a topic of its own."""
+        messages = self._build(count, start or timezone.now(), seed)
+        topic = f"bench-{len(self._enrollments) - 1}-{uuid.uuid4().hex[:8]}"
         self._step("produced to the broker", lambda: produce(self.servers, topic, messages))
         return topic, messages
+
+    def _build(self, count: int, start: datetime, seed: int) -> list[WireMessage]:
+        return self._step(f"{count:,} events in the LMS wire format",
+                          lambda: build_stream(self._enrollments, count, start, seed=seed))
 
     @staticmethod
     def _step(title: str, work: Callable[[], Any]) -> Any:

@@ -8,6 +8,7 @@ import random
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Sequence
 
 from confluent_kafka import Producer
 
@@ -27,16 +28,27 @@ class WireMessage:
     headers: list[tuple[str, bytes]]
 
 
-def build_stream(users: int, count: int, start: datetime, seed: int = 7) -> list[WireMessage]:
-    """``count`` events about users 1..``users`` (registrations bring new ones), one millisecond apart."""
+def build_stream(enrollments: Sequence[Sequence[str]], count: int, start: datetime, seed: int = 7) -> list[WireMessage]:
+    """``count`` events, one millisecond apart, about the users of a platform (``Platform.enrollments``: user
+    ids 1..n and their courses); registrations bring new users.
+
+    Grade and passing events are about a course the user has a row for, as the LMS grades enrolled learners
+    (their users are drawn among those with a course); enrollment events are about any course.
+    """
     rng = random.Random(seed)
     kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=count)
     messages = []
+    users = len(enrollments) - 1
     next_new_user = users + 1
     for n, kind in enumerate(kinds):
         at = start + timedelta(milliseconds=n)
         user = rng.randint(1, users)
-        course = rng.choice(COURSES)
+        if kind in ("grade", "passing"):
+            while not enrollments[user]:
+                user = rng.randint(1, users)
+            course = rng.choice(enrollments[user])
+        else:
+            course = rng.choice(COURSES)
         if kind == "login":
             event = lms.login(user, at)
         elif kind == "grade":

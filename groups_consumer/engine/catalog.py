@@ -89,11 +89,12 @@ class CompiledGroup:
 
     def qualifying(self, snapshots: rules.Snapshots, user_ids: Iterable[int], now: datetime) -> set[int]:
         """The users among ``user_ids`` who qualify (one loop for a batch's thousands of pairs)."""
-        learners, scope_type, key, rule = snapshots[FACTS], self.scope.type, self.scope.key, self.rule
+        learners, scope_type, key = snapshots[FACTS], self.scope.type, self.scope.key
+        matches = rules.matcher(self.rule, snapshots, now)
         found = set()
         for user_id in user_ids:
             learner = learners.get(user_id)
-            if learner is not None and learner.in_scope(scope_type, key) and rules.test(rule, snapshots, user_id, now):
+            if learner is not None and learner.in_scope(scope_type, key) and matches(user_id):
                 found.add(user_id)
         return found
 

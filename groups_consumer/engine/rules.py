@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterator, Mapping, Union
+from typing import Any, Callable, Iterator, Mapping, Union
 
 from groups_consumer.engine.selection import Selection, all_of, any_of, complement
 from groups_consumer.errors import DefinitionError
@@ -126,14 +126,38 @@ def select(node: Node, population: Selection, now: datetime) -> Selection:
 
 
 def test(node: Node, snapshots: Snapshots, user_id: int, now: datetime) -> bool:
-    """Per-user evaluation of the tree; a user a backend does not know matches none of its leaves."""
+    """Per-user evaluation of the tree (see ``matcher``)."""
+    return matcher(node, snapshots, now)(user_id)
+
+
+def matcher(node: Node, snapshots: Snapshots, now: datetime) -> Callable[[int], bool]:
+    """Per-user evaluation of the tree, built once for the thousands of users of a batch: a function of a user
+    id; a user a backend does not know matches none of its leaves."""
     if isinstance(node, Leaf):
-        learner = snapshots[node.criterion.backend].get(user_id)
-        return learner is not None and node.criterion.test(learner, now)
+        learners, test_leaf = snapshots[node.criterion.backend], node.criterion.test
+
+        def leaf(user_id: int) -> bool:
+            learner = learners.get(user_id)
+            return learner is not None and test_leaf(learner, now)
+        return leaf
     if isinstance(node, Not):
-        return not test(node.child, snapshots, user_id, now)
-    outcomes = (test(child, snapshots, user_id, now) for child in node.children)
-    return all(outcomes) if isinstance(node, AllOf) else any(outcomes)
+        child = matcher(node.child, snapshots, now)
+        return lambda user_id: not child(user_id)
+    children = [matcher(child, snapshots, now) for child in node.children]
+    if isinstance(node, AllOf):
+        def every(user_id: int) -> bool:
+            for child in children:
+                if not child(user_id):
+                    return False
+            return True
+        return every
+
+    def some(user_id: int) -> bool:
+        for child in children:
+            if child(user_id):
+                return True
+        return False
+    return some
 
 
 def explain(node: Node, snapshots: Snapshots, user_id: int, now: datetime, depth: int = 0) -> list[str]:

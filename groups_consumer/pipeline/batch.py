@@ -23,7 +23,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from groups_consumer import bulk_sql
-from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
 from groups_consumer.facts.backend import FactTableBackend
@@ -75,23 +75,42 @@ class BatchProcessor:
             result.facts_changed += len(applied.changed)
             known = self._known_snapshots(applied)
             learners = known.get(LearnerFacts.name, {})  # scope narrowing needs the scopes' own facts
-            pairs: dict[int, set[int]] = defaultdict(set)
-            cause_of: dict[int, str] = {}
-            for change in applied.changed:
-                routed = self.router.groups_for(change, learners.get(change.user_id))
-                if routed:
-                    cause_of[change.user_id] = change.event.event_id
-                    for group in routed:
-                        pairs[group.id].add(change.user_id)
-                        latest = result.last_event.get(group.id)
-                        if latest is None or latest.time < change.event.time:
-                            result.last_event[group.id] = change.event
+            pairs, cause_of = self._route(applied, learners, result)
             # One evaluation round: each changed user in the groups their changes can affect.
             result.users_evaluated += len(cause_of)
             if pairs:
                 result.diff += evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now,
                                         known=known)
         return applied.held
+
+    def _route(self, applied: AppliedFacts, learners: Mapping[int, LearnerSnapshot],
+               result: BatchResult) -> tuple[dict[int, set[int]], dict[int, str]]:
+        """The users to evaluate per group, the event that caused each user's evaluation, and, in ``result``,
+        the latest event of each group. Users are gathered by route first (many share one), then spread over
+        the route's groups."""
+        users_by_route: dict[int, set[int]] = defaultdict(set)
+        latest_by_route: dict[int, PlatformEvent] = {}
+        routes: dict[int, tuple[CompiledGroup, ...]] = {}
+        cause_of: dict[int, str] = {}
+        for change in applied.changed:
+            routed = self.router.groups_for(change, learners.get(change.user_id))
+            if routed:
+                key, event = id(routed), change.event
+                routes[key] = routed
+                users_by_route[key].add(change.user_id)
+                cause_of[change.user_id] = event.event_id
+                latest = latest_by_route.get(key)
+                if latest is None or latest.time < event.time:
+                    latest_by_route[key] = event
+        pairs: dict[int, set[int]] = defaultdict(set)
+        for key, routed in routes.items():
+            users, event = users_by_route[key], latest_by_route[key]
+            for group in routed:
+                pairs[group.id] |= users
+                latest = result.last_event.get(group.id)
+                if latest is None or latest.time < event.time:
+                    result.last_event[group.id] = event
+        return pairs, cause_of
 
     def _known_snapshots(self, applied: AppliedFacts) -> dict[str, Mapping[int, LearnerSnapshot]]:
         """The snapshots the fact stage leaves, for the backend that reads the same fact tables."""

@@ -1,0 +1,191 @@
+"""``python -m bench.profile``: where the time of a batch goes, stage by stage, without the broker.
+
+Loads a platform (as the benchmark does) on its own PostgreSQL database, builds a stream in the LMS wire
+format, decodes it in process and applies it batch by batch with the service's ``BatchProcessor``. The stages
+of the event path are wrapped in wall-clock timers; the table gives milliseconds per batch for each stage
+(stages nest: "facts" includes its statements). Also printed: the events/s of decode and of apply, the
+(group, user) pairs evaluated per batch, and per event the WAL written and the buffers PostgreSQL touched.
+``--reuse`` keeps the loaded platform between runs (each run's stream is later than the last, so it still
+changes facts); ``--cprofile FILE`` writes a cProfile of the apply loop instead of timing.
+
+Examples: ``python -m bench.profile --users 100000 --events 20000``;
+``python -m bench.profile --reuse --events 20000 --batch 500``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import functools
+import importlib
+import time
+from collections import defaultdict
+from datetime import timedelta
+from typing import Callable
+
+#: Timed stages: label -> (module, attribute). Patched where the callers look them up.
+STAGES = {
+    "facts (apply_updates)": ("groups_consumer.pipeline.batch", "apply_updates"),
+    "  lock + read users": ("groups_consumer.facts.rows", "read_users"),
+    "  busy new users": ("groups_consumer.facts.rows", "known_users"),
+    "  create users": ("groups_consumer.facts.rows", "create_users"),
+    "  read courses": ("groups_consumer.facts.rows", "read_courses"),
+    "  create courses": ("groups_consumer.facts.rows", "create_courses"),
+    "  write users": ("groups_consumer.facts.rows", "write_users"),
+    "  write courses": ("groups_consumer.facts.rows", "write_courses"),
+    "  snapshots": ("groups_consumer.facts.rows", "snapshots"),
+    "evaluate": ("groups_consumer.pipeline.batch", "evaluate"),
+    "  qualifying": ("groups_consumer.engine.catalog.CompiledGroup", "qualifying"),
+    "  reconcile": ("groups_consumer.engine.incremental", "reconcile"),
+    "    read memberships": ("groups_consumer.engine.membership_writer", "_memberships"),
+    "    write differences": ("groups_consumer.engine.membership_writer", "_write"),
+}
+
+
+class Timers:
+    """Wall-clock time and calls per stage, accumulated by wrappers around the stages' functions."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.calls: dict[str, int] = defaultdict(int)
+
+    def wrap(self, label: str, function: Callable) -> Callable:
+        @functools.wraps(function)
+        def timed(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[label] += time.perf_counter() - started
+                self.calls[label] += 1
+        return timed
+
+    def install(self) -> None:
+        """Wrap every stage of ``STAGES`` and the connection's commit."""
+        from django.db import connection
+
+        for label, (module_name, attribute) in STAGES.items():
+            owner = _resolve(module_name)
+            setattr(owner, attribute, self.wrap(label, getattr(owner, attribute)))
+        connection.ensure_connection()
+        connection.commit = self.wrap("commit", connection.commit)
+
+
+def _resolve(dotted: str):
+    try:
+        return importlib.import_module(dotted)
+    except ModuleNotFoundError:
+        module_name, _, attribute = dotted.rpartition(".")
+        return getattr(importlib.import_module(module_name), attribute)
+
+
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--groups", type=int, default=50)
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=2000, help="events per batch (the consumer's batch size)")
+    parser.add_argument("--reuse", action="store_true", help="keep the platform already loaded in the database")
+    parser.add_argument("--seed", type=int, default=None, help="stream seed (default: from the clock)")
+    parser.add_argument("--cprofile", metavar="FILE", help="write a cProfile of the apply loop instead of timing")
+    parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/gc_profile")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
+    from bench.setup import django_on, fresh_database
+
+    if not args.reuse:
+        fresh_database(args.database_url)
+    django_on(args.database_url)
+    from django.utils import timezone
+
+    from bench.platform import Platform, group_definitions
+    from bench.stream import build_stream
+    from groups_consumer import api
+    from groups_consumer.engine.catalog import GroupCatalog
+    from groups_consumer.models import MembershipChange, UserFact
+    from groups_consumer.pipeline.batch import BatchProcessor
+    from groups_consumer.pipeline.consumer import _tune_garbage_collector
+    from groups_consumer.pipeline.decode import EventDecoder
+
+    platform = Platform(args.users, timezone.now())
+    if not args.reuse:
+        platform.load()
+        api.apply_definitions(group_definitions(args.groups), sync=True, wait_s=0)
+    users = UserFact.objects.count()
+    # Later than anything applied so far, so a reused platform still sees changes.
+    start = timezone.now() + timedelta(minutes=MembershipChange.objects.count() % 100_000)
+    seed = args.seed if args.seed is not None else int(time.time())
+    messages = build_stream(platform.enrollments(), args.events, start, seed=seed)
+
+    decoder = EventDecoder()
+    started = time.perf_counter()
+    events = [decoder.decode(m.value, m.headers) for m in messages]
+    decode_s = time.perf_counter() - started
+
+    processor = BatchProcessor(GroupCatalog.load())
+    timers = Timers()
+    if not args.cprofile:
+        timers.install()
+    pairs = _count_pairs(processor)
+    batches = [events[n:n + args.batch] for n in range(0, len(events), args.batch)]
+    _tune_garbage_collector()
+    profiler = cProfile.Profile() if args.cprofile else None
+    database_before = _database_counters()
+    started = time.perf_counter()
+    if profiler:
+        profiler.enable()
+    changes = 0
+    for batch in batches:
+        changes += len(processor.process(batch).diff)
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(args.cprofile)
+    apply_s = time.perf_counter() - started
+    wal_bytes, reads, hits = (after - before for after, before in zip(_database_counters(), database_before))
+
+    count = len(batches)
+    print(f"{users:,} users, {len(processor.catalog.groups)} groups, {len(events):,} events in {count} batches "
+          f"of {args.batch}")
+    print(f"decode: {len(events) / decode_s:,.0f} events/s; apply: {len(events) / apply_s:,.0f} events/s "
+          f"({apply_s / count * 1000:.1f} ms per batch); pairs evaluated per batch: {pairs[0] / count:,.0f}; "
+          f"membership changes per batch: {changes / count:,.0f}")
+    print(f"per event: {wal_bytes / len(events):,.0f} WAL bytes, {(reads + hits) / len(events):,.1f} buffer accesses "
+          f"of which {reads / len(events):,.2f} outside PostgreSQL's shared buffers")
+    if not profiler:
+        print(f"\n{'stage':<28}{'ms/batch':>10}{'calls/batch':>13}")
+        for label in [*STAGES, "commit"]:
+            print(f"{label:<28}{timers.seconds[label] / count * 1000:>10.1f}{timers.calls[label] / count:>13.1f}")
+
+
+def _database_counters() -> tuple[int, int, int]:
+    """WAL position (bytes), and blocks read from outside shared buffers / found in them, of this database."""
+    from django.db import connection
+
+    time.sleep(1)  # statistics reach the shared counters within a second
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn() - '0/0'::pg_lsn, blks_read, blks_hit FROM pg_stat_database"
+                       " WHERE datname = current_database()")
+        wal, reads, hits = cursor.fetchone()
+    return int(wal), reads, hits
+
+
+def _count_pairs(processor) -> list[int]:
+    """Counts the (group, user) pairs the batches evaluate, by wrapping the processor's evaluate."""
+    from groups_consumer.pipeline import batch
+
+    total = [0]
+    evaluate = batch.evaluate
+
+    def counting(catalog, pairs, **kwargs):
+        total[0] += sum(len(users) for users in pairs.values())
+        return evaluate(catalog, pairs, **kwargs)
+
+    batch.evaluate = counting
+    return total
+
+
+if __name__ == "__main__":
+    main()
