@@ -91,11 +91,16 @@ def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str
     cause_of = (lambda _user: cause_id) if isinstance(cause_id, str) else cause_id.__getitem__
     bulk_sql.delete(Membership, ["user_id", "group_id"], [(uid, gid) for gid, uid in diff.left])
     at = bulk_sql.db_datetime(now)
+    # A user's memberships side by side in the table: a batch reads them per user.
     bulk_sql.insert(Membership, ["group_id", "user_id", "exclusive_set", "joined_at"],
-                    ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in diff.joined))
+                    ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in sorted(diff.joined, key=_by_user)))
     bulk_sql.insert(MembershipChange, ["group_id", "user_id", "kind", "at", "cause", "cause_id"],
                     [(gid, uid, MembershipChange.Kind.JOINED.value, at, cause, cause_of(uid)) for gid, uid in diff.joined]
                     + [(gid, uid, MembershipChange.Kind.LEFT.value, at, cause, cause_of(uid)) for gid, uid in diff.left])
+
+
+def _by_user(pair: tuple[int, int]) -> tuple[int, int]:
+    return pair[1], pair[0]
 
 
 def _memberships(users: UserDomain, group_ids: list[int]) -> list[tuple[int, int]]:
