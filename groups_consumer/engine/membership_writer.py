@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from operator import itemgetter
 from datetime import datetime
 from typing import Callable, Collection, Mapping
 
@@ -26,6 +27,7 @@ from groups_consumer.models import Membership, MembershipChange
 #: the groups of one exclusive set must then have the same users).
 UserDomain = UserRange | Mapping[int, Collection[int]]
 CauseId = str | Mapping[int, str]
+_BY_USER = itemgetter(1, 0)  # (group id, user id) pairs by user
 
 
 @dataclass
@@ -88,19 +90,17 @@ def _held_by_others(catalog: GroupCatalog, groups, users: UserDomain) -> dict[st
 
 def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str, cause_id: CauseId,
            now: datetime) -> None:
-    cause_of = (lambda _user: cause_id) if isinstance(cause_id, str) else cause_id.__getitem__
     bulk_sql.delete(Membership, ["user_id", "group_id"], [(uid, gid) for gid, uid in diff.left])
     at = bulk_sql.db_datetime(now)
     # A user's memberships side by side in the table: a batch reads them per user.
     bulk_sql.insert(Membership, ["group_id", "user_id", "exclusive_set", "joined_at"],
-                    ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in sorted(diff.joined, key=_by_user)))
-    bulk_sql.insert(MembershipChange, ["group_id", "user_id", "kind", "at", "cause", "cause_id"],
-                    [(gid, uid, MembershipChange.Kind.JOINED.value, at, cause, cause_of(uid)) for gid, uid in diff.joined]
-                    + [(gid, uid, MembershipChange.Kind.LEFT.value, at, cause, cause_of(uid)) for gid, uid in diff.left])
-
-
-def _by_user(pair: tuple[int, int]) -> tuple[int, int]:
-    return pair[1], pair[0]
+                    ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in sorted(diff.joined, key=_BY_USER)))
+    kinds = ((MembershipChange.Kind.JOINED.value, diff.joined), (MembershipChange.Kind.LEFT.value, diff.left))
+    if isinstance(cause_id, str):
+        changes = [(gid, uid, kind, at, cause, cause_id) for kind, pairs in kinds for gid, uid in pairs]
+    else:
+        changes = [(gid, uid, kind, at, cause, cause_id[uid]) for kind, pairs in kinds for gid, uid in pairs]
+    bulk_sql.insert(MembershipChange, ["group_id", "user_id", "kind", "at", "cause", "cause_id"], changes)
 
 
 def _memberships(users: UserDomain, group_ids: list[int]) -> list[tuple[int, int]]:

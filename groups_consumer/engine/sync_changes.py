@@ -3,7 +3,9 @@ a few example users, and the changes a sibling only syncs update forced (those a
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
+from itertools import chain
 
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.membership_writer import MembershipDiff
@@ -32,17 +34,25 @@ class SyncChanges:
     groups: dict[int, GroupChanges] = field(default_factory=dict)
 
     def add(self, diff: MembershipDiff, catalog: GroupCatalog) -> None:
-        """Count one range's differences."""
-        by_sync_only = {uid for gid, uid in diff.joined + diff.left
-                        if not catalog.groups[gid].updated_by(UpdateMethod.EVENTS)}
+        """Count one range's differences (a range of a first sync brings hundreds of thousands)."""
+        by_events = {gid: catalog.groups[gid].updated_by(UpdateMethod.EVENTS)
+                     for gid in {gid for gid, _ in chain(diff.joined, diff.left)}}
+        by_sync_only = {uid for gid, uid in chain(diff.joined, diff.left) if not by_events[gid]}
         for kind, pairs in (("joined", diff.joined), ("left", diff.left)):
+            users_of: dict[int, list[int]] = defaultdict(list)
             for gid, uid in pairs:
+                users_of[gid].append(uid)
+            for gid, users in users_of.items():
                 changes = self.groups.setdefault(gid, GroupChanges())
-                setattr(changes, kind, getattr(changes, kind) + 1)
-                if uid in by_sync_only and catalog.groups[gid].updated_by(UpdateMethod.EVENTS):
-                    setattr(changes, f"forced_{kind}", getattr(changes, f"forced_{kind}") + 1)
-                elif len(changes.examples) < EXAMPLES:
-                    changes.examples.append({"user_id": uid, "change": kind})
+                setattr(changes, kind, getattr(changes, kind) + len(users))
+                forced = by_sync_only if by_events[gid] else set()
+                if forced:
+                    setattr(changes, f"forced_{kind}", getattr(changes, f"forced_{kind}") + len(forced.intersection(users)))
+                for uid in users:
+                    if len(changes.examples) >= EXAMPLES:
+                        break
+                    if uid not in forced:
+                        changes.examples.append({"user_id": uid, "change": kind})
 
     @property
     def joined(self) -> int:
