@@ -107,8 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     from groups_consumer.engine.catalog import GroupCatalog
     from groups_consumer.models import MembershipChange, UserFact
     from groups_consumer.pipeline.batch import BatchProcessor
-    from groups_consumer.pipeline.consumer import _tune_garbage_collector
     from groups_consumer.pipeline.decode import EventDecoder
+    from groups_consumer.pipeline.garbage import CollectBetweenBatches
 
     platform = Platform(args.users, timezone.now())
     if not args.reuse:
@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> None:
         timers.install()
     pairs = _count_pairs(processor)
     batches = [events[n:n + args.batch] for n in range(0, len(events), args.batch)]
-    _tune_garbage_collector()
+    garbage = CollectBetweenBatches()  # as the consumer does
+    garbage.start()
     profiler = cProfile.Profile() if args.cprofile else None
     database_before = _database_counters()
     started = time.perf_counter()
@@ -140,10 +141,12 @@ def main(argv: list[str] | None = None) -> None:
     changes = 0
     for batch in batches:
         changes += len(processor.process(batch).diff)
+        garbage.after_batch()
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.cprofile)
     apply_s = time.perf_counter() - started
+    garbage.stop()
     wal_bytes, reads, hits = (after - before for after, before in zip(_database_counters(), database_before))
 
     count = len(batches)
