@@ -26,7 +26,7 @@ from django.db import connection
 from bench import consumer_process
 from bench.stream import WireMessage, produce
 from groups_consumer.pipeline.config import ConsumerConfig
-from groups_consumer.pipeline.consumer import EventConsumer
+from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
 from groups_consumer.pipeline.decode import EventDecoder, Origin
 
 
@@ -72,7 +72,7 @@ def ceiling(bootstrap_servers: str, topic: str, count: int) -> float:
     deadline = time.monotonic() + 300
     try:
         while rate.total < count and time.monotonic() < deadline:
-            messages = consumer.consume(config.batch_size, config.batch_timeout_s)
+            messages = poll_batch(consumer, config)
             for message in messages:
                 if not message.error():
                     decoder.decode(message.value(), message.headers(),

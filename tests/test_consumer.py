@@ -11,7 +11,7 @@ from django.utils import timezone
 from groups_consumer import api
 from groups_consumer.models import MembershipChange
 from groups_consumer.pipeline.config import ConsumerConfig
-from groups_consumer.pipeline.consumer import EventConsumer
+from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
 from groups_consumer.pipeline.dead_letter import DeadLetterLimit, DeadLetterLimitExceeded
 from groups_consumer.status import collect
 from tests import lms
@@ -208,3 +208,25 @@ def test_dead_letter_ratio_over_the_window():
         counter.record(valid)
     with pytest.raises(DeadLetterLimitExceeded, match="6 of the last 10"):
         counter.record(False)
+
+
+def test_a_batch_takes_what_has_arrived_without_waiting_to_fill(config):
+    config = ConsumerConfig(**{**config.__dict__, "batch_size": 20, "batch_timeout_s": 2.0})
+    lms.send(config.bootstrap_servers, config.topics[0],
+             *(lms.login(n, NOW + timedelta(seconds=n)) for n in range(1, 51)))
+    consumer = Consumer(config.consumer_settings())
+    consumer.subscribe(list(config.topics))
+    try:
+        sizes = []
+        while sum(sizes) < 50:
+            sizes.append(len(poll_batch(consumer, config)))
+        assert max(sizes) <= 20
+        started = time.monotonic()
+        assert poll_batch(consumer, config) == []  # nothing more: one wait of the timeout for a first message
+        assert time.monotonic() - started >= 1.9
+        lms.send(config.bootstrap_servers, config.topics[0], lms.login(99, NOW))
+        started = time.monotonic()
+        assert len(poll_batch(consumer, config)) == 1  # a lone message does not wait for 19 more
+        assert time.monotonic() - started < 1.9
+    finally:
+        consumer.close()

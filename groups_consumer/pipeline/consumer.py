@@ -95,6 +95,22 @@ class ConsumerStats:
         return self.events / max(time.monotonic() - self.started, 1e-9)
 
 
+def poll_batch(consumer: Consumer, config: ConsumerConfig) -> list[Message]:
+    """The next batch: the messages already fetched, up to ``batch_size``, without waiting for more; when there
+    are none, the first to arrive within ``batch_timeout_s`` and whatever came with it.
+
+    Batches so grow with the load: under a steady stream a batch holds what arrived while the previous one was
+    applied, so an event waits about one batch, never a fixed window (``consume(n, timeout)`` waits the
+    whole timeout unless ``n`` messages are there).
+    """
+    messages = consumer.consume(config.batch_size, 0)
+    if not messages:
+        messages = consumer.consume(1, config.batch_timeout_s)
+        if messages and config.batch_size > 1:
+            messages += consumer.consume(config.batch_size - 1, 0)
+    return messages
+
+
 class EventConsumer:
     """Consumes openedx-events into facts and memberships (see the module docstring for guarantees)."""
 
@@ -132,7 +148,7 @@ class EventConsumer:
                  bootstrap_servers=self.config.bootstrap_servers)
         try:
             while not self._stopping and not until(self.stats):
-                messages = self._consumer.consume(self.config.batch_size, self.config.batch_timeout_s)
+                messages = poll_batch(self._consumer, self.config)
                 metrics.LAST_POLL.set_to_current_time()
                 if messages:
                     self.handle(messages)
