@@ -19,12 +19,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 from django.conf import settings
 from django.db import connection
 
 from bench import consumer_process
 from bench.stream import WireMessage, produce
+from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.kafka_clients import KafkaClientSettings
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
 from groups_consumer.pipeline.decode import EventDecoder, Origin
@@ -59,14 +61,15 @@ class Rate:
 def consumer_config(bootstrap_servers: str, topic: str) -> ConsumerConfig:
     """The service's consumer settings on the benchmark topic, under a consumer group of its own."""
     run = uuid.uuid4().hex[:8]
-    return ConsumerConfig(bootstrap_servers=bootstrap_servers, topics=(topic,), group_id=f"bench-{run}",
-                          dlq_topic=f"bench-dlq-{run}")
+    kafka = KafkaClientSettings.from_env(bootstrap_servers).with_properties("consumer",
+                                                                         EmbeddedBroker.CONSUMER_PROPERTIES)
+    return ConsumerConfig(kafka=kafka, topics=(topic,), group_id=f"bench-{run}", dlq_topic=f"bench-dlq-{run}")
 
 
 def ceiling(bootstrap_servers: str, topic: str, count: int) -> float:
     """Raw consume + decode of one process, same client settings and batch size as the service."""
     config = consumer_config(bootstrap_servers, topic)
-    consumer = Consumer(config.consumer_settings())
+    consumer = config.new_consumer()
     consumer.subscribe([topic])
     decoder, rate = EventDecoder(), Rate()
     deadline = time.monotonic() + 300
@@ -229,7 +232,7 @@ def peer(bootstrap_servers: str, topic: str, count: int) -> float:
 
 
 def _start_at_beginning(bootstrap_servers: str, topic: str, group_id: str) -> None:
-    admin = Consumer({"bootstrap.servers": bootstrap_servers, "group.id": group_id})
+    admin = consumer_config(bootstrap_servers, topic).new_consumer(group_id)
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
     admin.commit(offsets=[TopicPartition(topic, p, 0) for p in partitions], asynchronous=False)
     admin.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,7 +23,7 @@ def naive_events_per_s(bootstrap_servers: str, topic: str, count: int, budget_s:
     """Events per second of the naive loop over the first events of the stream (for at most ``budget_s``)."""
     catalog = GroupCatalog.load()
     router = EventRouter(catalog)
-    consumer = Consumer(consumer_config(bootstrap_servers, topic).consumer_settings())
+    consumer = consumer_config(bootstrap_servers, topic).new_consumer()
     consumer.subscribe([topic])
     decoder, rate = EventDecoder(), Rate()
     deadline = None

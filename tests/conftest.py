@@ -2,11 +2,13 @@ import os
 import uuid
 
 import pytest
+import time_machine
 
 from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.kafka_clients import KafkaClientSettings
 from groups_consumer.pipeline.config import ConsumerConfig
-
 from groups_consumer.plugins import registry
+from tests.facts import NOW
 
 
 @pytest.fixture(scope="session")
@@ -18,6 +20,14 @@ def django_db_modify_db_settings(tmp_path_factory):
     database = settings.DATABASES["default"]
     if database["ENGINE"].endswith("sqlite3"):
         database.setdefault("TEST", {})["NAME"] = str(tmp_path_factory.mktemp("db") / "test.sqlite3")
+
+
+@pytest.fixture
+def clock_at_now():
+    """The wall clock stopped at ``tests.facts.NOW``, for code that reads the time itself (management commands,
+    the consumer): facts built relative to ``NOW`` are then evaluated at ``NOW``, whatever the date."""
+    with time_machine.travel(NOW, tick=False):
+        yield NOW
 
 
 @pytest.fixture(autouse=True)
@@ -49,5 +59,6 @@ def bootstrap_servers():
 def config(bootstrap_servers):
     """Consumer settings with a topic, group and dead-letter topic of the test's own."""
     run = uuid.uuid4().hex[:8]
-    return ConsumerConfig(bootstrap_servers=bootstrap_servers, topics=(f"events-{run}",), group_id=f"g-{run}",
+    kafka = KafkaClientSettings.from_env(bootstrap_servers).with_properties("consumer", EmbeddedBroker.CONSUMER_PROPERTIES)
+    return ConsumerConfig(kafka=kafka, topics=(f"events-{run}",), group_id=f"g-{run}",
                           dlq_topic=f"dlq-{run}", batch_timeout_s=0.1)

@@ -19,6 +19,7 @@ from openedx_events.data import EventsMetadata
 from openedx_events.learning import data as oed
 from openedx_events.learning import signals
 
+from groups_consumer.kafka_clients import KafkaClientSettings
 from groups_consumer.profile_event import USER_PROFILE_CHANGED, UserProfileData
 
 
@@ -110,9 +111,9 @@ def use_mock_schema_registry() -> None:
     lms_consumer.get_schema_registry_client = lambda: registry
 
 
-def send(bootstrap_servers: str, topic: str, *events: LmsEvent) -> None:
-    """Send events with edx-event-bus-kafka's producer, exactly as the LMS does."""
-    producer = KafkaEventProducer(Producer({"bootstrap.servers": bootstrap_servers}))
+def send(kafka: KafkaClientSettings, topic: str, *events: LmsEvent) -> None:
+    """Send events with edx-event-bus-kafka's producer, exactly as the LMS does (connected with ``kafka``)."""
+    producer = KafkaEventProducer(Producer(kafka.config("producer")))
     for event in events:
         producer.send(signal=event.signal, topic=topic, event_key_field=event.key_field, event_data=event.data,
                       event_metadata=event.metadata)

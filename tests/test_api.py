@@ -92,7 +92,7 @@ def test_group_lookup_errors():
         api.parse_scope("galaxy:far")
 
 
-def test_management_commands(tmp_path, learners):
+def test_management_commands(tmp_path, learners, clock_at_now):
     path = tmp_path / "groups.json"
     path.write_text(json.dumps([EXAMPLE]))
     out = StringIO()

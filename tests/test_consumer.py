@@ -5,7 +5,6 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from confluent_kafka import Consumer, Producer
 from django.utils import timezone
 
 from groups_consumer import api
@@ -22,7 +21,7 @@ T = [NOW - timedelta(days=d) for d in range(40, -1, -1)]
 
 
 def send_as_lms(config, *events):
-    lms.send(config.bootstrap_servers, config.topics[0], *events)
+    lms.send(config.kafka, config.topics[0], *events)
 
 
 def consume(config, messages, timeout_s=60, **options):
@@ -34,8 +33,7 @@ def consume(config, messages, timeout_s=60, **options):
 
 
 def read_all(config, topic, expected, timeout_s=30):
-    reader = Consumer({"bootstrap.servers": config.bootstrap_servers, "group.id": f"reader-{uuid.uuid4()}",
-                       "auto.offset.reset": "earliest", "session.timeout.ms": 6000, "heartbeat.interval.ms": 500})
+    reader = config.new_consumer(f"reader-{uuid.uuid4()}")
     reader.subscribe([topic])
     found, deadline = [], time.monotonic() + timeout_s
     while len(found) < expected and time.monotonic() < deadline:
@@ -52,7 +50,7 @@ def test_lms_events_become_memberships_and_poison_goes_to_the_dead_letter_topic(
     send_as_lms(config, lms.enrollment(1, COURSE, T[30]), lms.grade(1, COURSE, 0.2, T[31]),
                 lms.enrollment(2, COURSE, T[30]), lms.grade(2, COURSE, 0.9, T[31]))
     _key, value, headers = lms.login(3, T[1]).wire()
-    poison = Producer({"bootstrap.servers": config.bootstrap_servers})
+    poison = config.new_producer()
     poison.produce(config.topics[0], value=b"\x00garbage", headers=headers)
     poison.produce(config.topics[0], value=value, headers=[(k, v) for k, v in headers if k != "ce_type"])
     poison.flush(10)
@@ -86,7 +84,7 @@ def test_offsets_are_committed_so_a_restart_resumes_after_the_last_batch(config)
 
 
 def test_too_many_dead_letters_stop_the_consumer_without_committing(config):
-    poison = Producer({"bootstrap.servers": config.bootstrap_servers})
+    poison = config.new_producer()
     for _ in range(5):
         poison.produce(config.topics[0], value=b"junk")
     poison.flush(10)
@@ -120,9 +118,10 @@ def test_replay_from_a_time_and_up_to_a_time(config):
     from groups_consumer.pipeline.replay import replay
 
     send_as_lms(config, lms.profile(1, "ES", T[1]))
-    time.sleep(1.5)
-    since = datetime.now(timezone.utc)
-    time.sleep(0.5)
+    [first] = read_all(config, config.topics[0], expected=1)
+    # The start instant in the broker's time (message timestamps), not this process's clock.
+    since = datetime.fromtimestamp(first.timestamp()[1] / 1000 + 1, timezone.utc)
+    time.sleep(2)
     send_as_lms(config, lms.profile(2, "ES", T[1]), lms.profile(3, "PT", T[10]))
     stats = replay(config, since=since, until=T[5], idle_s=3)
     assert stats.events == 1  # the message before `since` is not applied; user 3's event is after T[5]
@@ -212,9 +211,9 @@ def test_dead_letter_ratio_over_the_window():
 
 def test_a_batch_takes_what_has_arrived_without_waiting_to_fill(config):
     config = ConsumerConfig(**{**config.__dict__, "batch_size": 20, "batch_timeout_s": 2.0})
-    lms.send(config.bootstrap_servers, config.topics[0],
+    lms.send(config.kafka, config.topics[0],
              *(lms.login(n, NOW + timedelta(seconds=n)) for n in range(1, 51)))
-    consumer = Consumer(config.consumer_settings())
+    consumer = config.new_consumer()
     consumer.subscribe(list(config.topics))
     try:
         sizes = []
@@ -224,7 +223,7 @@ def test_a_batch_takes_what_has_arrived_without_waiting_to_fill(config):
         started = time.monotonic()
         assert poll_batch(consumer, config) == []  # nothing more: one wait of the timeout for a first message
         assert time.monotonic() - started >= 1.9
-        lms.send(config.bootstrap_servers, config.topics[0], lms.login(99, NOW))
+        lms.send(config.kafka, config.topics[0], lms.login(99, NOW))
         started = time.monotonic()
         assert len(poll_batch(consumer, config)) == 1  # a lone message does not wait for 19 more
         assert time.monotonic() - started < 1.9

@@ -21,6 +21,8 @@ import psycopg
 import pytest
 from django.conf import settings
 
+from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.kafka_clients import as_environment
 from tests import lms
 from tests.facts import NOW, leaf
 
@@ -54,7 +56,8 @@ def database_url(tmp_path):
 def environment(config, database_url):
     return {**os.environ, "DATABASE_URL": database_url, "KAFKA_BOOTSTRAP_SERVERS": config.bootstrap_servers,
             "KAFKA_TOPICS": config.topics[0], "KAFKA_GROUP_ID": config.group_id, "KAFKA_DLQ_TOPIC": config.dlq_topic,
-            "CONSUMER_BATCH_SIZE": "40", "LOG_FORMAT": "json"}
+            "CONSUMER_BATCH_SIZE": "40", "LOG_FORMAT": "json",
+            **as_environment(EmbeddedBroker.CONSUMER_PROPERTIES, "KAFKA_CONSUMER_")}
 
 
 def run(env, *args, stdin=None):
@@ -75,7 +78,7 @@ def prepared(config, database_url):
     env = environment(config, database_url)
     run(env, "migrate", "--no-input")
     run(env, "apply", "-", stdin=json.dumps(GROUPS))
-    lms.send(config.bootstrap_servers, config.topics[0], *stream(seed=7))
+    lms.send(config.kafka, config.topics[0], *stream(seed=7))
     return env
 
 

@@ -24,8 +24,7 @@ from datetime import datetime
 from typing import Callable
 
 import structlog
-from confluent_kafka import (OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, Producer,
-                             TopicPartition)
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.db import InterfaceError, OperationalError, connection
 
 from groups_consumer.engine.catalog import GroupCatalog
@@ -126,9 +125,8 @@ class EventConsumer:
         self.stats = ConsumerStats()
         self._clock = clock
         self._stats_every_s, self._catalog_check_every_s = stats_every_s, catalog_check_every_s
-        self._consumer = Consumer(config.consumer_settings())
-        self._dead_letters = DeadLetterQueue(Producer({"bootstrap.servers": config.bootstrap_servers,
-                                                       "enable.idempotence": True}), config.dlq_topic)
+        self._consumer = config.new_consumer()
+        self._dead_letters = DeadLetterQueue(config.new_producer(), config.dlq_topic)
         self._dead_letter_counter = DeadLetterCounter(config.dead_letter_limit)
         self._status = StatusReporter(config.group_id, report_partitions)
         self._stopping = False
@@ -145,7 +143,7 @@ class EventConsumer:
         self._consumer.subscribe(list(self.config.topics), on_assign=self._assigned, on_revoke=self._revoked)
         self._garbage.start()
         log.info("consumer_started", topics=self.config.topics, group_id=self.config.group_id,
-                 bootstrap_servers=self.config.bootstrap_servers)
+                 kafka=self.config.kafka.describe("consumer"))
         try:
             while not self._stopping and not until(self.stats):
                 messages = poll_batch(self._consumer, self.config)

@@ -19,6 +19,7 @@ DB_RETRIES = Counter("groups_consumer_database_retries", "Batches retried after 
 MEMBERSHIP_CHANGES = Counter("groups_consumer_membership_changes", "Memberships joined or left")
 BATCH_SECONDS = Histogram("groups_consumer_batch_seconds", "Time to decode, apply and commit one batch",
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+KAFKA_ERRORS = Counter("groups_consumer_kafka_errors", "Errors reported by the Kafka clients", ["code"])
 LAG = Gauge("groups_consumer_lag", "Messages behind the end of the partition", ["partition"])
 LAST_POLL = Gauge("groups_consumer_last_poll_timestamp_seconds", "When the consume loop last polled")
 

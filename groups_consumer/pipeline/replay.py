@@ -13,7 +13,7 @@ import uuid
 from dataclasses import replace
 from datetime import datetime
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import TopicPartition
 
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import ConsumerStats, EventConsumer, StartPosition
@@ -34,7 +34,7 @@ def replay(config: ConsumerConfig, *, since: datetime | None = None, until: date
 
 def _messages_to_read(config: ConsumerConfig, since: datetime | None) -> int:
     """An estimate for the progress bar (brokers may report watermarks loosely)."""
-    probe = Consumer({"bootstrap.servers": config.bootstrap_servers, "group.id": f"{config.group_id}-probe"})
+    probe = config.new_consumer(f"{config.group_id}-probe")
     try:
         total = 0
         for topic in config.topics:

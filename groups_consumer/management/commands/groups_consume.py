@@ -3,8 +3,12 @@
 import os
 import signal
 from contextlib import nullcontext
+from dataclasses import replace
+
+from django.core.management.base import CommandError
 
 from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.kafka_clients import NAMED_VARIABLES, KafkaSettingsError
 from groups_consumer.management.base import GroupsCommand
 from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.config import ConsumerConfig
@@ -26,13 +30,20 @@ class Command(GroupsCommand):
 
     def handle(self, *args, **options):
         servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not servers:
+            _refuse_security_for_the_embedded_broker()
         broker = nullcontext(servers) if servers else EmbeddedBroker(port=EMBEDDED_PORT)
         with broker as bootstrap_servers:
-            config = ConsumerConfig.from_env(bootstrap_servers)
-            if not servers:
-                broker.create_topics([*config.topics, config.dlq_topic])
-                self.stderr.write(f"embedded broker (memory only) on {bootstrap_servers}")
-            consumer = EventConsumer(config)
+            try:
+                config = ConsumerConfig.from_env(bootstrap_servers)
+                if not servers:
+                    config = replace(config, kafka=config.kafka.with_properties(
+                        "consumer", EmbeddedBroker.CONSUMER_PROPERTIES))
+                    broker.create_topics([*config.topics, config.dlq_topic], config.kafka)
+                    self.stderr.write(f"embedded broker (memory only) on {bootstrap_servers}")
+                consumer = EventConsumer(config)
+            except KafkaSettingsError as exc:
+                raise CommandError(str(exc)) from None
             if os.environ.get("METRICS_PORT"):
                 metrics.serve(int(os.environ["METRICS_PORT"]))
             for signum in (signal.SIGTERM, signal.SIGINT):
@@ -40,3 +51,11 @@ class Command(GroupsCommand):
             limit, idle = options["max_messages"], options["exit_when_idle"]
             consumer.run(until=lambda stats: (limit is not None and stats.messages >= limit)
                          or (idle is not None and stats.idle_s() > idle))
+
+
+def _refuse_security_for_the_embedded_broker() -> None:
+    """Security settings without KAFKA_BOOTSTRAP_SERVERS are a mistake: the embedded broker is plaintext."""
+    given = [name for name in [*NAMED_VARIABLES, "EVENT_BUS_KAFKA_API_KEY"] if os.environ.get(name)]
+    if given:
+        raise CommandError(f"{', '.join(given)} set but KAFKA_BOOTSTRAP_SERVERS is not: the embedded broker "
+                           "is plaintext; name your cluster in KAFKA_BOOTSTRAP_SERVERS")

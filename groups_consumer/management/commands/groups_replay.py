@@ -1,9 +1,11 @@
 """``groups-consumer replay --from-beginning | --from-time ISO [--to-time ISO]``."""
 
+import os
 from datetime import datetime, timezone
 
 from django.core.management.base import CommandError
 
+from groups_consumer.kafka_clients import KafkaSettingsError
 from groups_consumer.management.base import GroupsCommand
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.replay import replay
@@ -30,10 +32,12 @@ class Command(GroupsCommand):
         parser.add_argument("--idle", type=float, default=5.0, help="seconds without messages that end the replay")
 
     def handle(self, *args, **options):
+        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set: replay reads an existing broker")
         try:
             config = ConsumerConfig.from_env()
-        except ValueError as exc:
-            raise CommandError(f"{exc}: replay reads an existing broker") from exc
-        stats = replay(config, since=options["from_time"], until=options["to_time"], idle_s=options["idle"])
+            stats = replay(config, since=options["from_time"], until=options["to_time"], idle_s=options["idle"])
+        except KafkaSettingsError as exc:
+            raise CommandError(str(exc)) from None
         self.stdout.write(f"replayed {stats.messages} messages: {stats.events} events applied, "
                           f"{stats.dead_letters} dead letters, {stats.membership_changes} membership changes")
