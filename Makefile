@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: venv test test-sqlite test-postgres test-future run demo bench clean
+.PHONY: venv lint test test-sqlite test-postgres test-future run demo bench clean
 
 venv: $(VENV)/.installed
 
@@ -13,6 +13,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
+
+## Lint (ruff: rules and import order) and type checks (mypy, strict), configured in pyproject.toml; fails on any
+## violation (both always run, to report everything at once). .ci/run runs it before the tests.
+lint: venv
+	$(BIN)/ruff check groups_consumer criteria bench tests demo; status=$$?; $(BIN)/mypy || status=1; exit $$status
 
 ## The whole suite, once on SQLite and once on PostgreSQL.
 test: test-sqlite test-postgres

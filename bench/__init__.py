@@ -8,7 +8,8 @@ On a fresh PostgreSQL database and the broker (``KAFKA_BOOTSTRAP_SERVERS`` or an
 - ``measures``: the raw consume+decode ceiling, the service's consumer end to end (one process, then
   ``--processes`` processes in one consumer group, each in a fresh interpreter: ``consumer_process``),
   edx-event-bus-kafka's consumer with no-op receivers (the operator's peer today), event-to-membership
-  latency at a fixed produce rate, the end-to-end figure at several populations, the first full sync and a re-sync (wall time and peak
-  RSS of the ``groups-consumer sync`` process), and ``naive``: the obvious implementation, as a baseline;
+  latency at a fixed produce rate, the end-to-end figure at several populations, the first full sync and a
+  re-sync (wall time and peak RSS of the ``groups-consumer sync`` process), and ``naive``: the obvious
+  implementation, as a baseline;
 - ``report``: ``bench/results/latest.json`` (and a timestamped copy) and a table against the targets.
 """

@@ -16,6 +16,7 @@ QUICK = {"users": 5000, "events": 10000, "latency_events": 5000, "scaling": "200
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The benchmark's options (``--quick`` replaces the sizes by small ones)."""
     parser = argparse.ArgumentParser(prog="make bench ARGS=", description=__doc__)
     parser.add_argument("--users", type=int, default=100_000, help="population of the main run")
     parser.add_argument("--events", type=int, default=100_000, help="events of the main stream")
@@ -46,6 +47,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Run the benchmark on a fresh database and the broker (embedded unless KAFKA_BOOTSTRAP_SERVERS is set)."""
     args = arguments(argv)
     from bench.setup import django_on, fresh_database
 

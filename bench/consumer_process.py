@@ -6,8 +6,16 @@ that touches models, then runs the service's consumer and sends back what it mea
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 
-def run(config, count: int, total, results) -> None:
+if TYPE_CHECKING:  # nothing that touches models before django.setup()
+    from multiprocessing import Queue
+
+    from bench.measures import Consumption, SharedCount
+    from groups_consumer.pipeline.config import ConsumerConfig
+
+
+def run(config: ConsumerConfig, count: int, total: SharedCount, results: Queue[Consumption]) -> None:
     """Consume until the group's shared ``total`` reaches ``count``; put the ``Consumption`` on ``results``."""
     import django
 

@@ -15,11 +15,12 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
-from confluent_kafka import TopicPartition
+from confluent_kafka import Message, TopicPartition
 from django.conf import settings
 from django.db import connection
 
@@ -29,8 +30,7 @@ from groups_consumer.broker import EmbeddedBroker
 from groups_consumer.kafka_clients import KafkaClientSettings
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
-from groups_consumer.pipeline.decode import EventDecoder, Origin
-
+from groups_consumer.pipeline.decode import EventDecoder, Origin, message_headers
 
 
 @dataclass
@@ -78,8 +78,7 @@ def ceiling(bootstrap_servers: str, topic: str, count: int) -> float:
             messages = poll_batch(consumer, config)
             for message in messages:
                 if not message.error():
-                    decoder.decode(message.value(), message.headers(),
-                                   Origin(message.topic(), message.partition(), message.offset()))
+                    decoder.decode(message.value(), message_headers(message), Origin.of(message))
             if messages:
                 rate.batch(sum(1 for m in messages if not m.error()))
     finally:
@@ -110,7 +109,7 @@ class Consumption:
     batches: list[tuple[float, int]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
 
-    def record(self, messages: list) -> int:
+    def record(self, messages: list[Message]) -> int:
         """Record a batch that has just been applied and committed; returns its size."""
         committed = time.time()
         valid = [m for m in messages if not m.error()]
@@ -146,15 +145,24 @@ class _Total:
 
     value = 0
 
-    def get_lock(self):
+    def get_lock(self) -> AbstractContextManager[object]:
         return nullcontext()
 
 
-def consume(config: ConsumerConfig, count: int, total) -> Consumption:
+class SharedCount(Protocol):
+    """A message count shared by the consumer processes of a group (``multiprocessing.Value``, or ``_Total``)."""
+
+    value: int
+
+    def get_lock(self) -> AbstractContextManager[object]:
+        """A lock to hold while changing ``value``."""
+
+
+def consume(config: ConsumerConfig, count: int, total: SharedCount) -> Consumption:
     """Run ``EventConsumer`` until ``total.value`` (shared by the processes of the group) reaches ``count``."""
     consumption = Consumption()
 
-    def on_batch(messages):
+    def on_batch(messages: list[Message]) -> None:
         size = consumption.record(messages)
         with total.get_lock():
             total.value += size
@@ -194,8 +202,11 @@ def latency_at_rate(bootstrap_servers: str, messages: list[WireMessage], rate: f
     topic = f"bench-latency-{uuid.uuid4().hex[:8]}"
     produce(bootstrap_servers, topic, messages[:1])  # create the topic; the consumer joins before the stream
     result: list[EndToEnd] = []
-    worker = threading.Thread(target=lambda: (result.append(end_to_end(bootstrap_servers, topic, len(messages) + 1,
-                                                                       processes)), connection.close()))
+
+    def consume_the_stream() -> None:
+        result.append(end_to_end(bootstrap_servers, topic, len(messages) + 1, processes))
+        connection.close()
+    worker = threading.Thread(target=consume_the_stream)
     worker.start()
     time.sleep(8 + 4 * (processes - 1))  # the consumers join their group (tansu takes a few seconds per member)
     produce(bootstrap_servers, topic, messages, rate=rate)
@@ -215,7 +226,7 @@ def peer(bootstrap_servers: str, topic: str, count: int) -> float:
     consumer = KafkaEventConsumer(topic, group_id)
     rate = Rate()
 
-    def receiver(**_kwargs):  # one message per poll: count each as a batch of one
+    def receiver(**_kwargs: object) -> None:  # one message per poll: count each as a batch of one
         rate.batch(1)
         if rate.total >= count:
             consumer._shut_down()

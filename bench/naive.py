@@ -14,7 +14,7 @@ from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.membership_writer import reconcile
 from groups_consumer.engine.selection import EVERYONE
 from groups_consumer.models import Cause
-from groups_consumer.pipeline.decode import EventDecoder, Origin
+from groups_consumer.pipeline.decode import EventDecoder, Origin, message_headers
 from groups_consumer.pipeline.facts_update import apply_updates, updates_from
 from groups_consumer.pipeline.route import EventRouter
 
@@ -33,11 +33,11 @@ def naive_events_per_s(bootstrap_servers: str, topic: str, count: int, budget_s:
             if message is None or message.error():
                 continue
             deadline = deadline or time.monotonic() + budget_s
-            event = decoder.decode(message.value(), message.headers(),
-                                   Origin(message.topic(), message.partition(), message.offset()))
+            event = decoder.decode(message.value(), message_headers(message), Origin.of(message))
             now = timezone.now()
             with transaction.atomic():
-                groups = {g.id: g for change in apply_updates(updates_from(event)).changed for g in router.groups_for(change)}
+                changed = apply_updates(updates_from(event)).changed
+                groups = {g.id: g for change in changed for g in router.groups_for(change)}
                 targets = catalog.with_exclusive_siblings(groups.values())
                 if targets:
                     members = {g.id: g.members(now).resolve(EVERYONE) for g in targets}

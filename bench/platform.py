@@ -8,9 +8,10 @@ million users takes seconds, and only the measured stream goes through the consu
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterator
+from typing import Any
 
 from django.db import connection
 
@@ -48,7 +49,7 @@ class Platform:
                     copy.write_row(row)
             cursor.execute(f"ANALYZE {UserFact._meta.db_table}, {CourseFact._meta.db_table}")
 
-    def _user_rows(self) -> Iterator[tuple]:
+    def _user_rows(self) -> Iterator[tuple[int, str, datetime, datetime | None, str | None, datetime | None]]:
         rng = random.Random(self.seed)
         for user_id in range(1, self.users + 1):
             last_login = None if rng.random() < 0.05 else self.now - timedelta(seconds=rng.uniform(0, 60 * 86400))
@@ -62,7 +63,7 @@ class Platform:
         rng = random.Random(self.seed + 1)
         return [(), *(tuple(rng.sample(COURSES, rng.choice([0, 1, 2, 2, 3]))) for _ in range(self.users))]
 
-    def _course_rows(self) -> Iterator[tuple]:
+    def _course_rows(self) -> Iterator[tuple[Any, ...]]:
         rng = random.Random(self.seed + 2)
         for user_id, course_keys in enumerate(self.enrollments()):
             for course_key in course_keys:
@@ -74,15 +75,15 @@ class Platform:
                        changed if passing is not None else None)
 
 
-def leaf(type_: str, operator: str, **config: Any) -> dict:
+def leaf(type_: str, operator: str, **config: Any) -> dict[str, Any]:
     """A criterion leaf of a rule."""
     return {"type": type_, "operator": operator, "config": config}
 
 
-def group_definitions(count: int = 50) -> list[dict]:
+def group_definitions(count: int = 50) -> list[dict[str, Any]]:
     """``count`` groups (at most 50) mixing every built-in criterion, all three scopes and exclusive sets."""
     instance = {"type": "instance"}
-    groups = [
+    groups: list[dict[str, Any]] = [
         {"name": "lapsed-30", "scope": instance, "rule": leaf("last_login", ">", days=30),
          "exclusive_set": "engagement", "priority": 3},
         {"name": "lapsed-14", "scope": instance, "rule": leaf("last_login", ">", days=14),

@@ -6,7 +6,7 @@ import json
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,8 @@ from django.db import connection
 
 #: Keys every results document carries (null where a part was skipped).
 KEYS = ["machine", "users", "groups", "events", "ceiling_events_per_s", "end_to_end_events_per_s",
-        "consumer_processes", "end_to_end_one_process_events_per_s", "ratio_to_ceiling", "peer_events_per_s", "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms",
+        "consumer_processes", "end_to_end_one_process_events_per_s", "ratio_to_ceiling", "peer_events_per_s",
+        "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms",
         "latency_p99_ms", "scaling", "full_sync_users", "full_sync_groups", "full_sync_s", "full_sync_peak_rss_mb",
         "resync_s", "resync_peak_rss_mb", "naive_users", "naive_events_per_s", "speedup_over_naive"]
 
@@ -45,7 +46,7 @@ def save(results: dict[str, Any], directory: Path) -> Path:
     """Write ``latest.json`` and a timestamped copy; returns the latter."""
     document = {key: results.get(key) for key in KEYS} | {k: v for k, v in results.items() if k not in KEYS}
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     text = json.dumps(document, indent=2, default=str)
     (directory / "latest.json").write_text(text)
     copy = directory / f"{stamp}.json"
@@ -55,7 +56,7 @@ def save(results: dict[str, Any], directory: Path) -> Path:
 
 def table(results: dict[str, Any]) -> str:
     """The figures against the brief's targets, as a text table."""
-    def num(value, unit="", digits=0):
+    def num(value: float | None, unit: str = "", digits: int = 0) -> str:
         return "skipped" if value is None else f"{value:,.{digits}f}{unit}"
 
     rows = [
@@ -79,9 +80,9 @@ def table(results: dict[str, Any]) -> str:
          num(results.get("full_sync_s"), " s", 1), "< 60 s"),
         ("  its peak RSS", num(results.get("full_sync_peak_rss_mb"), " MB"), "flat"),
         ("re-sync, no differences", num(results.get("resync_s"), " s", 1), "< 60 s"),
-        (f"naive baseline at {num(results.get('naive_users'))} users", num(results.get("naive_events_per_s"), " ev/s", 1),
-         ""),
+        (f"naive baseline at {num(results.get('naive_users'))} users",
+         num(results.get("naive_events_per_s"), " ev/s", 1), ""),
         ("  our speed-up over it", num(results.get("speedup_over_naive"), "x", 1), ""),
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)

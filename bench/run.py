@@ -6,8 +6,10 @@ import argparse
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Callable
+from functools import partial
+from typing import Any, TypeVar
 
 from django.utils import timezone
 
@@ -18,11 +20,13 @@ from bench.report import machine, save, table
 from bench.stream import WireMessage, build_stream, produce
 from groups_consumer import api
 
+T = TypeVar("T")
+
 
 class Benchmark:
     """Runs the parts the arguments ask for and collects their figures."""
 
-    def __init__(self, args: argparse.Namespace, bootstrap_servers: str):
+    def __init__(self, args: argparse.Namespace, bootstrap_servers: str) -> None:
         self.args = args
         self.servers = bootstrap_servers
         self.skip = {part.strip() for part in args.skip.split(",") if part.strip()}
@@ -87,8 +91,10 @@ class Benchmark:
             self._platform(users, self.args.groups)
             topic, messages = self._stream(self.args.scaling_events)
             self.results.setdefault("scaling", {})[str(users)] = self._step(
-                f"end to end at {users:,} users", lambda: measures.end_to_end(self.servers, topic, len(messages))
-                .events_per_s)
+                f"end to end at {users:,} users", partial(self._events_per_s, topic, len(messages)))
+
+    def _events_per_s(self, topic: str, count: int) -> float:
+        return measures.end_to_end(self.servers, topic, count).events_per_s
 
     def _naive(self) -> None:
         if "naive" in self.skip:
@@ -138,7 +144,7 @@ class Benchmark:
                           lambda: build_stream(self._enrollments, count, start, seed=seed))
 
     @staticmethod
-    def _step(title: str, work: Callable[[], Any]) -> Any:
+    def _step(title: str, work: Callable[[], T]) -> T:
         print(f"- {title} ...", end="", flush=True, file=sys.stderr)
         started = time.monotonic()
         value = work()

@@ -14,9 +14,9 @@ def fresh_database(url: str) -> None:
     if parsed.scheme not in ("postgres", "postgresql"):
         raise SystemExit("the benchmark runs on PostgreSQL: give --database-url postgres://...")
     name = parsed.path.lstrip("/")
-    admin = dict(host=parsed.hostname or "127.0.0.1", port=parsed.port or 5432, user=parsed.username or "postgres",
-                 password=parsed.password, dbname="postgres", autocommit=True)
-    with psycopg.connect(**admin) as connection:
+    with psycopg.connect(host=parsed.hostname or "127.0.0.1", port=parsed.port or 5432,
+                         user=parsed.username or "postgres", password=parsed.password, dbname="postgres",
+                         autocommit=True) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{name}"')
 

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Sequence
+from typing import cast
 
 from confluent_kafka import Producer
 
-from groups_consumer.kafka_clients import KafkaClientSettings
 from bench.platform import COUNTRIES, COURSES, MODES
+from groups_consumer.kafka_clients import KafkaClientSettings
 from tests import lms
 
 #: Kinds of events and their share of the stream.
@@ -80,7 +81,9 @@ def produce(bootstrap_servers: str, topic: str, messages: list[WireMessage], rat
                 time.sleep(ahead)
         while True:
             try:
-                producer.produce(topic, key=message.key, value=message.value, headers=message.headers)
+                # The producer only reads the list: its invariant ``list`` parameter type is stricter than ours.
+                producer.produce(topic, key=message.key, value=message.value,
+                                 headers=cast(list[tuple[str, str | bytes | None]], message.headers))
                 break
             except BufferError:
                 producer.poll(0.01)

@@ -5,7 +5,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
+from groups_consumer.engine.selection import Selection
 from groups_consumer.event_types import PROFILE_CHANGED
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.plugins.criterion import CriterionType
 
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
@@ -18,7 +21,7 @@ class CountryConfig(BaseModel):
     countries: list[CountryCode] = Field(min_length=1, description="ISO 3166-1 alpha-2 codes")
 
 
-class Country(CriterionType):
+class Country(CriterionType[CountryConfig, LearnerFacts, LearnerSnapshot]):
     """Profile country ``in`` / ``not_in`` the list; an unknown country is in no list."""
 
     name = "country"
@@ -27,11 +30,11 @@ class Country(CriterionType):
     operators = ("in", "not_in")
     events = frozenset({PROFILE_CHANGED})
 
-    def select(self, facts, now: datetime):
+    def select(self, facts: LearnerFacts, now: datetime) -> Selection:
         return facts.country(self.config.countries, inside=self.operator == "in")
 
-    def test(self, learner, now: datetime) -> bool:
+    def test(self, learner: LearnerSnapshot, now: datetime) -> bool:
         return (learner.country in self.config.countries) == (self.operator == "in")
 
-    def observed(self, learner, now: datetime) -> str:
+    def observed(self, learner: LearnerSnapshot, now: datetime) -> str:
         return f"country {learner.country or 'unknown'}"

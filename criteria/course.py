@@ -1,10 +1,13 @@
 """Shared part of the criteria about one course."""
 
 from datetime import timedelta
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from groups_consumer.errors import DefinitionError
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import ScopeType
 from groups_consumer.plugins.criterion import CriterionType, course_org
 
@@ -16,7 +19,10 @@ class CourseConfig(BaseModel):
     course_key: str | None = Field(None, description="the course; defaults to the course of a course-scoped group")
 
 
-class CourseCriterion(CriterionType):
+CourseConfigT = TypeVar("CourseConfigT", bound=CourseConfig)
+
+
+class CourseCriterion(CriterionType[CourseConfigT, LearnerFacts, LearnerSnapshot]):
     """A criterion about one course: the group's course, or ``config.course_key`` in org / instance scope.
 
     Only users actively enrolled in that course can match. Course data changes often (grades, passing

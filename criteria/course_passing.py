@@ -5,7 +5,10 @@ from datetime import datetime
 from pydantic import Field
 
 from criteria.course import CourseConfig, CourseCriterion
+from groups_consumer.engine.selection import Selection
 from groups_consumer.event_types import ENROLLMENT_EVENTS, PASSING_STATUS_UPDATED
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 
 
 class CoursePassingConfig(CourseConfig):
@@ -14,7 +17,7 @@ class CoursePassingConfig(CourseConfig):
     passing: bool = Field(description="true: passing learners; false: not (yet) passing")
 
 
-class CoursePassing(CourseCriterion):
+class CoursePassing(CourseCriterion[CoursePassingConfig]):
     """Passing status ``=`` true / false; an enrolled user with no status yet is not passing."""
 
     name = "course_passing"
@@ -23,13 +26,13 @@ class CoursePassing(CourseCriterion):
     operators = ("=",)
     events = ENROLLMENT_EVENTS | {PASSING_STATUS_UPDATED}
 
-    def select(self, facts, now: datetime):
+    def select(self, facts: LearnerFacts, now: datetime) -> Selection:
         return facts.passing(self.course_key, self.config.passing)
 
-    def test(self, learner, now: datetime) -> bool:
+    def test(self, learner: LearnerSnapshot, now: datetime) -> bool:
         state = learner.enrollment(self.course_key)
         return state is not None and (state.is_passing is True) == self.config.passing
 
-    def observed(self, learner, now: datetime) -> str:
+    def observed(self, learner: LearnerSnapshot, now: datetime) -> str:
         state = learner.enrollment(self.course_key)
         return "not enrolled" if state is None else f"passing {state.is_passing}"

@@ -5,7 +5,10 @@ from datetime import datetime
 from pydantic import Field
 
 from criteria.course import CourseConfig, CourseCriterion
+from groups_consumer.engine.selection import Selection
 from groups_consumer.event_types import ENROLLMENT_EVENTS
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 
 
 class EnrollmentModeConfig(CourseConfig):
@@ -14,7 +17,7 @@ class EnrollmentModeConfig(CourseConfig):
     modes: list[str] = Field(min_length=1, description="enrollment modes, e.g. audit, verified")
 
 
-class EnrollmentMode(CourseCriterion):
+class EnrollmentMode(CourseCriterion[EnrollmentModeConfig]):
     """Actively enrolled with a mode ``in`` / ``not_in`` the list."""
 
     name = "enrollment_mode"
@@ -23,15 +26,15 @@ class EnrollmentMode(CourseCriterion):
     operators = ("in", "not_in")
     events = ENROLLMENT_EVENTS
 
-    def select(self, facts, now: datetime):
+    def select(self, facts: LearnerFacts, now: datetime) -> Selection:
         if self.operator == "in":
             return facts.enrolled(self.course_key, modes=self.config.modes)
         return facts.enrolled(self.course_key, except_modes=self.config.modes)
 
-    def test(self, learner, now: datetime) -> bool:
+    def test(self, learner: LearnerSnapshot, now: datetime) -> bool:
         state = learner.enrollment(self.course_key)
         return state is not None and (state.mode in self.config.modes) == (self.operator == "in")
 
-    def observed(self, learner, now: datetime) -> str:
+    def observed(self, learner: LearnerSnapshot, now: datetime) -> str:
         state = learner.enrollment(self.course_key)
         return f"mode {state.mode}" if state else "not enrolled"

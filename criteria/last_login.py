@@ -4,7 +4,10 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from groups_consumer.engine.selection import Selection
 from groups_consumer.event_types import LOGIN, REGISTRATION
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.plugins.criterion import CriterionType
 
 
@@ -15,7 +18,7 @@ class LastLoginConfig(BaseModel):
     days: int = Field(ge=0, description="number of days")
 
 
-class LastLogin(CriterionType):
+class LastLogin(CriterionType[LastLoginConfig, LearnerFacts, LearnerSnapshot]):
     """``>`` N: last seen more than N days ago; ``<=`` N: within the last N days.
 
     A user who never logged in counts from registration; a user with neither is never matched. The answer
@@ -29,20 +32,20 @@ class LastLogin(CriterionType):
     events = frozenset({LOGIN, REGISTRATION})
     refresh = timedelta(days=1)
 
-    def select(self, facts, now: datetime):
+    def select(self, facts: LearnerFacts, now: datetime) -> Selection:
         cutoff = now - timedelta(days=self.config.days)
         return facts.last_seen(before=cutoff) if self.operator == ">" else facts.last_seen(since=cutoff)
 
-    def flips(self, facts, after: datetime, upto: datetime):
+    def flips(self, facts: LearnerFacts, after: datetime, upto: datetime) -> Selection:
         # Both operators compare last_seen with now - N days: the answer changes when that cutoff passes
         # the user's last_seen, i.e. for users last seen in [after - N days, upto - N days).
         days = timedelta(days=self.config.days)
         return facts.last_seen(since=after - days, before=upto - days)
 
-    def test(self, learner, now: datetime) -> bool:
+    def test(self, learner: LearnerSnapshot, now: datetime) -> bool:
         seen, cutoff = learner.last_seen, now - timedelta(days=self.config.days)
         return seen is not None and (seen < cutoff if self.operator == ">" else seen >= cutoff)
 
-    def observed(self, learner, now: datetime) -> str:
+    def observed(self, learner: LearnerSnapshot, now: datetime) -> str:
         seen = learner.last_seen
         return f"last seen {seen.isoformat()} ({(now - seen).days} days ago)" if seen else "never seen"

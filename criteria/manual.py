@@ -4,7 +4,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from groups_consumer.engine.selection import Ids
+from groups_consumer.engine.selection import Ids, Selection
+from groups_consumer.facts.interface import LearnerFacts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.plugins.criterion import CriterionType
 
 
@@ -15,7 +17,7 @@ class ManualConfig(BaseModel):
     user_ids: frozenset[int] = Field(description="LMS user ids")
 
 
-class Manual(CriterionType):
+class Manual(CriterionType[ManualConfig, LearnerFacts, LearnerSnapshot]):
     """Users listed by id (only users known to the platform and in the group's scope become members).
 
     The list changes only when an operator edits it (``groups-consumer manual``); events and syncs still
@@ -27,11 +29,11 @@ class Manual(CriterionType):
     Config = ManualConfig
     operators = ("in",)
 
-    def select(self, facts, now: datetime):
+    def select(self, facts: LearnerFacts, now: datetime) -> Selection:
         return Ids(frozenset(self.config.user_ids))
 
-    def test(self, learner, now: datetime) -> bool:
+    def test(self, learner: LearnerSnapshot, now: datetime) -> bool:
         return learner.user_id in self.config.user_ids
 
-    def observed(self, learner, now: datetime) -> str:
+    def observed(self, learner: LearnerSnapshot, now: datetime) -> str:
         return "listed" if learner.user_id in self.config.user_ids else "not listed"

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import django
 
@@ -24,17 +24,19 @@ from openedx_events.learning import data, signals  # noqa: E402
 from groups_consumer.profile_event import USER_PROFILE_CHANGED, UserProfileData  # noqa: E402
 
 COURSE = CourseKey.from_string("course-v1:Demo+C1+2026")
-NOW = datetime.now(timezone.utc)
+NOW = datetime.now(UTC)
 TOPIC = os.environ.get("KAFKA_TOPICS", "openedx-events").split(",")[0]
 producer = Producer({"bootstrap.servers": os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092")})
 
 
 def user(uid):
+    """The openedx-events user data of a demo learner."""
     return data.UserData(id=uid, is_active=True, pii=data.UserPersonalData(
         username=f"learner{uid}", email=f"learner{uid}@example.com", name=f"Learner {uid}"))
 
 
 def send(signal, days_ago, **event_data):
+    """Produce one event as the LMS would, dated ``days_ago`` days ago."""
     at = NOW - timedelta(days=days_ago)
     headers = {"ce_type": signal.event_type, "ce_id": str(uuid.uuid1()), "ce_time": at.isoformat(),
                "ce_source": "openedx/lms/web", "ce_specversion": "1.0", "ce_minorversion": "0",
@@ -43,18 +45,21 @@ def send(signal, days_ago, **event_data):
 
 
 def enroll(uid, mode, days_ago):
+    """An enrollment of the learner in the demo course."""
     send(signals.COURSE_ENROLLMENT_CREATED, days_ago, enrollment=data.CourseEnrollmentData(
         user=user(uid), course=data.CourseData(course_key=COURSE), mode=mode, is_active=True,
         creation_date=NOW - timedelta(days=days_ago)))
 
 
 def grade(uid, percent, days_ago):
+    """A new persistent grade of the learner in the demo course."""
     send(signals.PERSISTENT_GRADE_SUMMARY_CHANGED, days_ago, grade=data.PersistentCourseGradeData(
         user_id=uid, course=data.CourseData(course_key=COURSE), course_edited_timestamp=NOW, course_version="1",
         grading_policy_hash="", percent_grade=percent, letter_grade="", passed_timestamp=NOW))
 
 
 def show(title):
+    """Wait for the consumer, then print the members of the demo groups."""
     producer.flush(10)
     time.sleep(float(os.environ.get("DEMO_WAIT_S", 4)))
     print(f"\n== {title}")
@@ -65,6 +70,7 @@ def show(title):
 
 
 def main():
+    """Produce the waves of the demo, showing the groups after each."""
     for uid in (1, 2, 3, 4):
         send(signals.STUDENT_REGISTRATION_COMPLETED, 60, user=user(uid))
         send(signals.SESSION_LOGIN_COMPLETED, 20 if uid in (1, 2) else 1, user=user(uid))

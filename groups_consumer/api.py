@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from django.db import transaction
 from django.db.models import QuerySet
@@ -69,7 +70,7 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
     return report
 
 
-def _clock(now: datetime | None):
+def _clock(now: datetime | None) -> Callable[[], datetime]:
     """A fixed instant when the caller gives one (tests, replays of history), else the wall clock."""
     return (lambda: now) if now is not None else timezone.now
 
@@ -111,7 +112,7 @@ class ManualUpdate:
 
     user_ids: int
     unknown: list[tuple[int, str, str]]
-    sync: SyncReport | None
+    sync: SyncReport
 
 
 def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool,
@@ -126,7 +127,9 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
         raise DefinitionError("rule", f"{group.name!r} is not a manual group (its rule is not one manual criterion)")
     if group.frozen:
         raise DefinitionError("frozen", f"{group.name!r} is frozen: apply it with \"frozen\": false first")
-    ids, usernames, unknown = set(), {}, []
+    ids: set[int] = set()
+    usernames: dict[str, int] = {}  # the line each was first seen on
+    unknown: list[tuple[int, str, str]] = []
     for line, row in enumerate(rows, start=1):
         value = row[0].strip() if row else ""
         if not value or (line == 1 and value.lower() in {"user_id", "username", "user"}):
@@ -171,7 +174,7 @@ def parse_scope(text: str | None) -> ScopeDefinition | None:
         return None
     scope_type, _, key = text.partition(":")
     try:
-        return ScopeDefinition(type=scope_type, key=key)
+        return ScopeDefinition.model_validate({"type": scope_type, "key": key})
     except ValueError as exc:
         raise DefinitionError("scope", f"{text!r}: use instance, org:KEY or course:KEY ({exc})") from exc
 
@@ -260,7 +263,7 @@ def explain(user_id: int, group: Group, *, now: datetime | None = None) -> Expla
     in_scope = learner is not None and learner.in_scope(target.scope.type, target.scope.key)
     lines = [f"{'✓' if in_scope else '✗'} scope {target.scope}"
              + ("" if learner is not None else ": user unknown (no event mentioned them yet)")]
-    lines += rules.explain(target.rule, snapshots, user_id, now)
+    lines += rules.explain(target.evaluable_rule, snapshots, user_id, now)
     if target.frozen:
         lines.append("frozen: its members are kept as they are, whatever the rule says")
     qualifies = target.qualifies(snapshots, user_id, now)
@@ -269,8 +272,8 @@ def explain(user_id: int, group: Group, *, now: datetime | None = None) -> Expla
     return Explanation(user_id, str(target), is_member, qualifies, lines)
 
 
-def _explain_exclusive_set(target: CompiledGroup, siblings: list[CompiledGroup], snapshots, user_id: int,
-                           now: datetime) -> list[str]:
+def _explain_exclusive_set(target: CompiledGroup, siblings: list[CompiledGroup], snapshots: rules.Snapshots,
+                           user_id: int, now: datetime) -> list[str]:
     """The set's groups in precedence order and the decision events would make, by the rule
     ``exclusivity.arbitrate`` applies: a group events do not update keeps the users it holds; otherwise the
     first qualifying group wins."""
@@ -309,5 +312,5 @@ def criterion_catalog() -> list[dict[str, Any]]:
 
 
 __all__ = ["ApplyReport", "Explanation", "ScopeType", "apply_definitions", "clear_members", "criterion_catalog",
-           "explain", "find_group", "groups_matching", "members", "not_synced", "parse_scope", "preview_count", "sync_groups",
-           "update_manual_group", "user_groups", "validate_definition"]
+           "explain", "find_group", "groups_matching", "members", "not_synced", "parse_scope", "preview_count",
+           "sync_groups", "update_manual_group", "user_groups", "validate_definition"]

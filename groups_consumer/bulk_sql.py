@@ -18,12 +18,14 @@ than psycopg's).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
-from typing import Any, Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 from django.db import connection
-from django.db.models import Model
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Field, Model
 from django.utils.dateparse import parse_datetime
 from psycopg import Cursor as ServerBindingCursor
 from psycopg.pq import Format
@@ -46,17 +48,16 @@ def insert(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[A
     """Insert rows (datetimes through ``db_datetime``): COPY on PostgreSQL."""
     table, names = _table_and_columns(model, columns)
     if is_postgres():
-        with cursor() as db:
-            with db.cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types([_type(model, c) for c in columns])
-                for row in rows:
-                    copy.write_row(row)
+        with cursor() as db, db.cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types([_type(model, c) for c in columns])
+            for row in rows:
+                copy.write_row(row)
         return
     _executemany(f"INSERT INTO {table} ({names}) VALUES ({_marks(columns)})", list(rows))
 
 
 def insert_ignoring_conflicts(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]],
-                              returning: Sequence[str] = ()) -> list[tuple]:
+                              returning: Sequence[str] = ()) -> list[tuple[Any, ...]]:
     """Insert rows, skipping those that clash with a unique constraint (existing rows are left as they are).
 
     With ``returning``, gives those columns of the rows inserted, on PostgreSQL (elsewhere: nothing; callers
@@ -110,8 +111,18 @@ def _join_on(model: type[Model], key: Sequence[str]) -> str:
                          f"{table}.{quote(first)} = ANY(%b::{_type(model, key[0])}[])"])
 
 
+def _field(model: type[Model], name: str) -> Field[Any, Any]:
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field):  # a reverse relation or a generic foreign key has no column
+        raise TypeError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
 def _column(model: type[Model], name: str) -> str:
-    return model._meta.get_field(name).column
+    column = _field(model, name).column
+    if column is None:
+        raise TypeError(f"{model.__name__}.{name} is not a column")
+    return column
 
 
 def _table_and_columns(model: type[Model], columns: Sequence[str]) -> tuple[str, str]:
@@ -119,7 +130,10 @@ def _table_and_columns(model: type[Model], columns: Sequence[str]) -> tuple[str,
 
 
 def _type(model: type[Model], column: str) -> str:
-    return model._meta.get_field(column).db_type(connection).split("(")[0]
+    db_type = _field(model, column).db_type(connection)
+    if db_type is None:
+        raise TypeError(f"{model.__name__}.{column} has no database type")
+    return db_type.split("(")[0]
 
 
 def _unnest(model: type[Model], columns: Sequence[str]) -> str:
@@ -127,12 +141,12 @@ def _unnest(model: type[Model], columns: Sequence[str]) -> str:
     return f"unnest({', '.join(f'%b::{_type(model, c)}[]' for c in columns)})"
 
 
-def _arrays_of(rows: Sequence[Sequence[Any]], width: int) -> list[list]:
+def _arrays_of(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     """One array (list) per column of ``rows``."""
-    return [_uniform(column) for column in zip(*rows)] if rows else [[] for _ in range(width)]
+    return [_uniform(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
-def _uniform(values: Sequence[Any]) -> list:
+def _uniform(values: Sequence[Any]) -> list[Any]:
     """The values as a list psycopg can send (it refuses a list mixing Python types): ints among floats become
     floats, and ``str`` subclasses (choices) plain strings."""
     kinds = set(map(type, values))
@@ -158,7 +172,7 @@ def prefer_index_scans() -> None:
 
 
 @contextmanager
-def cursor() -> Iterator[Any]:
+def cursor() -> Iterator[CursorWrapper]:
     """A cursor of the Django connection (its transaction, error wrapping and query logging).
 
     On PostgreSQL it binds parameters on the server (so arrays go in binary, see the module docstring) and reads
@@ -171,7 +185,10 @@ def cursor() -> Iterator[Any]:
     connection.ensure_connection()
     raw = ServerBindingCursor(connection.connection)
     raw.format = Format.BINARY  # results too: binary values load in C, with no parsing
-    with (connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)) as db:
+    # django-stubs type the argument as a CursorWrapper; Django wraps the raw DB-API cursor it is given.
+    wrapped = (connection.make_debug_cursor(raw) if connection.queries_logged  # type: ignore[arg-type]
+               else connection.make_cursor(raw))  # type: ignore[arg-type]
+    with wrapped as db:
         yield db
 
 
@@ -191,16 +208,16 @@ def _executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
 
 
 def select_where_in(sql: str, column: str, ids: Iterable[int], params: Sequence[Any] = (),
-                    suffix: str = "") -> list[tuple]:
+                    suffix: str = "") -> list[tuple[Any, ...]]:
     """Rows of ``sql`` (ending in ``WHERE`` or ``WHERE ... AND``) with ``column`` among ``ids``; ``params``
     fill the placeholders before the id condition, ``suffix`` follows it (``ORDER BY ...``)."""
     return _where_in(sql, column, ids, params, suffix, fetch=True)
 
 
 def _where_in(sql: str, column: str, ids: Iterable[int], params: Sequence[Any], suffix: str,
-              fetch: bool) -> list[tuple]:
+              fetch: bool) -> list[tuple[Any, ...]]:
     ids = list(ids)
-    rows: list[tuple] = []
+    rows: list[tuple[Any, ...]] = []
     if not ids:
         return rows
     with cursor() as db:
@@ -220,9 +237,11 @@ def db_datetime(value: datetime | None) -> Any:
     return value if value is None or is_postgres() else connection.ops.adapt_datetimefield_value(value)
 
 
-def py_datetime(value: Any) -> datetime | None:
+def py_datetime(value: datetime | str | None) -> datetime | None:
     """A datetime column of a raw row as an aware datetime (SQLite gives naive UTC datetimes or text)."""
-    if value is None or getattr(value, "tzinfo", None) is not None:
-        return value
+    if value is None:
+        return None
     parsed = value if isinstance(value, datetime) else parse_datetime(value)
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=timezone.utc)
+    if parsed is None:
+        raise ValueError(f"{value!r} is not a datetime")
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

@@ -16,11 +16,12 @@ from groups_consumer.engine.rules import Node, parse_rule
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import ScopeType
 from groups_consumer.plugins.criterion import CriterionScope, course_org
-from groups_consumer.plugins.registry import PluginRegistry
+from groups_consumer.plugins.registry import CriterionRegistry
 
 
 class ScopeDefinition(BaseModel):
-    """``{"type": "instance"}``, ``{"type": "org", "key": "DemoX"}`` or ``{"type": "course", "key": "course-v1:..."}``."""
+    """``{"type": "instance"}``, ``{"type": "org", "key": "DemoX"}`` or
+    ``{"type": "course", "key": "course-v1:..."}``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: ScopeType
@@ -72,7 +73,7 @@ class GroupDefinition(BaseModel):
         return value
 
 
-def parse_definition(doc: Any, types: PluginRegistry | None = None) -> tuple[GroupDefinition, Node]:
+def parse_definition(doc: Any, types: CriterionRegistry | None = None) -> tuple[GroupDefinition, Node]:
     """Validate one group document, rule included."""
     if not isinstance(doc, dict):
         raise DefinitionError("(document)", "a group definition must be a JSON object")
@@ -84,7 +85,7 @@ def parse_definition(doc: Any, types: PluginRegistry | None = None) -> tuple[Gro
     return definition, parse_rule(definition.rule, definition.scope.as_criterion_scope(), types)
 
 
-def parse_documents(data: Any, types: PluginRegistry | None = None) -> list[tuple[GroupDefinition, Node]]:
+def parse_documents(data: Any, types: CriterionRegistry | None = None) -> list[tuple[GroupDefinition, Node]]:
     """A document or a list of documents; errors in a list are prefixed with the item's index."""
     if not isinstance(data, list):
         return [parse_definition(data, types)]

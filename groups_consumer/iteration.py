@@ -1,7 +1,8 @@
 """Iteration helpers."""
 
+from collections.abc import Iterable, Iterator
 from itertools import islice
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 

@@ -28,8 +28,9 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Literal, TypeVar
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -40,6 +41,8 @@ from groups_consumer.pipeline import metrics
 log = structlog.get_logger(__name__)
 
 Role = Literal["consumer", "producer", "admin"]
+ROLES: tuple[Role, ...] = ("consumer", "producer", "admin")
+ClientT = TypeVar("ClientT", Consumer, Producer, AdminClient)
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "GSSAPI")
 #: Mechanisms that authenticate with a user name and a password.
@@ -57,7 +60,7 @@ NAMED_VARIABLES = {
 }
 #: Passthrough prefixes and the clients they reach.
 PREFIXES: dict[str, tuple[Role, ...]] = {
-    "KAFKA_CLIENT_": ("consumer", "producer", "admin"),
+    "KAFKA_CLIENT_": ROLES,
     "KAFKA_CONSUMER_": ("consumer",),
     "KAFKA_PRODUCER_": ("producer",),
 }
@@ -141,7 +144,7 @@ class KafkaClientSettings:
                             scoped[role][name] = Setting(value, variable)
         common.update(given)
         _check(common)
-        return cls(servers, {role: {**common, **scoped[role]} for role in ("consumer", "producer", "admin")})
+        return cls(servers, {role: {**common, **scoped[role]} for role in ROLES})
 
     @classmethod
     def plain(cls, bootstrap_servers: str) -> KafkaClientSettings:
@@ -179,7 +182,7 @@ class KafkaClientSettings:
         """An admin client with the service's settings, its errors logged."""
         return self._build(AdminClient, "admin", {})
 
-    def _build(self, client: Callable[[dict[str, Any]], Any], role: Role, fixed: Mapping[str, Any]) -> Any:
+    def _build(self, client: Callable[[dict[str, Any]], ClientT], role: Role, fixed: Mapping[str, Any]) -> ClientT:
         settings = self.config(role, {"error_cb": ClientErrorLog(role, self), "logger": LIBRDKAFKA_LOG, **fixed})
         try:
             return client(settings)
@@ -237,7 +240,7 @@ def _check(properties: Mapping[str, Setting]) -> None:
     mechanism = properties.get("sasl.mechanism")
     if protocol and protocol.value.upper() not in SECURITY_PROTOCOLS:
         raise KafkaSettingsError(f"{protocol.source}: {protocol.value!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
-    uses_sasl = bool(protocol) and protocol.value.upper().startswith("SASL_")
+    uses_sasl = protocol is not None and protocol.value.upper().startswith("SASL_")
     if mechanism:
         if mechanism.value.upper() not in SASL_MECHANISMS:
             raise KafkaSettingsError(f"{mechanism.source}: {mechanism.value!r} is not one of "

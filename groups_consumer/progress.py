@@ -14,7 +14,8 @@ log = structlog.get_logger(__name__)
 class Progress:
     """Counts work done toward a known total; use as a context manager."""
 
-    def __init__(self, operation: str, total: int, unit: str, log_every_s: float = 5.0, **context):
+    def __init__(self, operation: str, total: int, unit: str, log_every_s: float = 5.0,
+                 **context: object) -> None:
         self.operation, self.total, self.unit, self.context = operation, total, unit, context
         self.done = 0
         self._bar = tqdm(total=total, unit=unit, desc=operation, file=sys.stderr) if sys.stderr.isatty() else None
@@ -33,6 +34,6 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._bar is not None:
             self._bar.close()

@@ -70,17 +70,20 @@ class ServiceStatus:
 
     def as_json(self) -> dict[str, Any]:
         """Plain data with ISO 8601 times."""
-        def plain(value):
-            if isinstance(value, datetime):
-                return value.isoformat()
-            if isinstance(value, dict):
-                return {k: plain(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [plain(v) for v in value]
-            return value
-        return plain({"now": self.now, "groups": [asdict(g) for g in self.groups],
-                      "consumer": {"total_lag": self.total_lag, "dead_letters": self.dead_letters,
-                                   "partitions": [asdict(p) for p in self.partitions]}})
+        return {"now": self.now.isoformat(), "groups": [_plain(asdict(g)) for g in self.groups],
+                "consumer": {"total_lag": self.total_lag, "dead_letters": self.dead_letters,
+                             "partitions": [_plain(asdict(p)) for p in self.partitions]}}
+
+
+def _plain(value: object) -> object:
+    """``value`` with its datetimes, at any depth of dicts and lists, in ISO 8601."""
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def collect(now: datetime) -> ServiceStatus:

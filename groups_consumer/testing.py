@@ -8,6 +8,7 @@ from typing import Any
 
 from groups_consumer.definitions import parse_definition
 from groups_consumer.engine.catalog import CompiledGroup
+from groups_consumer.engine.rules import Leaf
 from groups_consumer.engine.selection import EVERYONE
 from groups_consumer.models import UserFact
 from groups_consumer.plugins import registry
@@ -33,9 +34,13 @@ def flips_cover_changes(leaf_doc: dict[str, Any], after: datetime, upto: datetim
     Returns the users ``flips`` named."""
     doc = {"name": "flips-check", "scope": scope or {"type": "instance"}, "rule": leaf_doc}
     _definition, rule = parse_definition(doc)
+    if not isinstance(rule, Leaf):
+        raise TypeError(f"leaf_doc must be one criterion, not an all / any / not node: {leaf_doc}")
     criterion = rule.criterion
     backend = registry.backend(criterion.backend)
-    named = criterion.flips(backend, after, upto).resolve(EVERYONE)
+    flipping = criterion.flips(backend, after, upto)
+    assert flipping is not None, f"{criterion.name!r} is not time-relative: its flips answered None"
+    named = flipping.resolve(EVERYONE)
     user_ids = list(UserFact.objects.values_list("user_id", flat=True))
     snapshots = backend.snapshots(user_ids)
     instants = [after + timedelta(minutes=m) for m in range(int((upto - after).total_seconds() // 60) + 1)] + [upto]

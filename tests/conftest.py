@@ -59,6 +59,7 @@ def bootstrap_servers():
 def config(bootstrap_servers):
     """Consumer settings with a topic, group and dead-letter topic of the test's own."""
     run = uuid.uuid4().hex[:8]
-    kafka = KafkaClientSettings.from_env(bootstrap_servers).with_properties("consumer", EmbeddedBroker.CONSUMER_PROPERTIES)
+    kafka = KafkaClientSettings.from_env(bootstrap_servers).with_properties(
+        "consumer", EmbeddedBroker.CONSUMER_PROPERTIES)
     return ConsumerConfig(kafka=kafka, topics=(f"events-{run}",), group_id=f"g-{run}",
                           dlq_topic=f"dlq-{run}", batch_timeout_s=0.1)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from groups_consumer.models import CourseFact, UserFact
 from groups_consumer.plugins.criterion import course_org
 
-NOW = datetime(2026, 11, 23, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 COURSE = "course-v1:Demo+C1+2026"
 OTHER_COURSE = "course-v1:Demo+C2+2026"
 ELSEWHERE = "course-v1:Other+X1+2026"

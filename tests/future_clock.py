@@ -21,8 +21,7 @@ import argparse
 import calendar
 import os
 import sys
-from datetime import datetime, timedelta, timezone
-
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 
@@ -31,7 +30,7 @@ def start_instant(today: datetime, months: int) -> datetime:
     index = today.year * 12 + today.month - 1 + months
     year, month = divmod(index, 12)
     last_day = calendar.monthrange(year, month + 1)[1]
-    return datetime(year, month + 1, last_day, 23, 59, tzinfo=timezone.utc)
+    return datetime(year, month + 1, last_day, 23, 59, tzinfo=UTC)
 
 
 SITE = Path(__file__).with_name("future_clock_site")
@@ -52,7 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("give the command to run after --")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     start = start_instant(now, args.months)
     print(f"future clock: {command[0]} starts at {start:%Y-%m-%d %H:%M} UTC", file=sys.stderr, flush=True)
     os.execvpe(command[0], command, shifted_environment(dict(os.environ), start - now))

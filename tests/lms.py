@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from confluent_kafka.serialization import MessageField, SerializationContext
 from confluent_kafka import Producer
+from confluent_kafka.serialization import MessageField, SerializationContext
 from edx_event_bus_kafka.internal.producer import KafkaEventProducer, get_serializers
 from edx_event_bus_kafka.internal.utils import _get_headers_from_metadata
 from opaque_keys.edx.keys import CourseKey

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 from groups_consumer.engine.selection import Ids
 from groups_consumer.facts.interface import COMPARISONS, LearnerFacts
@@ -21,8 +22,9 @@ class InMemoryLearnerFacts(LearnerFacts):
         return self._where(lambda learner: learner.in_scope(scope_type, key))
 
     def last_seen(self, *, before=None, since=None):
-        return self._where(lambda l: l.last_seen is not None and (before is None or l.last_seen < before)
-                           and (since is None or l.last_seen >= since))
+        return self._where(lambda learner: learner.last_seen is not None
+                           and (before is None or learner.last_seen < before)
+                           and (since is None or learner.last_seen >= since))
 
     def country(self, countries, *, inside):
         return self._where(lambda learner: (learner.country in countries) == inside)

@@ -84,7 +84,8 @@ def test_events_become_memberships_with_the_event_as_cause():
 def test_events_reach_only_groups_they_can_affect():
     api.apply_definitions([
         {"name": "c1", "scope": {"type": "course", "key": COURSE}, "rule": leaf("course_grade", ">", percent=0.5)},
-        {"name": "c2", "scope": {"type": "course", "key": OTHER_COURSE}, "rule": leaf("course_grade", ">", percent=0.5)},
+        {"name": "c2", "scope": {"type": "course", "key": OTHER_COURSE},
+         "rule": leaf("course_grade", ">", percent=0.5)},
         {"name": "away", "rule": leaf("last_login", ">", days=10)},
     ], now=NOW)
     assert process(lms.registration(1, T[0])).users_evaluated == 1  # a new user: every instance group

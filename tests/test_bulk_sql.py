@@ -1,7 +1,7 @@
 """Rows written by the bulk statements (COPY / executemany inserts, array-joined updates and deletes) read back
 as the values they were written from: odd strings, NULLs, booleans, floats given as ints, choices, timestamps."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -10,7 +10,7 @@ from groups_consumer.models import CourseFact, Group, MembershipChange, Scope, U
 
 pytestmark = pytest.mark.django_db
 
-AT = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 23, 12, 0, 0, 123456, tzinfo=UTC)
 NAMES = ["plain", 'a "quoted" word', "back\\slash", "", "NULL", "{braces}, commas"]
 
 

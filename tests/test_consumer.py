@@ -1,8 +1,9 @@
 """The consumer against a real Kafka-protocol broker (tansu, or KAFKA_BOOTSTRAP_SERVERS)."""
 
+import logging
 import time
 import uuid
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.utils import timezone
@@ -112,7 +113,7 @@ def test_replay_from_the_beginning_rebuilds_and_is_idempotent(config):
 
 
 def test_replay_from_a_time_and_up_to_a_time(config):
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from groups_consumer.models import UserFact
     from groups_consumer.pipeline.replay import replay
@@ -120,7 +121,7 @@ def test_replay_from_a_time_and_up_to_a_time(config):
     send_as_lms(config, lms.profile(1, "ES", T[1]))
     [first] = read_all(config, config.topics[0], expected=1)
     # The start instant in the broker's time (message timestamps), not this process's clock.
-    since = datetime.fromtimestamp(first.timestamp()[1] / 1000 + 1, timezone.utc)
+    since = datetime.fromtimestamp(first.timestamp()[1] / 1000 + 1, UTC)
     time.sleep(2)
     send_as_lms(config, lms.profile(2, "ES", T[1]), lms.profile(3, "PT", T[10]))
     stats = replay(config, since=since, until=T[5], idle_s=3)
@@ -170,6 +171,39 @@ def test_transient_database_errors_are_retried_without_skipping(config, monkeypa
     send_as_lms(config, lms.login(1, T[1]))
     stats = consume(config, messages=1)
     assert stats.retries == 1 and UserFact.objects.filter(user_id=1).exists()
+
+
+def test_a_database_outage_longer_than_max_poll_interval_keeps_the_consumer_in_its_group(config, monkeypatch,
+                                                                                         caplog):
+    """The batch waits for the database with its partitions paused and polled: no rebalance, and the offsets
+    committed afterwards hold (a consumer that stopped polling would have been dropped from the group after
+    ``max.poll.interval.ms`` and its commit refused)."""
+    from django.db import OperationalError
+
+    from groups_consumer.models import UserFact
+    from groups_consumer.pipeline.batch import BatchProcessor
+
+    real_process, back_at = BatchProcessor.process, time.monotonic() + 10
+
+    def database_away_for_10_s(self, events, now=None):
+        if time.monotonic() < back_at:
+            raise OperationalError("could not connect to server")
+        return real_process(self, events, now)
+
+    monkeypatch.setattr(BatchProcessor, "process", database_away_for_10_s)
+    monkeypatch.setattr("groups_consumer.pipeline.consumer.connection.close", lambda: None)  # keep the test's DB
+    impatient = ConsumerConfig(**{**config.__dict__, "kafka": config.kafka.with_properties(
+        "consumer", {"max.poll.interval.ms": 7000})})
+    send_as_lms(config, lms.login(1, T[1]))
+    with caplog.at_level(logging.INFO):
+        stats = consume(impatient, messages=1)
+    events = [r.msg.get("event") for r in caplog.records if isinstance(r.msg, dict)]
+    assert stats.retries >= 5 and UserFact.objects.filter(user_id=1).exists()
+    assert events.count("partitions_assigned") == 1 and "partitions_lost" not in events
+    assert "offset_commit_failed" not in events
+    deadline = time.monotonic() + 60
+    again = EventConsumer(config).run(until=lambda s: s.idle_s() > 3 or time.monotonic() > deadline)
+    assert again.last_assignment and again.messages == 0  # committed: nothing delivered again
 
 
 def test_offset_commits_are_retried_on_retriable_broker_errors(config):

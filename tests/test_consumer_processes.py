@@ -1,5 +1,5 @@
 """Consumer processes: SIGKILL mid-stream then restart, two consumers in one group, and a consumer beside two
-scheduler replicas syncing all along.
+scheduler replicas syncing all along, a rolling restart while a rebalance is in progress.
 
 Each ends in exactly the state a full recompute gives: a full sync afterwards finds no difference.
 The processes use their own database (a SQLite file, or a fresh PostgreSQL database when the suite runs on
@@ -12,6 +12,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from datetime import timedelta
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from confluent_kafka import TopicPartition
 from django.conf import settings
 
 from groups_consumer.broker import EmbeddedBroker
@@ -45,7 +47,7 @@ def database_url(tmp_path):
         yield f"sqlite:///{tmp_path / 'consumer.sqlite3'}"
         return
     name = f"gc_proc_{uuid.uuid4().hex[:8]}"
-    admin = dict(host="127.0.0.1", port=5432, user="postgres", dbname="postgres", autocommit=True)
+    admin = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "dbname": "postgres", "autocommit": True}
     with psycopg.connect(**admin) as connection:
         connection.execute(f"CREATE DATABASE {name}")
     yield f"postgres://postgres@127.0.0.1:5432/{name}"
@@ -133,3 +135,87 @@ def test_schedulers_syncing_while_the_consumer_runs_find_no_drift_and_agree(conf
     assert [e for e in entries if e["event"] == "sync_drift"] == []
     assert not [e for e in entries if e["level"] == "error"]
     assert_equals_full_recompute(env)
+
+
+class SteadyStream(threading.Thread):
+    """LMS-format events produced at a steady rate until ``halt`` (or the events run out)."""
+
+    def __init__(self, config, events, per_second=300):
+        super().__init__(daemon=True)
+        self.producer, self.topic = config.new_producer(), config.topics[0]
+        self.wire = [event.wire(self.topic) for event in events]
+        self.per_second, self.sent, self.halt = per_second, 0, threading.Event()
+
+    def run(self):
+        started = time.monotonic()
+        while not self.halt.is_set() and self.sent < len(self.wire):
+            due = min(int((time.monotonic() - started) * self.per_second), len(self.wire))
+            for key, value, headers in self.wire[self.sent:due]:
+                self.producer.produce(self.topic, key=key, value=value, headers=headers)
+            self.sent = due
+            self.producer.poll(0)
+            time.sleep(0.02)
+        assert self.producer.flush(10) == 0
+
+
+def committed_messages(checker, topic):
+    partitions = checker.list_topics(topic, timeout=10).topics[topic].partitions
+    committed = checker.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    return sum(max(p.offset, 0) for p in committed)
+
+
+def wait_for_line(path, text, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while text not in path.read_text():
+        assert time.monotonic() < deadline, f"no {text} in {path.name}"
+        time.sleep(0.05)
+
+
+def test_a_rolling_restart_during_a_rebalance_ends_with_every_event_applied(config, database_url, tmp_path):
+    """The operator's timeline: C1 applying batches; C2 and C3 start; C1 gets SIGTERM while the rebalance they
+    caused is in progress; C4 starts 4 s later and C2 gets SIGTERM 4 s after that. The group goes on and ends in the full-recompute
+    state (a member leaving a forming group used to leave it with no leader on the embedded broker)."""
+    env = environment(config, database_url)
+    run(env, "migrate", "--no-input")
+    run(env, "apply", "-", stdin=json.dumps(GROUPS))
+    feed = SteadyStream(config, stream(seed=11, size=9000))
+    checker = config.new_consumer()  # the group's committed offsets (never subscribes, so never joins)
+    members, logs = {}, []
+
+    def start(name):
+        logs.append((tmp_path / f"{name}.log").open("w"))
+        members[name] = subprocess.Popen([COMMAND, "consume"], env=env, stdout=logs[-1], stderr=logs[-1])
+
+    try:
+        feed.start()
+        start("C1")
+        deadline = time.monotonic() + 60
+        while committed_messages(checker, config.topics[0]) == 0:
+            assert time.monotonic() < deadline, "C1 never committed a batch"
+            time.sleep(0.2)
+        time.sleep(1)
+        start("C2")
+        start("C3")
+        wait_for_line(tmp_path / "C1.log", '"partitions_revoked"')  # the newcomers' rebalance reached C1
+        members["C1"].send_signal(signal.SIGTERM)  # while the group is forming again
+        time.sleep(4)
+        start("C4")
+        time.sleep(4)
+        members["C2"].send_signal(signal.SIGTERM)
+        time.sleep(2)
+        feed.halt.set()
+        feed.join()
+        deadline = time.monotonic() + 60
+        while committed_messages(checker, config.topics[0]) < feed.sent:
+            assert time.monotonic() < deadline, (
+                f"stalled: {committed_messages(checker, config.topics[0])} of {feed.sent} committed")
+            time.sleep(0.5)
+    finally:
+        for member in members.values():
+            member.send_signal(signal.SIGTERM)
+        codes = {name: member.wait(timeout=60) for name, member in members.items()}
+        checker.close()
+        for log_file in logs:
+            log_file.close()
+    assert codes == dict.fromkeys(members, 0)
+    assert sum(assert_equals_full_recompute(env).values()) > 0

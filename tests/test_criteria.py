@@ -2,8 +2,8 @@
 
 import pytest
 
-from groups_consumer.errors import DefinitionError
 from groups_consumer.definitions import parse_definition
+from groups_consumer.errors import DefinitionError
 from groups_consumer.testing import evaluate_both_ways
 from tests.facts import COURSE, ELSEWHERE, NOW, OTHER_COURSE, course, group_doc, leaf, user
 
@@ -35,7 +35,7 @@ def test_enrollment_mode_in_and_not_in_only_count_active_enrollments():
     assert members(leaf("enrollment_mode", "not_in", modes=["verified"])) == {2, 4}
 
 
-@pytest.mark.parametrize("operator, expected", [("<", {1, 4}), ("<=", {1, 2, 4}), (">", {3}), (">=", {2, 3})])
+@pytest.mark.parametrize(("operator", "expected"), [("<", {1, 4}), ("<=", {1, 2, 4}), (">", {3}), (">=", {2, 3})])
 def test_course_grade_comparisons_with_missing_grade_as_zero(operator, expected):
     for uid, grade in [(1, 0.1), (2, 0.4), (3, 0.9), (4, None)]:
         user(uid)
@@ -104,7 +104,7 @@ def test_rule_tree_all_any_not():
     assert members(rule) == {1, 4}
 
 
-@pytest.mark.parametrize("rule, field, message", [
+@pytest.mark.parametrize(("rule", "field", "message"), [
     (leaf("nope", ">"), "rule.type", "'nope' is not installed"),
     (leaf("last_login", "<", days=3), "rule.operator", "'<' is not supported by 'last_login'"),
     (leaf("last_login", ">", days=-1), "rule.config.days", "greater than or equal to 0"),

@@ -58,7 +58,7 @@ def replaced(headers, name, value):
 _, LOGIN_VALUE, LOGIN_HEADERS = lms.login(1, NOW).wire()
 
 
-@pytest.mark.parametrize("value, headers, reason", [
+@pytest.mark.parametrize(("value", "headers", "reason"), [
     (LOGIN_VALUE, without(LOGIN_HEADERS, "ce_type"), "missing_header"),
     (LOGIN_VALUE, without(LOGIN_HEADERS, "ce_id"), "missing_header"),
     (LOGIN_VALUE, without(LOGIN_HEADERS, "ce_time"), "missing_header"),
@@ -67,7 +67,7 @@ _, LOGIN_VALUE, LOGIN_HEADERS = lms.login(1, NOW).wire()
      "unknown_event_type"),
     (LOGIN_VALUE, replaced(LOGIN_HEADERS, "ce_time", b"yesterday"), "bad_header"),
     (LOGIN_VALUE, replaced(LOGIN_HEADERS, "ce_type", b"\xff\xfe"), "bad_header"),
-    (LOGIN_VALUE, LOGIN_HEADERS + [("ce_type", b"org.openedx.learning.auth.session.login.completed.v1")],
+    (LOGIN_VALUE, [*LOGIN_HEADERS, ("ce_type", b"org.openedx.learning.auth.session.login.completed.v1")],
      "duplicate_header"),
     (b"", LOGIN_HEADERS, "empty_body"),
     (None, LOGIN_HEADERS, "empty_body"),

@@ -95,8 +95,9 @@ def rolled_back():
 
 def store(facts):
     for uid, data in facts.items():
-        UserFact.objects.update_or_create(user_id=uid, defaults=dict(
-            registered_at=days_ago(data["registered"]), last_login=days_ago(data["login"]), country=data["country"]))
+        UserFact.objects.update_or_create(user_id=uid, defaults={
+            "registered_at": days_ago(data["registered"]), "last_login": days_ago(data["login"]),
+            "country": data["country"]})
         CourseFact.objects.filter(user_id=uid).delete()
         CourseFact.objects.bulk_create(CourseFact(
             user_id=uid, course_key=key, org=key.split(":")[1].split("+")[0], mode=s["mode"], is_active=s["active"],

@@ -106,9 +106,10 @@ def test_a_failing_sync_backs_off_without_holding_back_other_scopes():
     registry.criterion_types().add(Plugin("exploding", Exploding, "tests:Exploding", "tests"))
     user(1, country="ES")
     course(1)
-    api.apply_definitions([{"name": "fragile", "scope": INSTANCE, "rule": leaf("exploding", "in", countries=["ES"])},
-                           {"name": "audit", "scope": IN_COURSE, "rule": leaf("enrollment_mode", "in", modes=["audit"])}],
-                          sync=False, now=NOW)
+    api.apply_definitions([
+        {"name": "fragile", "scope": INSTANCE, "rule": leaf("exploding", "in", countries=["ES"])},
+        {"name": "audit", "scope": IN_COURSE, "rule": leaf("enrollment_mode", "in", modes=["audit"])},
+    ], sync=False, now=NOW)
     scheduler = Scheduler(clock=lambda: NOW)
     tick = scheduler.run_once()
     assert tick.failed == ["sync:instance"] and members("audit") == {1}
@@ -195,7 +196,8 @@ def test_the_scheduler_syncs_a_whole_scope_together_and_only_due_scopes():
     course(1, grade=0.9)
     api.apply_definitions([
         {"name": "graded", "scope": IN_COURSE, "rule": leaf("course_grade", ">=", percent=0.5)},  # course scope, daily
-        {"name": "audit", "scope": IN_COURSE, "rule": leaf("enrollment_mode", "in", modes=["audit"]), "refresh": "P30D"},
+        {"name": "audit", "scope": IN_COURSE, "rule": leaf("enrollment_mode", "in", modes=["audit"]),
+         "refresh": "P30D"},
         {"name": "spain", "scope": INSTANCE, "rule": leaf("country", "in", countries=["ES"])},  # weekly
     ], now=NOW)
     later = NOW + timedelta(days=1, minutes=1)

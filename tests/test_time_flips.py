@@ -8,7 +8,8 @@ from datetime import timedelta
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog

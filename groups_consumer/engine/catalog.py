@@ -3,10 +3,10 @@ each group's refresh policy (how it may be updated, how often it falls back to a
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timedelta
-from typing import Iterable
+from functools import cached_property
 
 import structlog
 from django.db.models import Count, Max
@@ -14,8 +14,9 @@ from django.db.models import Count, Max
 from groups_consumer.engine import rules
 from groups_consumer.engine.selection import Selection, all_of
 from groups_consumer.errors import DefinitionError
+from groups_consumer.facts.interface import learner_facts
+from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Group, ScopeType
-from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import CriterionScope, UpdateMethod
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,13 @@ class CompiledGroup:
         """True when the rule can be evaluated (the group is enabled and its criteria are available)."""
         return self.rule is not None
 
+    @property
+    def evaluable_rule(self) -> rules.Node:
+        """The rule of an evaluable group; ValueError for a broken or disabled one (see ``evaluable``)."""
+        if self.rule is None:
+            raise ValueError(f"group {self} cannot be evaluated: {self.broken_reason or 'disabled'}")
+        return self.rule
+
     @cached_property
     def update_methods(self) -> frozenset[UpdateMethod]:
         """What may change the group's memberships: nothing when it is frozen, broken or disabled."""
@@ -61,27 +69,27 @@ class CompiledGroup:
         frequencies; None when the scheduler never syncs it."""
         if not self.updated_by(UpdateMethod.SCHEDULE):
             return None
-        return self.refresh or min(leaf.criterion.refresh for leaf in rules.leaves(self.rule))
+        return self.refresh or min(leaf.criterion.refresh for leaf in rules.leaves(self.evaluable_rule))
 
     @cached_property
     def time_relative(self) -> list[rules.Leaf]:
         """Leaves whose answer changes with time alone, when events (and time) update the group."""
-        return rules.time_relative_leaves(self.rule) if self.updated_by(UpdateMethod.EVENTS) else []
+        return rules.time_relative_leaves(self.evaluable_rule) if self.updated_by(UpdateMethod.EVENTS) else []
 
     @property
-    def precedence(self) -> tuple:
+    def precedence(self) -> tuple[int, str, int]:
         """Sort key within an exclusive set: highest priority first, then name, then id."""
         return (-self.priority, self.name, self.id)
 
     @property
     def backends(self) -> set[str]:
         """Backend names whose snapshots per-user evaluation needs."""
-        return {FACTS} | {leaf.criterion.backend for leaf in rules.leaves(self.rule)}
+        return {FACTS} | {leaf.criterion.backend for leaf in rules.leaves(self.evaluable_rule)}
 
     def members(self, now: datetime) -> Selection:
         """Set-based: every user of the scope the rule matches."""
-        population = registry.backend(FACTS).population(self.scope.type, self.scope.key)
-        return all_of([population, rules.select(self.rule, population, now)])
+        population = learner_facts().population(self.scope.type, self.scope.key)
+        return all_of([population, rules.select(self.evaluable_rule, population, now)])
 
     def qualifies(self, snapshots: rules.Snapshots, user_id: int, now: datetime) -> bool:
         """Per user: in the scope and matched by the rule."""
@@ -89,8 +97,9 @@ class CompiledGroup:
 
     def qualifying(self, snapshots: rules.Snapshots, user_ids: Iterable[int], now: datetime) -> set[int]:
         """The users among ``user_ids`` who qualify (one loop for a batch's thousands of pairs)."""
-        learners, scope_type, key = snapshots[FACTS], self.scope.type, self.scope.key
-        matches = rules.matcher(self.rule, snapshots, now)
+        learners: Mapping[int, LearnerSnapshot] = snapshots[FACTS]
+        scope_type, key = self.scope.type, self.scope.key
+        matches = rules.matcher(self.evaluable_rule, snapshots, now)
         found = set()
         for user_id in user_ids:
             learner = learners.get(user_id)
@@ -105,14 +114,17 @@ class CompiledGroup:
 def compile_group(group: Group) -> CompiledGroup:
     """Compile one stored group; a disabled group or an unparseable rule gives a non-evaluable group."""
     scope = CriterionScope(ScopeType(group.scope.type), group.scope.key)
-    common = dict(id=group.id, name=group.name, scope=scope, exclusive_set=group.exclusive_set or None,
-                  priority=group.priority, frozen=group.frozen, refresh=group.refresh)
+
+    def compiled(rule: rules.Node | None, broken_reason: str = "") -> CompiledGroup:
+        return CompiledGroup(id=group.id, name=group.name, scope=scope, exclusive_set=group.exclusive_set or None,
+                             priority=group.priority, rule=rule, broken_reason=broken_reason, frozen=group.frozen,
+                             refresh=group.refresh)
     if not group.enabled:
-        return CompiledGroup(**common, rule=None, broken_reason="")
+        return compiled(None)
     try:
-        return CompiledGroup(**common, rule=rules.parse_rule(group.rule, scope))
+        return compiled(rules.parse_rule(group.rule, scope))
     except DefinitionError as exc:
-        return CompiledGroup(**common, rule=None, broken_reason=str(exc))
+        return compiled(None, str(exc))
 
 
 @dataclass
@@ -123,10 +135,10 @@ class GroupCatalog:
     """
 
     groups: dict[int, CompiledGroup] = field(default_factory=dict)
-    version: tuple | None = None
+    version: tuple[int, datetime | None] | None = None
 
     @staticmethod
-    def stored_version() -> tuple:
+    def stored_version() -> tuple[int, datetime | None]:
         """Changes whenever a group is created, deleted or saved (saving bumps ``Group.modified``)."""
         found = Group.objects.aggregate(count=Count("id"), modified=Max("modified"))
         return (found["count"], found["modified"])

@@ -9,7 +9,7 @@ work, e.g. a sync-only group during event processing) keeps the users it holds.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
 
 from groups_consumer.engine.catalog import CompiledGroup
 

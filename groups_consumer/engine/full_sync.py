@@ -2,17 +2,18 @@
 
 The user-id space is walked in ranges of ``chunk_size`` known users; for each range the users' fact rows are
 locked, every group's set-based selection is resolved by the database, exclusivity is applied and the
-differences are written, in one transaction. Memory is bounded by the range, whatever the number of users; a crash loses at most the
-range in progress, and running the sync again converges.
+differences are written, in one transaction. Memory is bounded by the range, whatever the number of users; a
+crash loses at most the range in progress, and running the sync again converges.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable, Iterator
+from functools import partial
 
 import structlog
 from django.db import transaction
@@ -21,8 +22,8 @@ from django.utils import timezone
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.membership_writer import reconcile
-from groups_consumer.engine.sync_changes import SyncChanges
 from groups_consumer.engine.selection import UserRange
+from groups_consumer.engine.sync_changes import SyncChanges
 from groups_consumer.models import Cause, Group, UserFact
 from groups_consumer.plugins.criterion import UpdateMethod
 from groups_consumer.progress import Progress
@@ -70,7 +71,7 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
                 locked = lock_users(users)
                 qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
                 report.changes.add(reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id,
-                                             now=now, leave_alone=lambda: known_users(users) - locked), catalog)
+                                             now=now, leave_alone=partial(unlocked_users, users, locked)), catalog)
             report.users_scanned += len(locked)
             progress.advance(len(locked))
             heartbeat()
@@ -114,3 +115,8 @@ def lock_users(users: UserRange) -> set[int]:
 def known_users(users: UserRange) -> set[int]:
     """The users of a range that have fact rows now."""
     return set(UserFact.objects.filter(users.q()).values_list("user_id", flat=True))
+
+
+def unlocked_users(users: UserRange, locked: set[int]) -> set[int]:
+    """The users of a range that have fact rows now but were not locked: created since by a consumer batch."""
+    return known_users(users) - locked

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Collection, Iterable, Mapping
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.membership_writer import CauseId, MembershipDiff, reconcile

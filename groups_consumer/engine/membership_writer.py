@@ -10,17 +10,17 @@ It runs in the caller's transaction when there is one: the caller decides what c
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from operator import itemgetter
-from typing import Callable, Collection, Mapping
 
 from django.db import transaction
 
+from groups_consumer import bulk_sql
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.exclusivity import arbitrate
 from groups_consumer.engine.selection import UserRange
-from groups_consumer import bulk_sql
 from groups_consumer.models import Membership, MembershipChange
 
 #: The users decided: one range for every group (syncs), or the users of each group (incremental evaluation;
@@ -75,11 +75,11 @@ def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: 
     return diff
 
 
-def _held_by_others(catalog: GroupCatalog, groups, users: UserDomain) -> dict[str, set[int]]:
+def _held_by_others(catalog: GroupCatalog, groups: Collection[CompiledGroup], users: UserDomain) -> dict[str, set[int]]:
     """Per exclusive set, the users held by its groups not being decided now (frozen, broken, or not updated
     by this method): they keep them."""
     deciding = {g.id for g in groups}
-    others = {g.id: g.exclusive_set for name in {g.exclusive_set for g in groups if g.exclusive_set}
+    others = {g.id: name for name in {g.exclusive_set for g in groups if g.exclusive_set}
               for g in catalog.exclusive_set(name) if g.id not in deciding}
     held: dict[str, set[int]] = defaultdict(set)
     if others:

@@ -7,15 +7,16 @@ over snapshots loaded in bulk, for incremental evaluation). ``explain`` tells wh
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Iterator, Mapping, Union
+from typing import Any
 
 from groups_consumer.engine.selection import Selection, all_of, any_of, complement
 from groups_consumer.errors import DefinitionError
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import CriterionScope, CriterionType, UpdateMethod
-from groups_consumer.plugins.registry import PluginRegistry, PluginUnavailable
+from groups_consumer.plugins.registry import CriterionRegistry, PluginUnavailable
 
 LEAF_KEYS = {"type", "operator", "config"}
 
@@ -24,7 +25,7 @@ LEAF_KEYS = {"type", "operator", "config"}
 class Leaf:
     """One configured criterion. ``path`` locates it in the definition, e.g. ``rule.all[1]``."""
 
-    criterion: CriterionType
+    criterion: CriterionType[Any, Any, Any]
     path: str
 
 
@@ -49,12 +50,12 @@ class Not:
     child: Node
 
 
-Node = Union[Leaf, AllOf, AnyOf, Not]
+Node = Leaf | AllOf | AnyOf | Not
 #: Per-user snapshots by backend name, then by user id.
 Snapshots = Mapping[str, Mapping[int, Any]]
 
 
-def parse_rule(doc: Any, scope: CriterionScope, types: PluginRegistry | None = None, path: str = "rule") -> Node:
+def parse_rule(doc: Any, scope: CriterionScope, types: CriterionRegistry | None = None, path: str = "rule") -> Node:
     """Validate a rule tree and build it; DefinitionError names the offending field.
 
     The criteria of one rule must share at least one update method, or nothing could ever update the group.
@@ -78,7 +79,7 @@ def time_relative_leaves(node: Node) -> list[Leaf]:
     return [leaf for leaf in leaves(node) if leaf.criterion.is_time_relative()]
 
 
-def _parse(doc: Any, scope: CriterionScope, types: PluginRegistry, path: str) -> Node:
+def _parse(doc: Any, scope: CriterionScope, types: CriterionRegistry, path: str) -> Node:
     if not isinstance(doc, dict):
         raise DefinitionError(path, "must be an object: a criterion or one of all / any / not")
     operators = doc.keys() & {"all", "any", "not"}
@@ -98,7 +99,7 @@ def _parse(doc: Any, scope: CriterionScope, types: PluginRegistry, path: str) ->
     if unknown := doc.keys() - LEAF_KEYS:
         raise DefinitionError(f"{path}.{sorted(unknown)[0]}", "unknown key; a criterion has type, operator, config")
     try:
-        criterion_type: type[CriterionType] = types.get(doc["type"])
+        criterion_type = types.get(doc["type"])
     except PluginUnavailable as exc:
         raise DefinitionError(f"{path}.type", str(exc)) from exc
     return Leaf(criterion_type.from_definition(doc.get("operator"), doc.get("config"), scope, path), path)
@@ -146,17 +147,11 @@ def matcher(node: Node, snapshots: Snapshots, now: datetime) -> Callable[[int], 
     children = [matcher(child, snapshots, now) for child in node.children]
     if isinstance(node, AllOf):
         def every(user_id: int) -> bool:
-            for child in children:
-                if not child(user_id):
-                    return False
-            return True
+            return all(child(user_id) for child in children)
         return every
 
     def some(user_id: int) -> bool:
-        for child in children:
-            if child(user_id):
-                return True
-        return False
+        return any(child(user_id) for child in children)
     return some
 
 

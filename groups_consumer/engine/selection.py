@@ -9,10 +9,10 @@ happens one ``UserRange`` at a time, so memory stays bounded by the range, not b
 from __future__ import annotations
 
 import abc
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import reduce
-import operator
-from typing import Callable, Iterable
 
 from django.db.models import Q
 
@@ -135,26 +135,29 @@ def any_of(parts: Iterable[Selection]) -> Selection:
 def complement(removed: Selection, universe: Selection) -> Selection:
     """Users of ``universe`` not in ``removed``."""
     if isinstance(removed, Query) and isinstance(universe, Query):
-        ranged = None
-        if removed.in_range or universe.in_range:
-            ranged = lambda within: universe.q_for(within) & ~removed.q_for(within)  # noqa: E731
-        return Query(universe.q & ~removed.q, ranged)
+        kept, dropped = universe, removed
+
+        def ranged(within: UserRange) -> Q:
+            return kept.q_for(within) & ~dropped.q_for(within)
+        return Query(universe.q & ~removed.q, ranged if removed.in_range or universe.in_range else None)
     return _Difference(universe, removed)
 
 
 def _fold(queries: list[Query], combine: Callable[[Q, Q], Q]) -> Query:
     """One Query for several, keeping their per-range forms."""
-    ranged = None
-    if any(p.in_range for p in queries):
-        ranged = lambda within: reduce(combine, (p.q_for(within) for p in queries))  # noqa: E731
-    return Query(reduce(combine, (p.q for p in queries)), ranged)
+    def ranged(within: UserRange) -> Q:
+        return reduce(combine, (p.q_for(within) for p in queries))
+    return Query(reduce(combine, (p.q for p in queries)), ranged if any(p.in_range for p in queries) else None)
 
 
 def _split(parts: Iterable[Selection]) -> tuple[list[Query], list[Selection]]:
     queries: list[Query] = []
     others: list[Selection] = []
     for part in parts:
-        (queries if isinstance(part, Query) else others).append(part)
+        if isinstance(part, Query):
+            queries.append(part)
+        else:
+            others.append(part)
     if not queries and not others:
         raise ValueError("a combination needs at least one part")
     return queries, others

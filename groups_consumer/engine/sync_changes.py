@@ -24,7 +24,7 @@ class GroupChanges:
     forced_joined: int = 0
     forced_left: int = 0
     #: Up to ``EXAMPLES`` of the other changes: ``{"user_id": ..., "change": "joined" | "left"}``.
-    examples: list[dict] = field(default_factory=list)
+    examples: list[dict[str, int | str]] = field(default_factory=list)
 
 
 @dataclass
@@ -47,7 +47,8 @@ class SyncChanges:
                 setattr(changes, kind, getattr(changes, kind) + len(users))
                 forced = by_sync_only if by_events[gid] else set()
                 if forced:
-                    setattr(changes, f"forced_{kind}", getattr(changes, f"forced_{kind}") + len(forced.intersection(users)))
+                    counter = f"forced_{kind}"
+                    setattr(changes, counter, getattr(changes, counter) + len(forced.intersection(users)))
                 for uid in users:
                     if len(changes.examples) >= EXAMPLES:
                         break

@@ -14,9 +14,9 @@ later pass over the same user evaluates the same facts again, harmlessly.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable, Iterable
 
 import structlog
 from django.db import transaction
@@ -25,6 +25,7 @@ from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
 from groups_consumer.engine.selection import EVERYONE, all_of, any_of
+from groups_consumer.facts.interface import learner_facts
 from groups_consumer.iteration import chunked
 from groups_consumer.models import Cause, Group, UserFact
 from groups_consumer.plugins import registry
@@ -59,9 +60,10 @@ def process_flips(catalog: GroupCatalog, now: datetime, groups: Iterable[Compile
         return report
     watermarks = dict(Group.objects.filter(id__in=[g.id for g in groups]).values_list(
         "id", "flips_checked_until"))
-    due = {g.id: g for g in groups if watermarks.get(g.id) is not None and watermarks[g.id] < now}
     # A group never synced has no watermark: its first sync evaluates everything and sets one.
-    candidates: dict[int, set[int]] = {gid: flipping_users(group, watermarks[gid], now) for gid, group in due.items()}
+    since = {g.id: mark for g in groups if (mark := watermarks.get(g.id)) is not None and mark < now}
+    due = {g.id: g for g in groups if g.id in since}
+    candidates: dict[int, set[int]] = {gid: flipping_users(group, since[gid], now) for gid, group in due.items()}
     users = sorted(set().union(*candidates.values())) if candidates else []
     for chunk in chunked(users, FLIP_CHUNK):
         in_chunk = set(chunk)
@@ -80,9 +82,11 @@ def process_flips(catalog: GroupCatalog, now: datetime, groups: Iterable[Compile
 
 def flipping_users(group: CompiledGroup, after: datetime, upto: datetime) -> set[int]:
     """Users of the group's scope whose time-relative answers can change in ``(after, upto]``."""
-    parts = [leaf.criterion.flips(registry.backend(leaf.criterion.backend), after, upto)
-             for leaf in group.time_relative]
-    population = registry.backend("facts").population(group.scope.type, group.scope.key)
+    parts = [part for leaf in group.time_relative
+             if (part := leaf.criterion.flips(registry.backend(leaf.criterion.backend), after, upto)) is not None]
+    if not parts:  # time-relative types whose flips answered None ("never by itself") this time
+        return set()
+    population = learner_facts().population(group.scope.type, group.scope.key)
     return all_of([population, any_of(parts)]).resolve(EVERYONE)
 
 

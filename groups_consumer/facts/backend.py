@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Collection, Iterable, Mapping
 
-from django.db.models import FloatField, Q, Value
+from django.db.models import FloatField, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 
 from groups_consumer.engine.selection import Query, Selection
+from groups_consumer.facts import rows
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
-from groups_consumer.facts import rows
 from groups_consumer.models import CourseFact, ScopeType
 
 _LOOKUPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
@@ -63,7 +63,7 @@ class FactTableBackend(LearnerFacts):
         return rows.snapshots(rows.read_users(ids), rows.read_courses(ids).values())
 
     @staticmethod
-    def _courses(rows) -> Selection:
+    def _courses(rows: QuerySet[CourseFact]) -> Selection:
         # Per range, the subquery reads only that range's course rows (index on course, active, user).
         return Query(Q(user_id__in=rows.values("user_id")),
                      in_range=lambda within: Q(user_id__in=rows.filter(within.q()).values("user_id")))

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import abc
 import operator
+from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
-from typing import Collection, Iterable, Mapping
 
 from groups_consumer.engine.selection import Selection
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import ScopeType
+from groups_consumer.plugins import registry
 from groups_consumer.plugins.backend import BackendClient
 
 #: Comparison operators of the numeric criteria, shared by both evaluators.
 COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-class LearnerFacts(BackendClient):
+class LearnerFacts(BackendClient[LearnerSnapshot]):
     """Learner facts: logins, registration, country, enrollments, grades, passing status.
 
     Course questions only select users actively enrolled in the course; a missing grade counts as 0 and a
@@ -54,3 +55,11 @@ class LearnerFacts(BackendClient):
     @abc.abstractmethod
     def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, LearnerSnapshot]:
         """Snapshots of the known users among ``user_ids``."""
+
+
+def learner_facts() -> LearnerFacts:
+    """The backend named ``facts`` (one per process), which answers the scope questions of every group."""
+    backend = registry.backend(LearnerFacts.name)
+    if not isinstance(backend, LearnerFacts):
+        raise TypeError(f"the {LearnerFacts.name!r} backend must be a LearnerFacts, not {type(backend).__name__}")
+    return backend

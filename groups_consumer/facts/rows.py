@@ -8,9 +8,11 @@ The same rows make the per-user snapshots the incremental evaluation reads.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Collection, Iterable, Mapping
+
+from django.db.models import Model
 
 from groups_consumer import bulk_sql
 from groups_consumer.facts.snapshot import CourseState, LearnerSnapshot
@@ -115,7 +117,7 @@ def write_courses(rows: Iterable[CourseRow]) -> None:
     _write(CourseFact, "id", COURSE_FIELDS, rows)
 
 
-def _write(model, key: str, fields: list[str], rows: Iterable) -> None:
+def _write(model: type[Model], key: str, fields: list[str], rows: Iterable[UserRow | CourseRow]) -> None:
     if bulk_sql.is_postgres():  # the driver takes the records' values as they are
         values = [[getattr(row, f) for f in fields] + [getattr(row, key)] for row in rows]
     else:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
-from typing import Mapping, NamedTuple
+from typing import NamedTuple
 
 from groups_consumer.models import ScopeType
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from django.core.management.base import BaseCommand, CommandError
+from collections.abc import Mapping
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from groups_consumer import api
 from groups_consumer.errors import AmbiguousGroup, DefinitionError, GroupsError, UnknownGroup
@@ -12,23 +15,23 @@ from groups_consumer.models import Group
 class GroupsCommand(BaseCommand):
     """A management command that shows as ``groups-consumer VERB`` and turns user errors into CommandError."""
 
-    def create_parser(self, prog_name, subcommand, **kwargs):
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         verb = subcommand.removeprefix("groups_")
         return super().create_parser("groups-consumer" if prog_name == "groups-consumer" else prog_name,
                                      verb if prog_name == "groups-consumer" else subcommand, **kwargs)
 
-    def execute(self, *args, **options):
+    def execute(self, *args: Any, **options: Any) -> str | None:
         try:
             return super().execute(*args, **options)
         except (DefinitionError, UnknownGroup, AmbiguousGroup, GroupsError) as exc:
             raise CommandError(str(exc)) from exc
 
     @staticmethod
-    def add_scope_argument(parser) -> None:
+    def add_scope_argument(parser: CommandParser) -> None:
         """``--scope instance | org:KEY | course:KEY``."""
         parser.add_argument("--scope", help="instance, org:KEY or course:KEY")
 
     @staticmethod
-    def group_from(options) -> Group:
+    def group_from(options: Mapping[str, Any]) -> Group:
         """The group named by ``group`` and ``--scope``."""
         return api.find_group(options["group"], api.parse_scope(options["scope"]))

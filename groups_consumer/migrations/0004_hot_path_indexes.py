@@ -2,16 +2,18 @@
 
 import django.db.models.deletion
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 
-def leave_room_for_updates(apps, schema_editor):
+def leave_room_for_updates(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Course facts are rewritten by every grade and passing event without touching an indexed column: with
     free room on each page PostgreSQL updates them in place (HOT), without new index entries."""
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE groups_consumer_coursefact SET (fillfactor = 80)")
 
 
-def fill_pages(apps, schema_editor):
+def fill_pages(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE groups_consumer_coursefact RESET (fillfactor)")
 

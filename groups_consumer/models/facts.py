@@ -28,6 +28,9 @@ class UserFact(models.Model):
                          name="userfact_registered_no_login"),
         ]
 
+    def __str__(self) -> str:
+        return f"user {self.user_id}" + (f" ({self.username})" if self.username else "")
+
 
 class CourseFact(models.Model):
     """One user's state in one course: enrollment, grade and passing status, each with its event time."""
@@ -52,3 +55,6 @@ class CourseFact(models.Model):
             models.Index(fields=["course_key", "is_active", "user"], name="coursefact_course_active_user"),
             models.Index(fields=["org", "is_active"], name="coursefact_org_active"),
         ]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} in {self.course_key}"

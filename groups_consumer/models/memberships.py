@@ -31,6 +31,9 @@ class Membership(models.Model):
         ]
         indexes = [models.Index(fields=["user_id"], name="membership_user")]
 
+    def __str__(self) -> str:
+        return f"user {self.user_id} in group {self.group_id}"
+
 
 class Cause(models.TextChoices):
     """What made a membership change."""
@@ -61,3 +64,6 @@ class MembershipChange(models.Model):
             models.Index(fields=["group", "at"], name="change_group_at"),
             models.Index(fields=["user_id", "at"], name="change_user_at"),
         ]
+
+    def __str__(self) -> str:
+        return f"user {self.user_id} {self.kind} group {self.group_id} at {self.at:%Y-%m-%d %H:%M:%S} ({self.cause})"

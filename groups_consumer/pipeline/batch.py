@@ -15,9 +15,9 @@ the same facts.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Mapping, Sequence
 
 from django.db import transaction
 from django.utils import timezone
@@ -32,8 +32,8 @@ from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Cause
 from groups_consumer.pipeline.decode import PlatformEvent
 from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdate, apply_updates, updates_from
-from groups_consumer.plugins import registry
 from groups_consumer.pipeline.route import EventRouter
+from groups_consumer.plugins import registry
 
 
 @dataclass

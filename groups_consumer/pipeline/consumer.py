@@ -8,37 +8,58 @@ Guarantees:
   (facts are monotonic, memberships are diffs): at-least-once delivery, exactly-once effects.
 - Dead letters are acknowledged by the broker before the offsets of their messages are committed.
 - Rebalances: offsets are committed before the next poll, and partitions are only revoked inside a poll,
-  so a revoked partition never has applied-but-uncommitted work. Events of one user may arrive on several
-  partitions (enrollments are keyed by course): per-user row locks in the fact stage serialize consumers.
+  so a revoked partition never has applied-but-uncommitted work (eager or cooperative assignor). Events of one
+  user may arrive on several partitions (enrollments are keyed by course): per-user row locks in the fact
+  stage serialize consumers.
 - Transient database errors are retried with backoff, never skipped; retriable offset-commit errors are
   retried, and a commit that still fails only means the applied batch is delivered again (harmlessly).
   Too many dead letters stop the loop.
-- ``stop()`` (SIGTERM / SIGINT) lets the current batch finish and commit, then closes the consumer.
+- While the database is away, the batch waits in the group: polls with its partitions paused keep the member
+  alive (no ``max.poll.interval.ms`` expiry, no rebalance), and the offsets committed afterwards are only
+  those of partitions it still owns.
+- ``stop()`` (SIGTERM / SIGINT) lets the current batch finish and commit, then closes the consumer. A member
+  never leaves in the middle of a rebalance: it keeps polling (and applying what it gets) until no rebalance
+  has been in progress for a heartbeat interval plus 0.5 s (at least ``QUIET_BEFORE_LEAVING_S``), for at
+  most ``LEAVE_AFTER_REBALANCE_S``. A LeaveGroup while the group is forming loses the group's leader for
+  good on tansu 0.6 (the embedded broker): its LeaveGroup handler for a forming group removes the member but
+  keeps it as ``leader``, so every later JoinGroup names the departed member leader, no one ever assigns
+  partitions and the group id stays unusable until the broker restarts. A rebalance that does not complete
+  within ``REBALANCE_WARNING_S`` is logged (``rebalance_not_completing``).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Callable
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.db import InterfaceError, OperationalError, connection
 
 from groups_consumer.engine.catalog import GroupCatalog
-from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline import metrics
+from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
+from groups_consumer.pipeline.decode import (
+    DecodeError,
+    EventDecoder,
+    Origin,
+    PlatformEvent,
+    message_headers,
+    registry_writer_schemas,
+)
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
-from groups_consumer.pipeline.decode import DecodeError, EventDecoder, Origin, PlatformEvent, registry_writer_schemas
 from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
 
 log = structlog.get_logger(__name__)
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 COMMIT_ATTEMPTS = 5
+LEAVE_AFTER_REBALANCE_S = 15.0
+QUIET_BEFORE_LEAVING_S = 1.5  # at least; one heartbeat interval + 0.5 s (3 intervals of the test broker's 0.5 s)
+REBALANCE_WARNING_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -126,10 +147,17 @@ class EventConsumer:
         self._clock = clock
         self._stats_every_s, self._catalog_check_every_s = stats_every_s, catalog_check_every_s
         self._consumer = config.new_consumer()
+        settings = config.kafka.config("consumer")
+        self._cooperative = "cooperative" in str(settings.get("partition.assignment.strategy", ""))
+        # A rebalance another member starts reaches this one at its next heartbeat (librdkafka default 3 s).
+        self._quiet_before_leaving_s = max(QUIET_BEFORE_LEAVING_S,
+                                           int(settings.get("heartbeat.interval.ms", 3000)) / 1000 + 0.5)
         self._dead_letters = DeadLetterQueue(config.new_producer(), config.dlq_topic)
         self._dead_letter_counter = DeadLetterCounter(config.dead_letter_limit)
         self._status = StatusReporter(config.group_id, report_partitions)
         self._stopping = False
+        self._rebalancing = True  # until the first assignment; again from a revocation to the next assignment
+        self._rebalancing_since = time.monotonic()
         self._processor: BatchProcessor | None = None
         self._garbage = CollectBetweenBatches()
         self._next_catalog_check = self._next_stats = 0.0
@@ -140,7 +168,9 @@ class EventConsumer:
 
     def run(self, until: Callable[[ConsumerStats], bool] = lambda stats: False) -> ConsumerStats:
         """Consume until ``stop()`` or ``until(stats)``; commits and closes on the way out."""
-        self._consumer.subscribe(list(self.config.topics), on_assign=self._assigned, on_revoke=self._revoked)
+        self._rebalancing_since = time.monotonic()
+        self._consumer.subscribe(list(self.config.topics), on_assign=self._assigned, on_revoke=self._revoked,
+                                 on_lost=self._lost)
         self._garbage.start()
         log.info("consumer_started", topics=self.config.topics, group_id=self.config.group_id,
                  kafka=self.config.kafka.describe("consumer"))
@@ -152,6 +182,7 @@ class EventConsumer:
                     self.handle(messages)
                     self._garbage.after_batch()
                 self._log_stats_when_due()
+            self._settle_rebalance()
         finally:
             try:
                 self._status.flush(self.partition_positions())
@@ -162,20 +193,39 @@ class EventConsumer:
                 log.info("consumer_stopped", **self._stats_fields())
         return self.stats
 
+    def _settle_rebalance(self) -> None:
+        """Before leaving, keep polling (rebalance callbacks run inside the poll; a rebalance that another member
+        just started reaches this one at its next heartbeat) and applying, until no rebalance has been in progress
+        for ``_quiet_before_leaving_s``, or ``LEAVE_AFTER_REBALANCE_S`` passed."""
+        started = time.monotonic()
+        deadline = started + LEAVE_AFTER_REBALANCE_S
+        waiting_logged = False
+        while time.monotonic() < deadline:
+            quiet_since = max(started, self.stats.last_assignment)
+            if not self._rebalancing and time.monotonic() - quiet_since >= self._quiet_before_leaving_s:
+                return
+            if self._rebalancing and not waiting_logged:
+                log.info("waiting_for_rebalance_before_leaving", timeout_s=LEAVE_AFTER_REBALANCE_S)
+                waiting_logged = True
+            messages = poll_batch(self._consumer, self.config)
+            if messages:
+                self.handle(messages)
+        log.warning("leaving_during_rebalance", waited_s=LEAVE_AFTER_REBALANCE_S)
+
     def handle(self, messages: list[Message]) -> BatchResult | None:
         """Decode, apply and commit one polled batch."""
         started = time.monotonic()
         events: list[PlatformEvent] = []
         for message in messages:
-            if message.error():
-                if message.error().code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka_error", error=str(message.error()))
+            if (kafka_error := message.error()) is not None:
+                if kafka_error.code() != KafkaError._PARTITION_EOF:
+                    log.warning("kafka_error", error=str(kafka_error))
                 continue
             if self._start is not None and self._start.is_before(message):
                 continue
-            origin = Origin(message.topic(), message.partition(), message.offset())
+            origin = Origin.of(message)
             try:
-                event = self.decoder.decode(message.value(), message.headers(), origin)
+                event = self.decoder.decode(message.value(), message_headers(message), origin)
             except DecodeError as error:
                 metrics.DEAD_LETTERS.inc()
                 log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
@@ -216,15 +266,36 @@ class EventConsumer:
                 metrics.DB_RETRIES.inc()
                 log.warning("database_error_retrying", error=str(error), retry_in_s=delay)
                 connection.close()
-                time.sleep(delay)
+                self._wait_in_group(delay)
                 delay = min(delay * 2, 30.0)
 
+    def _wait_in_group(self, seconds: float) -> None:
+        """Wait while keeping this member in its group: poll with every assigned partition paused, so polls
+        return no message, serve rebalances and heartbeats, and ``max.poll.interval.ms`` never passes however
+        long the database is away. A message a poll still returns (from a partition assigned during the wait)
+        is sought back, so it is delivered again after the wait."""
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                self._consumer.pause(self._consumer.assignment())
+                message = self._consumer.poll(min(left, 0.5))
+                if message is not None and message.error() is None:
+                    origin = Origin.of(message)
+                    self._consumer.seek(TopicPartition(origin.topic, origin.partition, origin.offset))
+        finally:
+            self._consumer.resume(self._consumer.assignment())
+
     def _commit(self, messages: list[Message]) -> None:
+        """Commit the offsets after ``messages`` in the partitions this member still owns (one revoked while the
+        batch waited for the database is another member's now: it re-reads and re-applies the batch there)."""
+        owned = {(p.topic, p.partition) for p in self._consumer.assignment()}
         next_offsets: dict[tuple[str, int], int] = {}
         for message in messages:
-            if not message.error():
-                key = (message.topic(), message.partition())
-                next_offsets[key] = max(next_offsets.get(key, 0), message.offset() + 1)
+            if message.error() is None:
+                origin = Origin.of(message)
+                key = (origin.topic, origin.partition)
+                if key in owned:
+                    next_offsets[key] = max(next_offsets.get(key, 0), origin.offset + 1)
         if not next_offsets:
             return
         offsets = [TopicPartition(t, p, o) for (t, p), o in next_offsets.items()]
@@ -260,7 +331,8 @@ class EventConsumer:
         positions = []
         assignment = self._consumer.assignment()
         for position in self._consumer.position(assignment) if assignment else []:
-            _low, high = self._consumer.get_watermark_offsets(position, cached=True) or (0, -1)
+            # None when the broker has not reported them yet (confluent-kafka's stub says otherwise).
+            _low, high = self._consumer.get_watermark_offsets(position, cached=True) or (0, -1)  # type: ignore[unreachable]
             known = position.offset >= 0 and high >= 0
             positions.append(PartitionPosition(position.topic, position.partition,
                                                position.offset if position.offset >= 0 else None,
@@ -270,11 +342,12 @@ class EventConsumer:
                 metrics.LAG.labels(f"{p.topic}[{p.partition}]").set(p.lag)
         return positions
 
-    def _stats_fields(self) -> dict:
+    def _stats_fields(self) -> dict[str, float]:
         return {"messages": self.stats.messages, "events": self.stats.events, "batches": self.stats.batches,
                 "dead_letters": self.stats.dead_letters, "retries": self.stats.retries,
                 "membership_changes": self.stats.membership_changes,
-                "events_per_s": round(self.stats.events_per_s(), 1), "last_batch_ms": round(self.stats.last_batch_ms, 1)}
+                "events_per_s": round(self.stats.events_per_s(), 1),
+                "last_batch_ms": round(self.stats.last_batch_ms, 1)}
 
     def _log_stats_when_due(self) -> None:
         if self._clock() >= self._next_stats:
@@ -283,13 +356,29 @@ class EventConsumer:
             log.info("consumer_stats", lag={f"{p.topic}[{p.partition}]": p.lag for p in positions},
                      **self._stats_fields())
             self._status.flush(positions)
+            if self._rebalancing and time.monotonic() - self._rebalancing_since > REBALANCE_WARNING_S:
+                log.warning("rebalance_not_completing", seconds=round(time.monotonic() - self._rebalancing_since))
 
-    def _assigned(self, consumer, partitions) -> None:
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The end of a rebalance: ``partitions`` is the whole assignment (eager) or what it adds (cooperative)."""
         self.stats.last_assignment = time.monotonic()
-        if self._start is not None:
-            consumer.assign(self._start.positions(consumer, partitions))
+        self._rebalancing = False
+        if self._start is not None and partitions:
+            positions = self._start.positions(consumer, partitions)
+            if self._cooperative:
+                consumer.incremental_assign(positions)
+            else:
+                consumer.assign(positions)
         log.info("partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
 
-    def _revoked(self, _consumer, partitions) -> None:
-        # Nothing to flush: every polled batch was applied and committed before this poll.
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """A rebalance revokes ``partitions`` (all of them when eager, those moving when cooperative). Nothing to
+        commit: every polled batch was applied and committed before this poll."""
+        self._rebalancing, self._rebalancing_since = True, time.monotonic()
         log.info("partitions_revoked", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The session expired: ``partitions`` may already belong to other members (their uncommitted batches,
+        if any, are delivered again there)."""
+        self._rebalancing, self._rebalancing_since = True, time.monotonic()
+        log.warning("partitions_lost", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-from confluent_kafka import Message, Producer
+from confluent_kafka import KafkaError, Message, Producer
 
-from groups_consumer.pipeline.decode import DecodeError
+from groups_consumer.pipeline.decode import DecodeError, Origin, message_headers
 
 
 class DeadLetterLimitExceeded(RuntimeError):
@@ -35,7 +35,7 @@ class DeadLetterCounter:
 
     limit: DeadLetterLimit
     consecutive: int = 0
-    recent: deque = field(default_factory=deque)
+    recent: deque[bool] = field(default_factory=deque)
     invalid: int = 0
 
     def record(self, valid: bool) -> None:
@@ -54,35 +54,43 @@ class DeadLetterCounter:
 class DeadLetterQueue:
     """Produces dead letters; ``flush`` before committing the offsets of the messages they replace."""
 
-    def __init__(self, producer: Producer, topic: str):
-        self.producer = producer
+    def __init__(self, producer: Producer, topic: str) -> None:
+        self.producer: Producer | None = producer  # None once closed
         self.topic = topic
         self.sent = 0
         self._failures: list[str] = []
 
     def send(self, message: Message, error: DecodeError) -> None:
         """Dead-letter one message."""
-        headers = list(message.headers() or []) + [
+        origin = Origin.of(message)
+        headers: list[tuple[str, str | bytes | None]] = [
+            *(message_headers(message) or []),
             ("dlq_reason", error.reason.encode()), ("dlq_error", error.detail[:1000].encode()),
-            ("dlq_topic", message.topic().encode()), ("dlq_partition", str(message.partition()).encode()),
-            ("dlq_offset", str(message.offset()).encode())]
-        self.producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
-                              on_delivery=self._delivered)
-        self.producer.poll(0)
+            ("dlq_topic", origin.topic.encode()), ("dlq_partition", str(origin.partition).encode()),
+            ("dlq_offset", str(origin.offset).encode())]
+        producer = self._open_producer()
+        producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
+                         on_delivery=self._delivered)
+        producer.poll(0)
         self.sent += 1
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Wait until every dead letter is acknowledged; raise if some are not."""
-        remaining = self.producer.flush(timeout_s)
+        remaining = self._open_producer().flush(timeout_s)
         failures, self._failures = self._failures, []
         if remaining or failures:
             raise RuntimeError(f"dead letters not delivered: {remaining} pending, failures {failures[:3]}")
 
     def close(self, timeout_s: float = 5.0) -> None:
         """Deliver what is pending (best effort) and release the producer."""
-        self.producer.flush(timeout_s)
+        self._open_producer().flush(timeout_s)
         self.producer = None
 
-    def _delivered(self, error, _message) -> None:
+    def _open_producer(self) -> Producer:
+        if self.producer is None:
+            raise RuntimeError("the dead-letter queue is closed")
+        return self.producer
+
+    def _delivered(self, error: KafkaError | None, _message: Message) -> None:
         if error is not None:
             self._failures.append(str(error))

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
+from fastavro.types import Schema
 from openedx_events.event_bus.avro.schema import schema_from_signal
+from openedx_events.tooling import OpenEdxPublicSignal
 
 from groups_consumer.event_types import SIGNALS
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
 
 Headers = Sequence[tuple[str, bytes | None]] | None
 CONFLUENT_MAGIC = 0
@@ -41,6 +47,20 @@ class Origin:
     partition: int
     offset: int
 
+    @classmethod
+    def of(cls, message: Message) -> Origin:
+        """Where a consumed message was read (a consumed message has all three)."""
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is None or partition is None or offset is None:
+            raise ValueError("not a consumed message: no topic, partition or offset")
+        return cls(topic, partition, offset)
+
+
+def message_headers(message: Message) -> Headers:
+    """The headers of a consumed message. librdkafka gives (str, bytes | None) pairs; confluent-kafka's type also
+    covers the str values and the dict a producer may be given."""
+    return cast(Headers, message.headers())
+
 
 @dataclass(frozen=True)
 class PlatformEvent:
@@ -56,12 +76,13 @@ class PlatformEvent:
 class EventDecoder:
     """Decodes messages of the consumed event types. ``writer_schema(id)`` resolves registry ids (optional)."""
 
-    def __init__(self, signals=None, writer_schema: Callable[[int], dict] | None = None):
+    def __init__(self, signals: Mapping[str, OpenEdxPublicSignal] | None = None,
+                 writer_schema: Callable[[int], dict[str, Any]] | None = None) -> None:
         signals = SIGNALS if signals is None else signals
         self._schemas = {event_type: fastavro.parse_schema(schema_from_signal(signal))
                          for event_type, signal in signals.items()}
         self._writer_schema = writer_schema
-        self._writer_schemas: dict[int, Any] = {}
+        self._writer_schemas: dict[int, Schema] = {}
 
     @property
     def event_types(self) -> frozenset[str]:
@@ -96,7 +117,7 @@ class EventDecoder:
         # Unframed, or a body that merely starts with a zero byte.
         return _read_exactly(value, schema, None)
 
-    def _registered_schema(self, schema_id: int):
+    def _registered_schema(self, schema_id: int) -> Schema | None:
         if self._writer_schema is None:
             return None
         if schema_id not in self._writer_schemas:
@@ -107,15 +128,22 @@ class EventDecoder:
         return self._writer_schemas[schema_id]
 
 
-def registry_writer_schemas(url: str) -> Callable[[int], dict]:
+def registry_writer_schemas(url: str) -> Callable[[int], dict[str, Any]]:
     """Writer schemas by id from a Confluent-compatible schema registry (``pip install groups-consumer[registry]``)."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     client = SchemaRegistryClient({"url": url})
-    return lambda schema_id: json.loads(client.get_schema(schema_id).schema_str)
+
+    def writer_schema(schema_id: int) -> dict[str, Any]:
+        text = client.get_schema(schema_id).schema_str
+        if text is None:
+            raise ValueError(f"the registry has no schema text for id {schema_id}")
+        schema: dict[str, Any] = json.loads(text)
+        return schema
+    return writer_schema
 
 
-def _read_exactly(body: bytes, writer, reader) -> Mapping[str, Any]:
+def _read_exactly(body: bytes, writer: Schema, reader: Schema | None) -> Mapping[str, Any]:
     buffer = io.BytesIO(body)
     try:
         record = fastavro.schemaless_reader(buffer, writer, reader)
@@ -123,6 +151,8 @@ def _read_exactly(body: bytes, writer, reader) -> Mapping[str, Any]:
         raise DecodeError("schema_mismatch", f"body does not match the schema: {exc!r}") from exc
     if buffer.tell() != len(body):
         raise DecodeError("schema_mismatch", f"{len(body) - buffer.tell()} bytes left after the record")
+    if not isinstance(record, dict):  # every signal's schema is a record
+        raise DecodeError("schema_mismatch", f"the body is a {type(record).__name__}, not a record")
     return record
 
 
@@ -146,4 +176,4 @@ def _event_time(text: str | None) -> datetime:
         time = datetime.fromisoformat(text)
     except ValueError as exc:
         raise DecodeError("bad_header", f"ce_time {text!r} is not ISO 8601") from exc
-    return time if time.tzinfo else time.replace(tzinfo=timezone.utc)
+    return time if time.tzinfo else time.replace(tzinfo=UTC)

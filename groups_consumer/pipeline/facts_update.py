@@ -12,9 +12,10 @@ under those locks are also the batch's snapshots for evaluation.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 
 from groups_consumer import event_types as types
 from groups_consumer.facts import rows
@@ -37,7 +38,7 @@ class FactUpdate:
     username: str | None = None
 
     @property
-    def version(self) -> tuple:
+    def version(self) -> tuple[datetime, str]:
         """Order of updates of one fact: event time, then value (deterministic tie-break)."""
         return (self.event.time, repr(self.value))
 
@@ -114,7 +115,7 @@ def apply_updates(updates: Iterable[FactUpdate], *, wait_for_locks: bool = True)
     courses = rows.read_courses(users)
     if missing := {(u.user_id, u.course_key) for ups in by_user.values() for u in ups if u.course_key} - courses.keys():
         courses.update(rows.create_courses(missing))
-    changed: dict[tuple, ChangedFact] = {
+    changed: dict[tuple[int, str, str | None], ChangedFact] = {
         (u, BECAME_KNOWN, None): ChangedFact(u, BECAME_KNOWN, None, min(by_user[u], key=lambda x: x.version).event)
         for u in new_users}
     dirty_users, dirty_courses = set(), set()
@@ -124,8 +125,8 @@ def apply_updates(updates: Iterable[FactUpdate], *, wait_for_locks: bool = True)
             if update.username and not row.username:
                 row.username = update.username
                 dirty_users.add(user_id)
-            target = courses[(user_id, update.course_key)] if update.course_key else row
-            if _merge(target, update):
+            if (_merge_course(courses[(user_id, update.course_key)], update) if update.course_key
+                    else _merge_user(row, update)):
                 key = (user_id, update.fact, update.course_key)
                 changed[key] = ChangedFact(user_id, update.fact, update.course_key, update.event)
                 (dirty_courses.add((user_id, update.course_key)) if update.course_key else dirty_users.add(user_id))
@@ -134,8 +135,9 @@ def apply_updates(updates: Iterable[FactUpdate], *, wait_for_locks: bool = True)
     return AppliedFacts(list(changed.values()), rows.snapshots(users, courses.values()), held)
 
 
-def _merge(row, update: FactUpdate) -> bool:
-    """Apply one update to its row if it is newer than what the row holds; True if the row changed."""
+def _merge_user(row: rows.UserRow, update: FactUpdate) -> bool:
+    """Apply one user fact update to the user's row if it is newer than what the row holds; True if the row
+    changed."""
     time = update.event.time
     if update.fact == "last_login":
         if row.last_login is not None and row.last_login >= time:
@@ -149,7 +151,14 @@ def _merge(row, update: FactUpdate) -> bool:
         if not _newer(update, row.country_changed_at, row.country):
             return False
         row.country, row.country_changed_at = update.value, time
-    elif update.fact == "enrollment":
+    return True
+
+
+def _merge_course(row: rows.CourseRow, update: FactUpdate) -> bool:
+    """Apply one course fact update to its course row if it is newer than what the row holds; True if the row
+    changed."""
+    time = update.event.time
+    if update.fact == "enrollment":
         if not _newer(update, row.enrollment_changed_at, (row.mode, row.is_active)):
             return False
         (row.mode, row.is_active), row.enrollment_changed_at = update.value, time

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
-from wsgiref.simple_server import WSGIRequestHandler, make_server
+from collections.abc import Iterable
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.types import StartResponse, WSGIApplication, WSGIEnvironment
 
 from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
@@ -25,15 +27,15 @@ LAST_POLL = Gauge("groups_consumer_last_poll_timestamp_seconds", "When the consu
 
 
 class _Quiet(WSGIRequestHandler):
-    def log_message(self, *args):  # scrapes every few seconds: not worth a log line each
+    def log_message(self, *args: object) -> None:  # scrapes every few seconds: not worth a log line each
         pass
 
 
-def health_app(stale_after_s: float = 60.0):
+def health_app(stale_after_s: float = 60.0) -> WSGIApplication:
     """WSGI app serving ``/health`` and, for every other path, the Prometheus metrics."""
-    metrics = make_wsgi_app()
+    metrics: WSGIApplication = make_wsgi_app()
 
-    def app(environ, start_response):
+    def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != "/health":
             return metrics(environ, start_response)
         age = time.time() - LAST_POLL._value.get()
@@ -44,7 +46,7 @@ def health_app(stale_after_s: float = 60.0):
     return app
 
 
-def serve(port: int, stale_after_s: float = 60.0):
+def serve(port: int, stale_after_s: float = 60.0) -> WSGIServer:
     """Serve metrics and health on ``port`` from a daemon thread; returns the server."""
     server = make_server("", port, health_app(stale_after_s), handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()

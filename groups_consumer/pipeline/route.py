@@ -34,7 +34,7 @@ class EventRouter:
                 continue
             if group.scope.type == ScopeType.INSTANCE:
                 self._instance_groups += (group,)
-            listened = set().union(*(leaf.criterion.events for leaf in rules.leaves(group.rule)))
+            listened = set().union(*(leaf.criterion.events for leaf in rules.leaves(group.evaluable_rule)))
             if group.scope.type != ScopeType.INSTANCE:
                 listened |= ENROLLMENT_EVENTS
             for event_type in listened:
@@ -68,7 +68,7 @@ ROUTE_CACHE_SIZE = 10_000
 class _ScopedGroups:
     """The groups one event type reaches, indexed by scope."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.all: tuple[CompiledGroup, ...] = ()
         self._instance: list[CompiledGroup] = []
         self._by_org: dict[str, list[CompiledGroup]] = defaultdict(list)

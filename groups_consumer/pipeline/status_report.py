@@ -38,7 +38,7 @@ class StatusReporter:
         self.consumer_group = consumer_group
         self.report_partitions = report_partitions
         self._last_event: dict[int, tuple[datetime, str]] = {}
-        self._dead_letters: Counter = Counter()
+        self._dead_letters: Counter[tuple[str, int]] = Counter()
 
     def record_batch(self, result: BatchResult) -> None:
         """Remember the latest event applied to each group."""
@@ -64,7 +64,7 @@ class StatusReporter:
         reported = {(p.topic, p.partition): p for p in positions} if self.report_partitions else {}
         for key in set(reported) | set(self._dead_letters):
             topic, partition = key
-            where = dict(consumer_group=self.consumer_group, topic=topic, partition=partition)
+            where = {"consumer_group": self.consumer_group, "topic": topic, "partition": partition}
             row, _created = PartitionStatus.objects.get_or_create(
                 **where, defaults={"consumer": process_identity(), "updated_at": now})
             added = self._dead_letters[key]

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, ClassVar, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import ClassVar, Generic, TypeVar
+
+#: What ``snapshots`` holds per user: the type the backend's criteria read in ``test``.
+SnapshotT_co = TypeVar("SnapshotT_co", covariant=True)
 
 
-class BackendClient(abc.ABC):
+class BackendClient(abc.ABC, Generic[SnapshotT_co]):
     """Base class of backend clients.
 
     A backend answers set-based questions with ``Selection`` objects (a ``Query`` over the user-facts table
@@ -17,5 +21,5 @@ class BackendClient(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, Any]:
+    def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, SnapshotT_co]:
         """One snapshot per known user among ``user_ids``; unknown users are left out."""

@@ -1,8 +1,9 @@
 """The criterion type framework: what a criterion plugin provides.
 
-A criterion type is one short class::
+A criterion type is one short class, parameterized by its config model, the backend its ``select`` asks and
+the per-user snapshot its ``test`` reads (so that a type checker checks the three against each other)::
 
-    class Country(CriterionType):
+    class Country(CriterionType[CountryConfig, LearnerFacts, LearnerSnapshot]):
         name = "country"
         Config = CountryConfig                      # a pydantic model
         operators = ("in", "not_in")
@@ -39,7 +40,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property, lru_cache
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import pydantic
 from opaque_keys import InvalidKeyError
@@ -48,9 +49,11 @@ from opaque_keys.edx.keys import CourseKey
 from groups_consumer.engine.selection import Selection
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import ScopeType
+from groups_consumer.plugins.backend import BackendClient
 
 ConfigT = TypeVar("ConfigT", bound=pydantic.BaseModel)
-BackendT = TypeVar("BackendT")
+BackendT = TypeVar("BackendT", bound=BackendClient[Any])
+LearnerT = TypeVar("LearnerT")
 ALL_SCOPES = frozenset(ScopeType)
 
 
@@ -91,20 +94,28 @@ def course_org(course_key: str) -> str:
     """The organization part of a course key; ValueError if it is not a course key (parsing costs tens of
     microseconds and a platform has few courses: answers are cached)."""
     try:
-        return CourseKey.from_string(course_key).org
+        org = CourseKey.from_string(course_key).org
     except InvalidKeyError as exc:
         raise ValueError(f"{course_key!r} is not a valid course key") from exc
+    if org is None:  # typed optional by opaque-keys; every course key format has an org
+        raise ValueError(f"{course_key!r} names no organization")
+    return org
 
 
-class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
+class CriterionType(abc.ABC, Generic[ConfigT, BackendT, LearnerT]):
     """Base class of criterion types. An instance is one configured leaf of one group's rule.
 
     Subclasses set the class attributes and implement ``select`` and ``test``; ``validate`` may add checks
     that need the scope. Instances are built by ``from_definition``, which validates everything.
+
+    The type parameters: ``ConfigT`` is the class set as ``Config``, ``BackendT`` the backend client named by
+    ``backend`` (what ``select`` and ``flips`` receive), ``LearnerT`` what that backend's ``snapshots`` hold
+    per user (what ``test`` and ``observed`` receive).
     """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
+    # ClassVar cannot hold a type variable: ``from_definition`` relies on ``Config`` being ``ConfigT``.
     Config: ClassVar[type[pydantic.BaseModel]]
     operators: ClassVar[tuple[str, ...]]
     scopes: ClassVar[frozenset[ScopeType]] = ALL_SCOPES
@@ -113,23 +124,23 @@ class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
     refresh: ClassVar[timedelta] = DEFAULT_REFRESH
     update_methods: ClassVar[frozenset[UpdateMethod]] = frozenset(UpdateMethod)
 
-    def __init__(self, operator: str, config: ConfigT, scope: CriterionScope):
+    def __init__(self, operator: str, config: ConfigT, scope: CriterionScope) -> None:
         self.operator = operator
         self.config = config
         self.scope = scope
 
     @classmethod
-    def from_definition(cls, operator: Any, config: Any, scope: CriterionScope, path: str) -> CriterionType:
+    def from_definition(cls, operator: object, config: object, scope: CriterionScope, path: str) -> Self:
         """Validate a leaf of a rule tree and build the criterion; DefinitionError names the bad field."""
         if scope.type not in cls.scopes:
             allowed = ", ".join(sorted(s.value for s in cls.scopes))
             raise DefinitionError(f"{path}.type", f"{cls.name!r} is not available in {scope.type.value} scope "
                                                   f"(allowed: {allowed})")
-        if operator not in cls.operators:
+        if not isinstance(operator, str) or operator not in cls.operators:
             raise DefinitionError(f"{path}.operator", f"{operator!r} is not supported by {cls.name!r} "
                                                       f"(supported: {', '.join(cls.operators)})")
         try:
-            parsed = cls.Config.model_validate(config if config is not None else {})
+            parsed = cast(ConfigT, cls.Config.model_validate(config if config is not None else {}))
         except pydantic.ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(part) for part in (f"{path}.config", *first["loc"]))
@@ -149,7 +160,7 @@ class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
         """Set-based evaluation: every user of the backend the criterion matches (scope is applied by the engine)."""
 
     @abc.abstractmethod
-    def test(self, learner: Any, now: datetime) -> bool:
+    def test(self, learner: LearnerT, now: datetime) -> bool:
         """Per-user evaluation over the backend's snapshot of one user; must agree with ``select``."""
 
     def flips(self, backend: BackendT, after: datetime, upto: datetime) -> Selection | None:
@@ -163,7 +174,7 @@ class CriterionType(abc.ABC, Generic[ConfigT, BackendT]):
         """True when the type implements ``flips``."""
         return cls.flips is not CriterionType.flips
 
-    def observed(self, learner: Any, now: datetime) -> str:
+    def observed(self, learner: LearnerT, now: datetime) -> str:
         """What the criterion looked at for this user, for ``explain`` (e.g. 'grade 0.35')."""
         return ""
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Generic, Self, TypeAlias, TypeVar, cast
 
 import structlog
 from django.conf import settings
@@ -23,50 +24,65 @@ CRITERIA_NAMESPACE = "groups_consumer.criteria"
 BACKENDS_NAMESPACE = "groups_consumer.backends"
 log = structlog.get_logger(__name__)
 
+#: What a registry serves: for criteria, classes of any config, backend and snapshot type (the engine mixes them).
+PluginT = TypeVar("PluginT")
+CriterionClass: TypeAlias = type[CriterionType[Any, Any, Any]]
+BackendClass: TypeAlias = type[BackendClient[Any]]
+#: ``check(name, obj)`` raises TypeError or ValueError to refuse an object that is not a valid plugin.
+Check: TypeAlias = Callable[[str, object], None]
+
+
+def _accept_any(name: str, obj: object) -> None:
+    """The check that refuses nothing."""
+
 
 class PluginUnavailable(LookupError):
     """A plugin name cannot be served; the message says why (missing, ambiguous, failed to load)."""
 
 
 @dataclass(frozen=True)
-class Plugin:
+class Plugin(Generic[PluginT]):
     """One loaded entry point."""
 
     name: str
-    obj: Any
+    obj: PluginT
     target: str
     source: str
 
 
 @dataclass
-class PluginRegistry:
+class PluginRegistry(Generic[PluginT]):
     """The plugins of one namespace, by name, with what could not be loaded and why."""
 
     namespace: str
-    plugins: dict[str, Plugin] = field(default_factory=dict)
-    conflicts: dict[str, tuple[Plugin, ...]] = field(default_factory=dict)
+    plugins: dict[str, Plugin[PluginT]] = field(default_factory=dict)
+    conflicts: dict[str, tuple[Plugin[PluginT], ...]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def discover(cls, namespace: str, check: Callable[[str, Any], None] = lambda name, obj: None) -> PluginRegistry:
-        """Load the namespace. ``check(name, obj)`` raises to refuse an object that is not a valid plugin."""
+    def discover(cls, namespace: str, check: Check = _accept_any) -> Self:
+        """Load the namespace. ``check(name, obj)`` raises to refuse an object that is not a valid plugin: it is
+        what makes the loaded objects ``PluginT``."""
         registry = cls(namespace)
 
-        def on_failure(_manager, entry_point, exc):
+        def on_failure(_manager: ExtensionManager[Any], entry_point: importlib.metadata.EntryPoint,
+                       exc: BaseException) -> None:
             registry._fail(entry_point.name, f"{entry_point.value} failed to load: {exc!r}")
 
-        found: dict[str, list[Plugin]] = {}
+        found: dict[str, list[Plugin[PluginT]]] = {}
         distributions = importlib.metadata.packages_distributions()
-        for ext in ExtensionManager(namespace, on_load_failure_callback=on_failure):
+        manager: ExtensionManager[Any] = ExtensionManager(namespace, on_load_failure_callback=on_failure)
+        for ext in manager:
             top_module = ext.entry_point.value.split(":")[0].split(".")[0]
             source = ", ".join(sorted(set(distributions.get(top_module, ["unknown"]))))
-            plugin = Plugin(ext.name, ext.plugin, ext.entry_point.value, source)
+            # Not checked yet: ``add`` runs ``check`` before serving it.
+            plugin = Plugin(ext.name, cast(PluginT, ext.plugin), ext.entry_point.value, source)
             found.setdefault(ext.name, []).append(plugin)
-        for name, candidates in found.items():
+        for candidates in found.values():
             registry.add(*candidates, check=check)
         return registry
 
-    def add(self, *candidates: Plugin, check: Callable[[str, Any], None] = lambda name, obj: None) -> None:
+    def add(self, *candidates: Plugin[PluginT], check: Check = _accept_any) -> None:
         """Register the candidates for one name; several candidates make the name ambiguous."""
         name = candidates[0].name
         if len(candidates) > 1:
@@ -81,7 +97,7 @@ class PluginRegistry:
             return
         self.plugins[name] = candidates[0]
 
-    def get(self, name: str) -> Any:
+    def get(self, name: str) -> PluginT:
         """The plugin object registered under ``name``; PluginUnavailable says why there is none."""
         if name in self.plugins:
             return self.plugins[name].obj
@@ -101,28 +117,32 @@ class PluginRegistry:
         log.error("plugin_load_failed", namespace=self.namespace, name=name, reason=reason)
 
 
-def _check_criterion_type(name: str, obj: Any) -> None:
+#: The registry of criterion types (what rule parsing looks types up in).
+CriterionRegistry: TypeAlias = PluginRegistry[CriterionClass]
+
+
+def _check_criterion_type(name: str, obj: object) -> None:
     if not (isinstance(obj, type) and issubclass(obj, CriterionType)):
         raise TypeError("is not a CriterionType subclass")
     if obj.name != name:
         raise ValueError(f"declares name {obj.name!r} but is registered as {name!r}")
 
 
-def _check_backend(name: str, obj: Any) -> None:
+def _check_backend(name: str, obj: object) -> None:
     if not (isinstance(obj, type) and issubclass(obj, BackendClient)):
         raise TypeError("is not a BackendClient subclass")
 
 
 @functools.cache
-def criterion_types() -> PluginRegistry:
+def criterion_types() -> CriterionRegistry:
     """The criterion types of this process (loaded once)."""
-    return PluginRegistry.discover(CRITERIA_NAMESPACE, _check_criterion_type)
+    return CriterionRegistry.discover(CRITERIA_NAMESPACE, _check_criterion_type)
 
 
 @functools.cache
-def backend_classes() -> PluginRegistry:
+def backend_classes() -> PluginRegistry[BackendClass]:
     """Backend client classes: entry points, overridden by ``settings.GROUPS_CONSUMER_BACKENDS``."""
-    registry = PluginRegistry.discover(BACKENDS_NAMESPACE, _check_backend)
+    registry = PluginRegistry[BackendClass].discover(BACKENDS_NAMESPACE, _check_backend)
     for name, dotted in getattr(settings, "GROUPS_CONSUMER_BACKENDS", {}).items():
         registry.conflicts.pop(name, None)
         registry.plugins.pop(name, None)
@@ -132,7 +152,7 @@ def backend_classes() -> PluginRegistry:
 
 
 @functools.cache
-def backend(name: str) -> BackendClient:
+def backend(name: str) -> BackendClient[Any]:
     """The backend client instance for ``name`` (one per process)."""
     return backend_classes().get(name)()
 

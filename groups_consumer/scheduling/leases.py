@@ -12,9 +12,9 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from datetime import timedelta
 from functools import cache
-from typing import Iterable
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -73,7 +73,7 @@ class Leases:
     def __enter__(self) -> Leases:
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.release()
 
     def _take_all(self) -> None:

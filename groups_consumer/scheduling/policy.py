@@ -9,9 +9,9 @@ triggered by scope: when one group of a scope is due, every scheduled group of t
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Mapping
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.plugins.criterion import CriterionScope
@@ -59,8 +59,8 @@ def due_scopes(catalog: GroupCatalog, last_syncs: Mapping[int, datetime | None],
     overdue: dict[CriterionScope, datetime] = {}
     for group in catalog.groups.values():
         state = freshness(group, last_syncs.get(group.id), now)
-        if state.due:
-            overdue[group.scope] = min(overdue.get(group.scope, state.next_due), state.next_due)
+        if state.due and (next_due := state.next_due) is not None:  # due implies a next due time
+            overdue[group.scope] = min(overdue.get(group.scope, next_due), next_due)
     return {scope: scheduled_groups(catalog, scope) for scope in sorted(overdue, key=lambda s: (overdue[s], str(s)))}
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
+from functools import partial
 
 import structlog
 from django.db import InterfaceError, OperationalError, connection
@@ -53,7 +54,7 @@ class TickReport:
 class Backoff:
     """Per step, when it may be tried again after failures (doubling from one tick, up to 10 minutes)."""
 
-    def __init__(self, first_s: float):
+    def __init__(self, first_s: float) -> None:
         self.first_s = first_s
         self._failures: dict[str, tuple[int, float]] = {}
 
@@ -64,7 +65,7 @@ class Backoff:
     def failed(self, step: str) -> float:
         """Record a failure; returns the delay before the next attempt."""
         count = self._failures.get(step, (0, 0.0))[0] + 1
-        delay = min(self.first_s * 2 ** (count - 1), MAX_BACKOFF_S)
+        delay = min(self.first_s * 2.0 ** (count - 1), MAX_BACKOFF_S)
         self._failures[step] = (count, time.monotonic() + delay)
         return delay
 
@@ -104,7 +105,7 @@ class Scheduler:
         report = TickReport(now=self.clock())
         catalog = GroupCatalog.load()
         for unit in _flip_units(catalog):
-            self._step(f"flips:{min(unit)}", report, lambda unit=unit: self._flips(unit, report))
+            self._step(f"flips:{min(unit)}", report, partial(self._flips, unit, report))
         self._run_due_syncs(catalog, report)
         if report.syncs or report.skipped or report.failed:
             log.info("scheduler_tick", syncs=[s.run_id for s in report.syncs], skipped=report.skipped,
@@ -124,7 +125,7 @@ class Scheduler:
         for scope, groups in due.items():
             if self._stop.is_set():
                 return
-            self._step(f"sync:{scope}", report, lambda groups=groups: self._sync([g.id for g in groups], report))
+            self._step(f"sync:{scope}", report, partial(self._sync, [g.id for g in groups], report))
 
     def _sync(self, group_ids: list[int], report: TickReport) -> None:
         synced = run_sync(group_ids, clock=self.clock, method=UpdateMethod.SCHEDULE, only_if_due=True)

@@ -13,8 +13,9 @@ behind the consumer's back all show up there, counted and with examples, in the 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Callable, Iterable
+from typing import Any, Literal, overload
 
 import structlog
 from django.utils import timezone
@@ -36,6 +37,14 @@ def group_leases(group_ids: Iterable[int]) -> Leases:
     return Leases(f"sync:group:{group_id}" for group_id in group_ids)
 
 
+@overload
+def run_sync(group_ids: Iterable[int], *, clock: Callable[[], datetime] = ..., method: UpdateMethod | None = ...,
+             cause: str = ..., record_drift: bool = ..., wait_s: float = ..., chunk_size: int | None = ...,
+             only_if_due: Literal[False] = ...) -> SyncReport: ...
+@overload
+def run_sync(group_ids: Iterable[int], *, clock: Callable[[], datetime] = ..., method: UpdateMethod | None = ...,
+             cause: str = ..., record_drift: bool = ..., wait_s: float = ..., chunk_size: int | None = ...,
+             only_if_due: bool) -> SyncReport | None: ...
 def run_sync(group_ids: Iterable[int], *, clock: Callable[[], datetime] = timezone.now,
              method: UpdateMethod | None = None, cause: str = Cause.SYNC, record_drift: bool = True,
              wait_s: float = 0.0, chunk_size: int | None = None, only_if_due: bool = False) -> SyncReport | None:
@@ -82,7 +91,7 @@ def _record_drift(targets: list[CompiledGroup], report: SyncReport, previously_s
         Group.objects.filter(id=group.id).update(last_sync_drift=drift)
 
 
-def _drift(group: CompiledGroup, report: SyncReport) -> dict:
+def _drift(group: CompiledGroup, report: SyncReport) -> dict[str, Any]:
     # A user moved by a sibling that events do not update was not missed by events.
     changes = report.changes.of(group.id)
     joined, left = changes.joined - changes.forced_joined, changes.left - changes.forced_left

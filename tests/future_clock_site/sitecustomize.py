@@ -7,9 +7,9 @@ process it starts (consumers, the console script, the benchmark) see the same sh
 import os
 
 if os.environ.get("FUTURE_CLOCK_OFFSET_S"):
-    from datetime import datetime, timedelta, timezone
+    from datetime import UTC, datetime, timedelta
 
     import time_machine
 
     _offset = timedelta(seconds=float(os.environ["FUTURE_CLOCK_OFFSET_S"]))
-    time_machine.travel(datetime.now(timezone.utc) + _offset, tick=True).start()
+    time_machine.travel(datetime.now(UTC) + _offset, tick=True).start()

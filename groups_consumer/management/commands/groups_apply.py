@@ -2,8 +2,9 @@
 
 import json
 import sys
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer import api
 from groups_consumer.management.base import GroupsCommand
@@ -14,11 +15,11 @@ class Command(GroupsCommand):
 
     help = "Create or update groups from a JSON file (a group document or a list of them)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("file", help="JSON file; - for standard input")
         parser.add_argument("--no-sync", action="store_true", help="save only; memberships change at the next sync")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             with (open(options["file"]) if options["file"] != "-" else sys.stdin) as source:
                 data = json.load(source)

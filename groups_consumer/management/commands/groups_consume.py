@@ -4,8 +4,9 @@ import os
 import signal
 from contextlib import nullcontext
 from dataclasses import replace
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer.broker import EmbeddedBroker
 from groups_consumer.kafka_clients import NAMED_VARIABLES, KafkaSettingsError
@@ -22,21 +23,21 @@ class Command(GroupsCommand):
 
     help = "Consume openedx-events from Kafka (starts an embedded broker if KAFKA_BOOTSTRAP_SERVERS is unset)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--max-messages", type=int, help="stop after this many messages")
         parser.add_argument("--exit-when-idle", type=float, metavar="SECONDS",
                             help="once partitions are assigned, stop when no message arrived for this long "
                                  "(demos, tests, catch-up runs)")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         if not servers:
             _refuse_security_for_the_embedded_broker()
-        broker = nullcontext(servers) if servers else EmbeddedBroker(port=EMBEDDED_PORT)
-        with broker as bootstrap_servers:
+        broker = EmbeddedBroker(port=EMBEDDED_PORT) if not servers else None
+        with broker or nullcontext(servers) as bootstrap_servers:
             try:
                 config = ConsumerConfig.from_env(bootstrap_servers)
-                if not servers:
+                if broker is not None:
                     config = replace(config, kafka=config.kafka.with_properties(
                         "consumer", EmbeddedBroker.CONSUMER_PROPERTIES))
                     broker.create_topics([*config.topics, config.dlq_topic], config.kafka)

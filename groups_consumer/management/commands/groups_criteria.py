@@ -1,6 +1,9 @@
 """``groups-consumer criteria [--json]``."""
 
 import json
+from typing import Any
+
+from django.core.management.base import CommandParser
 
 from groups_consumer import api
 from groups_consumer.management.base import GroupsCommand
@@ -11,10 +14,10 @@ class Command(GroupsCommand):
 
     help = "List criterion types, their plugin package and config schema."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         listing = api.criterion_catalog()
         if options["json"]:
             self.stdout.write(json.dumps(listing, indent=2))

@@ -2,8 +2,9 @@
 
 import csv
 import sys
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer import api
 from groups_consumer.management.base import GroupsCommand
@@ -14,13 +15,13 @@ class Command(GroupsCommand):
 
     help = "Replace (default) or extend a manual group's users from a CSV of user ids or usernames."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("group", help="group name")
         self.add_scope_argument(parser)
         parser.add_argument("--csv", required=True, help="CSV file (first column: user id or username); - for stdin")
         parser.add_argument("--append", action="store_true", help="add to the current users instead of replacing them")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         try:
             with (open(options["csv"], newline="") if options["csv"] != "-" else sys.stdin) as source:
                 rows = list(csv.reader(source))

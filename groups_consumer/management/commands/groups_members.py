@@ -1,6 +1,9 @@
 """``groups-consumer members GROUP [--scope SCOPE] [--json]``."""
 
 import json
+from typing import Any
+
+from django.core.management.base import CommandParser
 
 from groups_consumer import api
 from groups_consumer.management.base import GroupsCommand
@@ -11,12 +14,12 @@ class Command(GroupsCommand):
 
     help = "List the members of a group."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("group", help="group name")
         self.add_scope_argument(parser)
         parser.add_argument("--json", action="store_true", help="one JSON document with the members")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         group = self.group_from(options)
         rows = api.members(group).values_list("user_id", "joined_at")
         if options["json"]:

@@ -1,9 +1,10 @@
 """``groups-consumer replay --from-beginning | --from-time ISO [--to-time ISO]``."""
 
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer.kafka_clients import KafkaSettingsError
 from groups_consumer.management.base import GroupsCommand
@@ -16,7 +17,7 @@ def _instant(text: str) -> datetime:
         moment = datetime.fromisoformat(text)
     except ValueError as exc:
         raise CommandError(f"{text!r} is not an ISO 8601 time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class Command(GroupsCommand):
@@ -24,14 +25,14 @@ class Command(GroupsCommand):
 
     help = "Replay the topics from the beginning or from a time (requires KAFKA_BOOTSTRAP_SERVERS)."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         start = parser.add_mutually_exclusive_group(required=True)
         start.add_argument("--from-beginning", action="store_true")
         start.add_argument("--from-time", type=_instant, metavar="ISO", help="first message at or after this time")
         parser.add_argument("--to-time", type=_instant, metavar="ISO", help="apply events up to this ce_time")
         parser.add_argument("--idle", type=float, default=5.0, help="seconds without messages that end the replay")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set: replay reads an existing broker")
         try:

@@ -3,8 +3,9 @@
 import os
 import signal
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import CommandError
+from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer.management.base import GroupsCommand
 from groups_consumer.scheduling.scheduler import DEFAULT_TICK, Scheduler
@@ -16,13 +17,13 @@ class Command(GroupsCommand):
     help = ("Run the scheduler: time-relative criteria flip on time, due syncs run scope by scope "
             "(safe with several replicas).")
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--tick", type=float, metavar="SECONDS",
                             default=float(os.environ.get("SCHEDULER_TICK_S", DEFAULT_TICK.total_seconds())),
                             help="seconds between passes (env SCHEDULER_TICK_S, default %(default)s)")
         parser.add_argument("--once", action="store_true", help="run one pass and exit (cron, tests)")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         scheduler = Scheduler(tick=timedelta(seconds=options["tick"]))
         if options["once"]:
             report = scheduler.run_once()

@@ -1,8 +1,11 @@
 """``groups-consumer status [--json]``."""
 
 import json
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
+from django.core.management.base import CommandParser
 from django.utils import timezone
 
 from groups_consumer.management.base import GroupsCommand
@@ -15,10 +18,10 @@ class Command(GroupsCommand):
 
     help = "Show the state and freshness of every group and the consumers' lag and dead letters."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="one JSON document, for machines")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         status = collect(timezone.now())
         if options["json"]:
             self.stdout.write(json.dumps(status.as_json(), indent=2))
@@ -51,9 +54,9 @@ def render(status: ServiceStatus) -> str:
     return "\n".join(lines)
 
 
-def _table(rows: list[tuple[str, ...]]) -> list[str]:
+def _table(rows: Sequence[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
 
 
 def _when(instant: datetime | None, now: datetime) -> str:
@@ -71,11 +74,11 @@ def _age(seconds: float) -> str:
     return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
 
 
-def _drift(drift: dict | None) -> str:
+def _drift(drift: Mapping[str, Any] | None) -> str:
     if drift is None:
         return "-"
     return f"+{drift['joined']} -{drift['left']}" if drift["joined"] or drift["left"] else "0"
 
 
-def _text(value) -> str:
+def _text(value: object) -> str:
     return "-" if value is None else str(value)

@@ -1,6 +1,8 @@
 """``groups-consumer sync [--group NAME] [--scope SCOPE]``."""
 
-from django.core.management.base import CommandError
+from typing import Any
+
+from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer import api
 from groups_consumer.management.base import GroupsCommand
@@ -11,12 +13,12 @@ class Command(GroupsCommand):
 
     help = "Recompute groups (all by default) and write only the membership differences."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--group", help="group name")
         self.add_scope_argument(parser)
         parser.add_argument("--chunk-size", type=int, help="users per batch (default 20000)")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         groups = list(api.groups_matching(options["group"], api.parse_scope(options["scope"])))
         if not groups:
             raise CommandError("no group matches")

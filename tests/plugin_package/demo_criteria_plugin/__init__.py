@@ -19,7 +19,7 @@ class UsernamePrefix(CriterionType):
     operators = ("starts_with",)
 
     def select(self, facts, now):
-        users = facts.snapshots(range(0, 10_000))
+        users = facts.snapshots(range(10_000))
         return Ids(frozenset(u for u, learner in users.items() if self.test(learner, now)))
 
     def test(self, learner, now):
