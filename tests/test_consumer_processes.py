@@ -173,8 +173,9 @@ def wait_for_line(path, text, timeout_s=60):
 
 def test_a_rolling_restart_during_a_rebalance_ends_with_every_event_applied(config, database_url, tmp_path):
     """The operator's timeline: C1 applying batches; C2 and C3 start; C1 gets SIGTERM while the rebalance they
-    caused is in progress; C4 starts 4 s later and C2 gets SIGTERM 4 s after that. The group goes on and ends in the full-recompute
-    state (a member leaving a forming group used to leave it with no leader on the embedded broker)."""
+    caused is in progress; C4 starts 4 s later and C2 gets SIGTERM 4 s after that. The group goes on and ends
+    in the full-recompute state (a member leaving a forming group used to leave it with no leader on the
+    embedded broker)."""
     env = environment(config, database_url)
     run(env, "migrate", "--no-input")
     run(env, "apply", "-", stdin=json.dumps(GROUPS))
