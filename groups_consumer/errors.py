@@ -20,3 +20,15 @@ class AmbiguousGroup(LookupError):
 
 class GroupsError(Exception):
     """An operation could not be carried out now (for example, another process holds the group's sync)."""
+
+
+class DecodeError(Exception):
+    """A message cannot be applied as it is (undecodable, values no LMS sends, or applying it failed);
+    ``reason`` is a short machine-readable code for the dead-letter header, ``detail`` says what is wrong and
+    ``exception`` names the exception class of an apply-time failure."""
+
+    def __init__(self, reason: str, detail: str, exception: str | None = None):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+        self.exception = exception

@@ -4,14 +4,14 @@ from any host, with no broker connection."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db.models import Count
 
 from groups_consumer.engine.catalog import GroupCatalog, compile_group
-from groups_consumer.models import Group, Membership, PartitionStatus
+from groups_consumer.models import DeadLetterTally, Group, Membership, PartitionStatus
 from groups_consumer.scheduling.policy import freshness
 
 
@@ -57,6 +57,8 @@ class ServiceStatus:
     now: datetime
     groups: list[GroupStatus]
     partitions: list[PartitionReport]
+    #: Dead letters by reason (``dlq_reason``), summed over consumer groups.
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
     @property
     def total_lag(self) -> int:
@@ -72,6 +74,7 @@ class ServiceStatus:
         """Plain data with ISO 8601 times."""
         return {"now": self.now.isoformat(), "groups": [_plain(asdict(g)) for g in self.groups],
                 "consumer": {"total_lag": self.total_lag, "dead_letters": self.dead_letters,
+                             "dead_letters_by_reason": self.dead_letter_reasons,
                              "partitions": [_plain(asdict(p)) for p in self.partitions]}}
 
 
@@ -106,7 +109,10 @@ def collect(now: datetime) -> ServiceStatus:
     partitions = [PartitionReport(p.consumer_group, p.topic, p.partition, p.position, p.lag, p.dead_letters,
                                   p.consumer, p.updated_at)
                   for p in PartitionStatus.objects.order_by("consumer_group", "topic", "partition")]
-    return ServiceStatus(now, groups, partitions)
+    reasons: dict[str, int] = {}
+    for reason, count in DeadLetterTally.objects.values_list("reason", "count"):
+        reasons[reason] = reasons.get(reason, 0) + count
+    return ServiceStatus(now, groups, partitions, dict(sorted(reasons.items())))
 
 
 def _state(row: Group, broken_reason: str) -> str:

@@ -14,6 +14,7 @@ from confluent_kafka import Producer
 from confluent_kafka.serialization import MessageField, SerializationContext
 from edx_event_bus_kafka.internal.producer import KafkaEventProducer, get_serializers
 from edx_event_bus_kafka.internal.utils import _get_headers_from_metadata
+from opaque_keys import InvalidKeyError
 from opaque_keys.edx.keys import CourseKey
 from openedx_events.data import EventsMetadata
 from openedx_events.learning import data as oed
@@ -52,18 +53,24 @@ def _event(signal, time: datetime, key_field: str, **data) -> LmsEvent:
     return LmsEvent(signal, data, EventsMetadata(event_type=signal.event_type, time=time), key_field)
 
 
-def user_data(user_id: int) -> oed.UserData:
+def user_data(user_id: int, username: str | None = None) -> oed.UserData:
     """The UserData record the LMS puts in events."""
     return oed.UserData(id=user_id, is_active=True, pii=oed.UserPersonalData(
-        username=f"user{user_id}", email=f"user{user_id}@example.com", name=f"User {user_id}"))
+        username=username or f"user{user_id}", email=f"user{user_id}@example.com", name=f"User {user_id}"))
 
 
 def _course(course_key: str) -> oed.CourseData:
-    return oed.CourseData(course_key=CourseKey.from_string(course_key), display_name="A course")
+    """The course record; a key that does not parse is sent as written (what no LMS sends, for bad-input tests:
+    the serializer writes ``str(key)``)."""
+    try:
+        key: CourseKey | str = CourseKey.from_string(course_key)
+    except InvalidKeyError:
+        key = course_key
+    return oed.CourseData(course_key=key, display_name="A course")
 
 
-def login(user_id: int, time: datetime) -> LmsEvent:
-    return _event(signals.SESSION_LOGIN_COMPLETED, time, "user.pii.username", user=user_data(user_id))
+def login(user_id: int, time: datetime, username: str | None = None) -> LmsEvent:
+    return _event(signals.SESSION_LOGIN_COMPLETED, time, "user.pii.username", user=user_data(user_id, username))
 
 
 def registration(user_id: int, time: datetime) -> LmsEvent:

@@ -1,8 +1,10 @@
 """Facts from events (monotonic, idempotent), routing, and batches applied in one transaction."""
 
+import logging
 from datetime import timedelta
 
 import pytest
+from pydantic import BaseModel
 
 from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog
@@ -11,6 +13,9 @@ from groups_consumer.models import CourseFact, MembershipChange, UserFact
 from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder
 from groups_consumer.pipeline.facts_update import ChangedFact
+from groups_consumer.plugins import registry
+from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.plugins.registry import Plugin
 from tests import lms
 from tests.facts import COURSE, NOW, OTHER_COURSE, leaf
 
@@ -121,3 +126,37 @@ def test_changes_other_than_enrollments_reach_only_the_scopes_that_hold_the_user
     # Applied end to end: the lapsed user joins the groups of the scopes holding them.
     process(lms.enrollment(1, COURSE, T[0]), lms.login(1, T[5]))
     assert (members("away"), members("org"), members("c1"), members("c2")) == ({1}, {1}, {1}, set())
+
+
+class _FlakyConfig(BaseModel):
+    x: int
+
+
+class _FlakyForUser13(CriterionType):
+    """A plugin with a bug: it raises for one user."""
+
+    name = "flaky"
+    Config = _FlakyConfig
+    operators = ("=",)
+    events = frozenset({"org.openedx.learning.auth.session.login.completed.v1"})
+
+    def select(self, facts, now):
+        return facts.population("instance", "")
+
+    def test(self, learner, now):
+        if learner.user_id == 13:
+            raise KeyError("a field this plugin did not expect")
+        return True
+
+
+def test_a_criterion_that_raises_for_one_user_holds_only_that_user_in_that_group(caplog):
+    registry.criterion_types().add(Plugin("flaky", _FlakyForUser13, "tests:FlakyForUser13", "tests"))
+    api.apply_definitions([{"name": "flaky-group", "rule": leaf("flaky", "=", x=1)},
+                           {"name": "spain", "rule": leaf("country", "in", countries=["ES"])}], sync=False)
+    with caplog.at_level(logging.ERROR):
+        process(lms.login(12, T[1]), lms.login(13, T[1]), lms.login(14, T[1]), lms.profile(13, "ES", T[1]))
+    assert members("flaky-group") == {12, 14} and members("spain") == {13}
+    failures = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg["event"] == "criterion_failed"]
+    assert [(f["group"], f["user_id"]) for f in failures] == [("flaky-group (instance)", 13)]
+    assert "KeyError" in failures[0]["error"]
+    assert not GroupCatalog.load().groups[api.find_group("flaky-group").id].broken_reason

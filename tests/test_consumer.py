@@ -3,12 +3,14 @@
 import logging
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, timedelta
 
 import pytest
 from django.utils import timezone
 
 from groups_consumer import api
+from groups_consumer.kafka_clients import KafkaSettingsError
 from groups_consumer.models import MembershipChange
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
@@ -74,6 +76,62 @@ def test_lms_events_become_memberships_and_poison_goes_to_the_dead_letter_topic(
     assert sum(p.position or 0 for p in status.partitions) == 6
     struggling = next(g for g in status.groups if g.name == "struggling")
     assert struggling.last_event_at == T[31] and struggling.members == 1
+
+
+def test_decodable_events_with_values_no_lms_sends_are_dead_lettered_and_the_rest_applied(config):
+    """The operator's report: an enrollment for ``not-a-course-key``, a login 70 years ahead and a login of user
+    -5 (valid Avro, correct headers) stopped the consumer; now each is a dead letter and the rest applies."""
+    from groups_consumer.models import CourseFact, UserFact
+
+    send_as_lms(config, lms.enrollment(1, "not-a-course-key", T[30]), lms.login(2, T[31]),
+                lms.login(3, NOW + timedelta(days=70 * 365)), lms.login(-5, T[31]), lms.enrollment(4, COURSE, T[30]))
+    stats = consume(config, messages=5)
+    assert stats.dead_letters == 3 and stats.events == 2
+    assert sorted(UserFact.objects.values_list("user_id", flat=True)) == [2, 4]
+    assert list(CourseFact.objects.values_list("user_id", "course_key")) == [(4, COURSE)]
+    letters = read_all(config, config.dlq_topic, expected=3)
+    assert sorted(dict(m.headers())["dlq_reason"] for m in letters) == [
+        b"event_from_the_future", b"invalid_course_key", b"invalid_user_id"]
+    assert collect(timezone.now()).dead_letter_reasons == {
+        "event_from_the_future": 1, "invalid_course_key": 1, "invalid_user_id": 1}
+
+
+def test_an_event_that_fails_to_apply_is_isolated_dead_lettered_and_the_rest_of_its_batch_applied(config,
+                                                                                                  monkeypatch):
+    """Any failure but a transient database error (here a bug in the fact mapping of one event) splits the
+    batch until the failing event is alone: it is dead-lettered with the exception, the others are applied and
+    the offsets committed."""
+    from groups_consumer.models import UserFact
+    from groups_consumer.pipeline import batch
+
+    real_updates_from = batch.updates_from
+
+    def buggy_for_user_13(event):
+        if event.data.get("user", {}).get("id") == 13:
+            raise ZeroDivisionError("a bug that only this event reaches")
+        return real_updates_from(event)
+
+    monkeypatch.setattr(batch, "updates_from", buggy_for_user_13)
+    send_as_lms(config, *(lms.login(user_id, T[30]) for user_id in range(1, 21)))
+    stats = consume(config, messages=20)
+    assert stats.dead_letters == 1 and stats.events == 19
+    assert sorted(UserFact.objects.values_list("user_id", flat=True)) == [n for n in range(1, 21) if n != 13]
+    [letter] = read_all(config, config.dlq_topic, expected=1)
+    headers = dict(letter.headers())
+    assert headers["dlq_reason"] == b"apply_failed" and headers["dlq_exception"] == b"ZeroDivisionError"
+    assert b"a bug that only this event reaches" in headers["dlq_error"]
+    deadline = time.monotonic() + 60
+    again = EventConsumer(config).run(until=lambda s: s.idle_s() > 3 or time.monotonic() > deadline)
+    assert again.last_assignment and again.messages == 0  # committed, the dead letter too
+
+    # The bug is fixed: the dead letter is re-injected by replaying the dead-letter topic.
+    from groups_consumer.pipeline.replay import replay
+
+    monkeypatch.undo()
+    with pytest.raises(KafkaSettingsError, match="is one of the topics read"):
+        replace(config, topics=(config.dlq_topic,))
+    stats = replay(replace(config, topics=(config.dlq_topic,), dlq_topic=f"{config.dlq_topic}-again"), idle_s=3)
+    assert stats.events == 1 and UserFact.objects.filter(user_id=13).exists()
 
 
 def test_offsets_are_committed_so_a_restart_resumes_after_the_last_batch(config):

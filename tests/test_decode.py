@@ -1,14 +1,17 @@
 """Decoding the openedx event-bus wire format, and refusing what cannot be decoded."""
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from openedx_events.event_bus.avro.schema import schema_from_signal
 from openedx_events.event_bus.avro.serializer import serialize_event_data_to_bytes
 
 from groups_consumer import event_types
-from groups_consumer.pipeline.decode import DecodeError, EventDecoder
+from groups_consumer.errors import DecodeError
+from groups_consumer.pipeline.decode import EventDecoder
 from groups_consumer.profile_event import USER_PROFILE_CHANGED
 from tests import lms
 from tests.facts import COURSE, NOW
@@ -90,3 +93,40 @@ def test_a_registry_supplies_writer_schemas_when_configured():
     assert decoder.decode(value, headers).data["user"]["id"] == 2
     with pytest.raises(DecodeError, match="unknown_schema_id"):
         decoder.decode(b"\x00\x00\x00\x7f\x7f" + value[5:], headers)
+
+
+@pytest.mark.parametrize(("event", "reason", "detail"), [
+    (lms.enrollment(1, "not-a-course-key", NOW), "invalid_course_key",
+     "enrollment.course.course_key: Value error, 'not-a-course-key' is not a valid course key"),
+    (lms.enrollment(1, "library-v1:Demo+Lib", NOW), "invalid_course_key", "is not a course key (a LibraryLocator)"),
+    (lms.grade(1, "nope", 0.5, NOW), "invalid_course_key", "grade.course.course_key: "),
+    (lms.login(-5, NOW), "invalid_user_id", "user.id: Input should be greater than 0"),
+    (lms.grade(0, COURSE, 0.5, NOW), "invalid_user_id", "grade.user_id: "),
+    (lms.grade(1, COURSE, 1.5, NOW), "invalid_grade", "grade.percent_grade: Input should be less than or equal to 1"),
+    (lms.grade(1, COURSE, float("nan"), NOW), "invalid_grade", "grade.percent_grade: Input should be a finite number"),
+    (lms.grade(1, COURSE, float("inf"), NOW), "invalid_grade", "grade.percent_grade: "),
+    (lms.grade(1, COURSE, -0.1, NOW), "invalid_grade", "grade.percent_grade: "),
+    (lms.profile(1, "ESP", NOW), "invalid_country", "profile.country: String should match pattern"),
+    (lms.enrollment(1, COURSE, NOW, mode=""), "invalid_mode", "enrollment.mode: "),
+    (lms.login(1, NOW, username="x" * 151), "value_too_long", "user.pii.username: String should have at most 150"),
+    (lms.login(1, NOW + timedelta(days=70 * 365)), "event_from_the_future", "is more than 0:05:00 ahead"),
+], ids=lambda value: value if isinstance(value, str) and " " not in value else "")
+def test_decodable_events_with_values_no_lms_sends_are_refused_with_a_reason(event, reason, detail):
+    with time_machine.travel(NOW, tick=False), pytest.raises(DecodeError) as refused:
+        DECODER.decode(*event.wire()[1:])
+    assert refused.value.reason == reason and detail in refused.value.detail
+
+
+@pytest.mark.parametrize("course_key", ["ccx-v1:Demo+C1+2026+ccx@3", "Demo/C1/2026", COURSE])
+def test_course_keys_the_lms_sends_are_accepted(course_key):
+    decoded = DECODER.decode(*lms.enrollment(1, course_key, NOW).wire()[1:])
+    assert decoded.data["enrollment"]["course"]["course_key"] == course_key
+
+
+def test_events_a_little_ahead_or_far_in_the_past_are_accepted():
+    decoder = EventDecoder(clock=lambda: NOW)
+    assert decoder.decode(*lms.login(1, NOW + timedelta(minutes=4)).wire()[1:]).time > NOW
+    assert decoder.decode(*lms.login(1, NOW - timedelta(days=20 * 365)).wire()[1:]).time < NOW
+    strict = EventDecoder(clock=lambda: NOW, max_clock_skew=timedelta(seconds=1))
+    with pytest.raises(DecodeError, match=r"^event_from_the_future: ce_time "):
+        strict.decode(*lms.login(1, NOW + timedelta(seconds=2)).wire()[1:])

@@ -5,12 +5,18 @@ facts at the final time.
 
 A crash is modelled where it matters: inside a batch's transaction (nothing of the batch commits, and the
 uncommitted offsets make the restarted consumer receive the batch again), or after the commit but before
-the offset commit (the batch is delivered again although applied)."""
+the offset commit (the batch is delivered again although applied).
+
+Bad events mixed into any stream (undecodable, values no LMS sends, events that make the fact stage raise)
+are each refused, and the rest ends exactly as the stream without them."""
 
 import random
 from datetime import timedelta
+from functools import partial
+from unittest.mock import patch
 
 import pytest
+import time_machine
 from django.db import transaction
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,9 +25,11 @@ from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.full_sync import full_sync
 from groups_consumer.engine.time_flips import process_flips
+from groups_consumer.errors import DecodeError
 from groups_consumer.models import CourseFact, Membership, UserFact
 from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder
+from groups_consumer.pipeline.isolate import apply_isolating
 from tests import lms
 from tests.facts import NOW, leaf
 from tests.test_properties import rolled_back
@@ -111,3 +119,65 @@ def test_any_delivery_of_a_stream_converges_to_the_full_recompute(stream, seed):
         for message in sorted(messages, key=lambda m: m.time):
             processor.process([message], now=clock)
         assert state()[:2] == incremental[:2]  # same facts as one in-order delivery
+
+
+POISON_USER = 99  # its events reach a bug in the fact stage (see poisoned_fact_stage)
+bad_event = st.one_of(
+    st.builds(lms.enrollment, users, st.sampled_from(["not-a-course-key", "library-v1:OrgA+L"]), times),
+    st.builds(lms.login, st.integers(-5, 0), times),
+    st.builds(lms.grade, users, courses, st.sampled_from([1.5, -0.2, float("nan"), float("inf")]), times),
+    st.builds(lms.login, users, st.just(NOW + timedelta(days=365))),
+    st.builds(lms.login, st.just(POISON_USER), times),
+    st.just(None),  # a message that does not decode at all
+)
+
+
+def poisoned_fact_stage():
+    """The fact stage with a bug that only events of POISON_USER reach (a plugin's, a constraint, anything)."""
+    from groups_consumer.pipeline import batch
+
+    real = batch.updates_from
+
+    def updates_from(event):
+        if event.data.get("user", {}).get("id") == POISON_USER:
+            raise RuntimeError("a bug only this event reaches")
+        return real(event)
+
+    return patch.object(batch, "updates_from", updates_from)
+
+
+def consume_as_the_consumer(processor, wire, sizes, rejected):
+    """What the consumer does with each batch: decode (refusals are dead letters), apply isolating failures."""
+    while wire:
+        size = sizes.pop() if sizes else len(wire)
+        batch, wire = wire[:size], wire[size:]
+        events = []
+        for value, headers in batch:
+            try:
+                events.append(DECODER.decode(value, headers))
+            except DecodeError as error:
+                rejected.append(error.reason)
+        apply_isolating(partial(processor.process, now=NOW), events, lambda event, exc: rejected.append("apply"))
+
+
+@given(good=st.lists(event, min_size=1, max_size=15), bad=st.lists(bad_event, min_size=1, max_size=6),
+       seed=st.integers(0, 2**32))
+def test_bad_events_mixed_into_a_stream_are_refused_and_the_rest_ends_as_without_them(good, bad, seed):
+    rng = random.Random(seed)
+    good_wire = [e.wire()[1:] for e in good]
+    bad_wire = [e.wire()[1:] if e is not None else (b"\x00\x00\x00\x00\x01garbage", good_wire[0][1]) for e in bad]
+    mixed = good_wire + bad_wire
+    rng.shuffle(mixed)
+    sizes = [rng.randint(1, 8) for _ in mixed]
+    with time_machine.travel(NOW, tick=False), poisoned_fact_stage():
+        with rolled_back():
+            api.apply_definitions(GROUPS, now=NOW)
+            rejected: list[str] = []
+            consume_as_the_consumer(BatchProcessor(GroupCatalog.load()), mixed, sizes, rejected)  # never raises
+            with_bad = state()
+        with rolled_back():
+            api.apply_definitions(GROUPS, now=NOW)
+            consume_as_the_consumer(BatchProcessor(GroupCatalog.load()), good_wire, [], [])
+            without_bad = state()
+    assert len(rejected) == len(bad)
+    assert with_bad == without_bad

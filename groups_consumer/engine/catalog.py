@@ -95,16 +95,28 @@ class CompiledGroup:
         """Per user: in the scope and matched by the rule."""
         return bool(self.qualifying(snapshots, (user_id,), now))
 
-    def qualifying(self, snapshots: rules.Snapshots, user_ids: Iterable[int], now: datetime) -> set[int]:
-        """The users among ``user_ids`` who qualify (one loop for a batch's thousands of pairs)."""
+    def qualifying(self, snapshots: rules.Snapshots, user_ids: Iterable[int], now: datetime,
+                   failed: set[int] | None = None) -> set[int]:
+        """The users among ``user_ids`` who qualify (one loop for a batch's thousands of pairs).
+
+        With ``failed``, a criterion that raises for a user (a plugin's bug, data it did not expect) is logged
+        with the group and the user, the user is added to ``failed`` and the others are evaluated; without it
+        the exception propagates (``explain`` shows it)."""
         learners: Mapping[int, LearnerSnapshot] = snapshots[FACTS]
         scope_type, key = self.scope.type, self.scope.key
         matches = rules.matcher(self.evaluable_rule, snapshots, now)
         found = set()
         for user_id in user_ids:
             learner = learners.get(user_id)
-            if learner is not None and learner.in_scope(scope_type, key) and matches(user_id):
-                found.add(user_id)
+            try:
+                if learner is not None and learner.in_scope(scope_type, key) and matches(user_id):
+                    found.add(user_id)
+            except Exception as exc:
+                if failed is None:
+                    raise
+                failed.add(user_id)
+                log.error("criterion_failed", group=str(self), group_id=self.id, user_id=user_id,
+                          error=f"{type(exc).__name__}: {exc}", exc_info=True)
         return found
 
     def __str__(self) -> str:

@@ -21,7 +21,8 @@ def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cau
     evaluated in all its groups (a set is decided as a whole). Only groups that events update are evaluated
     (not frozen, broken or sync-only ones: their members are held). One snapshot is loaded per user and
     backend, whatever the number of groups (``known`` gives, per backend, snapshots already at hand that cover
-    every user); then the differences are written.
+    every user); then the differences are written. A pair whose criterion raises keeps its membership (logged
+    as ``criterion_failed``); every other pair is decided.
     """
     domains = _with_exclusive_siblings(catalog, pairs)
     if not domains:
@@ -31,8 +32,26 @@ def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cau
     needed = set().union(*(g.backends for g in targets.values()))
     known = known or {}
     snapshots = {name: known[name] if name in known else registry.backend(name).snapshots(users) for name in needed}
-    qualifying = {gid: group.qualifying(snapshots, domains[gid], now) for gid, group in targets.items()}
+    failed: set[tuple[int, int]] = set()
+    qualifying = {}
+    for gid, group in targets.items():
+        failed_users: set[int] = set()
+        qualifying[gid] = group.qualifying(snapshots, domains[gid], now, failed=failed_users)
+        failed.update((gid, user_id) for user_id in failed_users)
+    if failed:
+        _hold(catalog, failed, domains, qualifying)
     return reconcile(catalog, qualifying, domains, cause=cause, cause_id=cause_id, now=now)
+
+
+def _hold(catalog: GroupCatalog, failed: set[tuple[int, int]], domains: dict[int, set[int]],
+          qualifying: dict[int, set[int]]) -> None:
+    """Leave out the (group, user) pairs a criterion failed to evaluate, so their memberships stay as they are;
+    in an exclusive set the user's whole set is left out (it is decided as a whole)."""
+    for gid, user_id in failed:
+        group = catalog.groups[gid]
+        for held in catalog.exclusive_set(group.exclusive_set) if group.exclusive_set else [group]:
+            domains.get(held.id, set()).discard(user_id)
+            qualifying.get(held.id, set()).discard(user_id)
 
 
 def evaluate_users(catalog: GroupCatalog, groups: Iterable[CompiledGroup], user_ids: Collection[int], *,

@@ -21,3 +21,18 @@ class PartitionStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.consumer_group} {self.topic}[{self.partition}]"
+
+
+class DeadLetterTally(models.Model):
+    """How many messages a consumer group sent to the dead-letter topic for one reason, and when it last did."""
+
+    consumer_group = models.CharField(max_length=255)
+    reason = models.CharField(max_length=64, help_text="the dlq_reason header, e.g. invalid_course_key")
+    count = models.BigIntegerField(default=0)
+    last_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["consumer_group", "reason"], name="deadlettertally_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.consumer_group} {self.reason}: {self.count}"

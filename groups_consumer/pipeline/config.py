@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, Producer
 
-from groups_consumer.kafka_clients import KafkaClientSettings
+from groups_consumer.kafka_clients import KafkaClientSettings, KafkaSettingsError
 from groups_consumer.pipeline.dead_letter import DeadLetterLimit
+from groups_consumer.pipeline.decode import DEFAULT_MAX_CLOCK_SKEW
 
 
 @dataclass(frozen=True)
@@ -26,11 +27,19 @@ class ConsumerConfig:
     schema_registry_url: str | None = None
     batch_size: int = 2000
     batch_timeout_s: float = 0.2
+    max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW.total_seconds()
     dead_letter_limit: DeadLetterLimit = field(default_factory=DeadLetterLimit)
+
+    def __post_init__(self) -> None:
+        if self.dlq_topic in self.topics:
+            raise KafkaSettingsError(f"KAFKA_DLQ_TOPIC {self.dlq_topic!r} is one of the topics read (KAFKA_TOPICS): "
+                                     "dead letters would be read and dead-lettered again without end; to re-inject "
+                                     "dead letters, read that topic with another KAFKA_DLQ_TOPIC")
 
     @classmethod
     def from_env(cls, bootstrap_servers: str | None = None, env: Mapping[str, str] = os.environ) -> ConsumerConfig:
-        """Read ``KAFKA_*``, ``CONSUMER_*`` and ``SCHEMA_REGISTRY_URL``; ``bootstrap_servers`` overrides the
+        """Read ``KAFKA_*``, ``CONSUMER_*`` (``CONSUMER_MAX_CLOCK_SKEW_S``: how far ahead of this clock an event's
+        ``ce_time`` may be before it is dead-lettered) and ``SCHEMA_REGISTRY_URL``; ``bootstrap_servers`` overrides the
         environment. KafkaSettingsError names a variable that cannot work."""
         topics = tuple(t.strip() for t in env.get("KAFKA_TOPICS", "openedx-events").split(",") if t.strip())
         return cls(kafka=KafkaClientSettings.from_env(bootstrap_servers, env), topics=topics,
@@ -38,7 +47,8 @@ class ConsumerConfig:
                    dlq_topic=env.get("KAFKA_DLQ_TOPIC", "groups-consumer-dlq"),
                    schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
                    batch_size=int(env.get("CONSUMER_BATCH_SIZE", 2000)),
-                   batch_timeout_s=float(env.get("CONSUMER_BATCH_TIMEOUT_S", 0.2)))
+                   batch_timeout_s=float(env.get("CONSUMER_BATCH_TIMEOUT_S", 0.2)),
+                   max_clock_skew_s=float(env.get("CONSUMER_MAX_CLOCK_SKEW_S", DEFAULT_MAX_CLOCK_SKEW.total_seconds())))
 
     @property
     def bootstrap_servers(self) -> str:

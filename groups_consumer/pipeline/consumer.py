@@ -30,21 +30,22 @@ Guarantees:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 from django.db import InterfaceError, OperationalError, connection
 
 from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.errors import DecodeError
 from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
 from groups_consumer.pipeline.decode import (
-    DecodeError,
     EventDecoder,
     Origin,
     PlatformEvent,
@@ -52,6 +53,7 @@ from groups_consumer.pipeline.decode import (
     registry_writer_schemas,
 )
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
+from groups_consumer.pipeline.isolate import apply_isolating
 from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
 
 log = structlog.get_logger(__name__)
@@ -142,7 +144,8 @@ class EventConsumer:
         self.config = config
         self._start, self._accept, self._on_batch = start, accept, on_batch
         self.decoder = decoder or EventDecoder(
-            writer_schema=registry_writer_schemas(config.schema_registry_url) if config.schema_registry_url else None)
+            writer_schema=registry_writer_schemas(config.schema_registry_url) if config.schema_registry_url else None,
+            max_clock_skew=timedelta(seconds=config.max_clock_skew_s))
         self.stats = ConsumerStats()
         self._clock = clock
         self._stats_every_s, self._catalog_check_every_s = stats_every_s, catalog_check_every_s
@@ -196,7 +199,10 @@ class EventConsumer:
     def _settle_rebalance(self) -> None:
         """Before leaving, keep polling (rebalance callbacks run inside the poll; a rebalance that another member
         just started reaches this one at its next heartbeat) and applying, until no rebalance has been in progress
-        for ``_quiet_before_leaving_s``, or ``LEAVE_AFTER_REBALANCE_S`` passed."""
+        for ``_quiet_before_leaving_s``, or ``LEAVE_AFTER_REBALANCE_S`` passed. A consumer that never had an
+        assignment leaves at once."""
+        if not self.stats.last_assignment:
+            return  # never a member with partitions (it may not even reach the broker): nothing to settle
         started = time.monotonic()
         deadline = started + LEAVE_AFTER_REBALANCE_S
         waiting_logged = False
@@ -212,10 +218,11 @@ class EventConsumer:
                 self.handle(messages)
         log.warning("leaving_during_rebalance", waited_s=LEAVE_AFTER_REBALANCE_S)
 
-    def handle(self, messages: list[Message]) -> BatchResult | None:
-        """Decode, apply and commit one polled batch."""
+    def handle(self, messages: list[Message]) -> list[BatchResult]:
+        """Decode, apply and commit one polled batch; the results of the transactions that applied it."""
         started = time.monotonic()
         events: list[PlatformEvent] = []
+        received: dict[Origin, Message] = {}
         for message in messages:
             if (kafka_error := message.error()) is not None:
                 if kafka_error.code() != KafkaError._PARTITION_EOF:
@@ -224,39 +231,54 @@ class EventConsumer:
             if self._start is not None and self._start.is_before(message):
                 continue
             origin = Origin.of(message)
+            received[origin] = message
             try:
                 event = self.decoder.decode(message.value(), message_headers(message), origin)
             except DecodeError as error:
-                metrics.DEAD_LETTERS.inc()
-                log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
-                            partition=origin.partition, offset=origin.offset)
-                self._dead_letters.send(message, error)
-                self._status.record_dead_letter(origin.topic, origin.partition)
-                self.stats.dead_letters += 1
-                self._dead_letter_counter.record(valid=False)
+                self._dead_letter(message, origin, error)
             else:
                 self._dead_letter_counter.record(valid=True)
                 if self._accept(event):
                     events.append(event)
-        result = self._apply_with_retries(events) if events else None
+        results = apply_isolating(self._apply_with_retries, events, partial(self._reject, received)) if events else []
         self._dead_letters.flush()
         self._commit(messages)
+        changes = sum(len(result.diff) for result in results)
         self.stats.messages += sum(1 for message in messages if not message.error())
         self.stats.last_message = time.monotonic()
-        self.stats.events += len(events)
+        self.stats.events += sum(result.events for result in results)
         self.stats.batches += 1
-        self.stats.membership_changes += len(result.diff) if result else 0
-        if result:
+        self.stats.membership_changes += changes
+        for result in results:
             self._status.record_batch(result)
         self.stats.last_batch_ms = (time.monotonic() - started) * 1000
         metrics.MESSAGES.inc(len(messages))
         metrics.EVENTS.inc(len(events))
-        metrics.MEMBERSHIP_CHANGES.inc(len(result.diff) if result else 0)
+        metrics.MEMBERSHIP_CHANGES.inc(changes)
         metrics.BATCH_SECONDS.observe(self.stats.last_batch_ms / 1000)
         self._on_batch(messages)  # applied and committed
-        return result
+        return results
 
-    def _apply_with_retries(self, events: list[PlatformEvent]) -> BatchResult:
+    def _dead_letter(self, message: Message, origin: Origin, error: DecodeError) -> None:
+        """Send one message to the dead-letter topic with why; counted against the dead-letter limit."""
+        metrics.DEAD_LETTERS.labels(error.reason).inc()
+        log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
+                    partition=origin.partition, offset=origin.offset)
+        self._dead_letters.send(message, error)
+        self._status.record_dead_letter(origin.topic, origin.partition, error.reason)
+        self.stats.dead_letters += 1
+        self._dead_letter_counter.record(valid=False)
+
+    def _reject(self, received: dict[Origin, Message], event: PlatformEvent, exc: Exception) -> None:
+        """Dead-letter an event that fails to apply on its own (``apply_failed``, with the exception)."""
+        if event.origin is None:  # not read from Kafka: nothing to dead-letter
+            raise exc
+        log.error("event_failed", event_type=event.event_type, event_id=event.event_id,
+                  error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+        self._dead_letter(received[event.origin], event.origin,
+                          DecodeError("apply_failed", f"{type(exc).__name__}: {exc}", type(exc).__name__))
+
+    def _apply_with_retries(self, events: Sequence[PlatformEvent]) -> BatchResult:
         delay = 0.2
         while True:
             try:

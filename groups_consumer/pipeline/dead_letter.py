@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from groups_consumer.pipeline.decode import DecodeError, Origin, message_headers
+from groups_consumer.errors import DecodeError
+from groups_consumer.pipeline.decode import Origin, message_headers
 
 
 class DeadLetterLimitExceeded(RuntimeError):
@@ -68,6 +69,8 @@ class DeadLetterQueue:
             ("dlq_reason", error.reason.encode()), ("dlq_error", error.detail[:1000].encode()),
             ("dlq_topic", origin.topic.encode()), ("dlq_partition", str(origin.partition).encode()),
             ("dlq_offset", str(origin.offset).encode())]
+        if error.exception:
+            headers.append(("dlq_exception", error.exception.encode()))
         producer = self._open_producer()
         producer.produce(self.topic, key=message.key(), value=message.value(), headers=headers,
                          on_delivery=self._delivered)

@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
@@ -21,22 +21,17 @@ from fastavro.types import Schema
 from openedx_events.event_bus.avro.schema import schema_from_signal
 from openedx_events.tooling import OpenEdxPublicSignal
 
+from groups_consumer.errors import DecodeError
 from groups_consumer.event_types import SIGNALS
+from groups_consumer.pipeline.validate import check_payload
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
 
 Headers = Sequence[tuple[str, bytes | None]] | None
+#: How far ahead of this process's clock an event's ce_time may be (clocks of LMS hosts drift a little).
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
 CONFLUENT_MAGIC = 0
-
-
-class DecodeError(Exception):
-    """The message cannot be decoded; ``reason`` is a short machine-readable code for the dead-letter header."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -77,8 +72,11 @@ class EventDecoder:
     """Decodes messages of the consumed event types. ``writer_schema(id)`` resolves registry ids (optional)."""
 
     def __init__(self, signals: Mapping[str, OpenEdxPublicSignal] | None = None,
-                 writer_schema: Callable[[int], dict[str, Any]] | None = None) -> None:
+                 writer_schema: Callable[[int], dict[str, Any]] | None = None,
+                 max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         signals = SIGNALS if signals is None else signals
+        self._max_clock_skew, self._clock = max_clock_skew, clock
         self._schemas = {event_type: fastavro.parse_schema(schema_from_signal(signal))
                          for event_type, signal in signals.items()}
         self._writer_schema = writer_schema
@@ -101,9 +99,14 @@ class EventDecoder:
         if not event_id:
             raise DecodeError("missing_header", "no ce_id header")
         time = _event_time(found.get("ce_time"))
+        if time - self._clock() > self._max_clock_skew:
+            raise DecodeError("event_from_the_future", f"ce_time {time.isoformat()} is more than "
+                                                       f"{self._max_clock_skew} ahead of this clock")
         if not value:
             raise DecodeError("empty_body", "the message has no value")
-        return PlatformEvent(event_type, event_id, time, self._body(event_type, value), origin)
+        data = self._body(event_type, value)
+        check_payload(event_type, data)
+        return PlatformEvent(event_type, event_id, time, data, origin)
 
     def _body(self, event_type: str, value: bytes) -> Mapping[str, Any]:
         schema = self._schemas[event_type]

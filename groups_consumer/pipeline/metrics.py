@@ -16,7 +16,7 @@ from prometheus_client import Counter, Gauge, Histogram, make_wsgi_app
 
 MESSAGES = Counter("groups_consumer_messages", "Messages read from Kafka")
 EVENTS = Counter("groups_consumer_events", "Events decoded and applied")
-DEAD_LETTERS = Counter("groups_consumer_dead_letters", "Messages sent to the dead-letter topic")
+DEAD_LETTERS = Counter("groups_consumer_dead_letters", "Messages sent to the dead-letter topic", ["reason"])
 DB_RETRIES = Counter("groups_consumer_database_retries", "Batches retried after a transient database error")
 MEMBERSHIP_CHANGES = Counter("groups_consumer_membership_changes", "Memberships joined or left")
 BATCH_SECONDS = Histogram("groups_consumer_batch_seconds", "Time to decode, apply and commit one batch",

@@ -1,6 +1,6 @@
-"""What a consumer tells ``groups-consumer status``: its partitions' positions, lag and dead letters, and the
-last event applied to each group. Kept in memory between reports and written every few seconds, outside the
-batch transactions, so reporting never slows or blocks event processing."""
+"""What a consumer tells ``groups-consumer status``: its partitions' positions, lag and dead letters, its
+dead letters by reason, and the last event applied to each group. Kept in memory between reports and written
+every few seconds, outside the batch transactions, so reporting never slows or blocks event processing."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from django.db import DatabaseError
 from django.db.models import F, Q
 from django.utils import timezone
 
-from groups_consumer.models import Group, PartitionStatus
+from groups_consumer.models import DeadLetterTally, Group, PartitionStatus
 from groups_consumer.pipeline.batch import BatchResult
 from groups_consumer.scheduling.leases import process_identity
 
@@ -39,6 +39,7 @@ class StatusReporter:
         self.report_partitions = report_partitions
         self._last_event: dict[int, tuple[datetime, str]] = {}
         self._dead_letters: Counter[tuple[str, int]] = Counter()
+        self._reasons: Counter[str] = Counter()
 
     def record_batch(self, result: BatchResult) -> None:
         """Remember the latest event applied to each group."""
@@ -47,10 +48,11 @@ class StatusReporter:
             if known is None or known[0] < event.time:
                 self._last_event[group_id] = (event.time, event.event_id)
 
-    def record_dead_letter(self, topic: str, partition: int) -> None:
-        """Count one message of a partition sent to the dead-letter topic."""
+    def record_dead_letter(self, topic: str, partition: int, reason: str) -> None:
+        """Count one message of a partition sent to the dead-letter topic, and its reason."""
         if self.report_partitions:
             self._dead_letters[(topic, partition)] += 1
+            self._reasons[reason] += 1
 
     def flush(self, positions: list[PartitionPosition]) -> None:
         """Write partition reports and groups' last events; a database error is logged and retried next time."""
@@ -78,3 +80,8 @@ class StatusReporter:
                 last_event_at=time, last_event_id=event_id)
             del self._last_event[group_id]
         self._dead_letters = +self._dead_letters  # drop the zeros
+        for reason, added in list(self._reasons.items()):
+            tally, _created = DeadLetterTally.objects.get_or_create(
+                consumer_group=self.consumer_group, reason=reason, defaults={"last_at": now})
+            DeadLetterTally.objects.filter(pk=tally.pk).update(count=F("count") + added, last_at=now)
+            del self._reasons[reason]

@@ -14,7 +14,8 @@ from groups_consumer.status import ServiceStatus, collect
 
 class Command(GroupsCommand):
     """Per group: state, members, last event, last sync, staleness, next due sync, drift and (time-relative
-    groups) how far time has been checked; per consumer partition: position, lag and dead letters."""
+    groups) how far time has been checked; per consumer partition: position, lag and dead letters (and the dead
+    letters by reason)."""
 
     help = "Show the state and freshness of every group and the consumers' lag and dead letters."
 
@@ -48,7 +49,9 @@ def render(status: ServiceStatus) -> str:
         parts += [(p.consumer_group, f"{p.topic}[{p.partition}]", _text(p.position), _text(p.lag),
                    str(p.dead_letters), _when(p.reported_at, status.now), p.consumer) for p in status.partitions]
         lines += _table(parts)
-        lines.append(f"total lag {status.total_lag}, dead letters {status.dead_letters}")
+        reasons = ", ".join(f"{reason} {count}" for reason, count in status.dead_letter_reasons.items())
+        lines.append(f"total lag {status.total_lag}, dead letters {status.dead_letters}"
+                     + (f" ({reasons})" if reasons else ""))
     else:
         lines.append("no consumer has reported yet")
     return "\n".join(lines)
