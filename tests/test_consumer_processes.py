@@ -220,3 +220,24 @@ def test_a_rolling_restart_during_a_rebalance_ends_with_every_event_applied(conf
             log_file.close()
     assert codes == dict.fromkeys(members, 0)
     assert sum(assert_equals_full_recompute(env).values()) > 0
+
+
+def test_bad_events_in_a_stream_are_dead_lettered_by_reason_and_the_consumer_stays_up(config, database_url):
+    """Every kind of bad event, mixed into a stream: the consumer process stays up and exits cleanly, each bad
+    event is a dead letter counted by its reason, and the groups equal the full recompute."""
+    env = prepared(config, database_url)
+    garbage = config.new_producer()
+    garbage.produce(config.topics[0], value=b"\x00\x00\x00\x00\x07not avro")
+    assert garbage.flush(10) == 0
+    lms.send(config.kafka, config.topics[0], lms.enrollment(5, "not-a-course-key", NOW), lms.login(-5, NOW),
+             lms.grade(6, COURSES[0], 1.5, NOW), lms.profile(7, "ESP", NOW),
+             lms.login(8, NOW + timedelta(days=70 * 365)), *stream(seed=12, size=200))
+    consumer = subprocess.run([COMMAND, "consume", "--exit-when-idle", "5"], env=env, capture_output=True, text=True,
+                              timeout=300)
+    assert consumer.returncode == 0, consumer.stderr[-2000:]
+    status = json.loads(run(env, "status", "--json").stdout)["consumer"]
+    assert status["dead_letters_by_reason"] == {
+        "event_from_the_future": 1, "invalid_country": 1, "invalid_course_key": 1, "invalid_grade": 1,
+        "invalid_user_id": 1, "missing_header": 1}
+    assert status["dead_letters"] == 6
+    assert sum(assert_equals_full_recompute(env).values()) > 0

@@ -14,6 +14,7 @@ which have no enrollments, nor anything opaque-keys cannot parse.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Annotated, Any
 
 from opaque_keys import InvalidKeyError
@@ -28,7 +29,9 @@ from groups_consumer.errors import DecodeError
 MAX_USERNAME, MAX_MODE, MAX_COURSE_KEY = 150, 100, 255
 
 
+@lru_cache(maxsize=8192)
 def _course_key(text: str) -> str:
+    """``text`` if it is a course key (parsing costs tens of microseconds; a platform has few courses)."""
     try:
         key = CourseKey.from_string(text)
     except InvalidKeyError:
