@@ -243,17 +243,17 @@ class EventConsumer:
         results = apply_isolating(self._apply_with_retries, events, partial(self._reject, received)) if events else []
         self._dead_letters.flush()
         self._commit(messages)
-        changes = sum(len(result.diff) for result in results)
+        changes, applied = sum(len(result.diff) for result in results), sum(result.events for result in results)
         self.stats.messages += sum(1 for message in messages if not message.error())
         self.stats.last_message = time.monotonic()
-        self.stats.events += sum(result.events for result in results)
+        self.stats.events += applied
         self.stats.batches += 1
         self.stats.membership_changes += changes
         for result in results:
             self._status.record_batch(result)
         self.stats.last_batch_ms = (time.monotonic() - started) * 1000
         metrics.MESSAGES.inc(len(messages))
-        metrics.EVENTS.inc(len(events))
+        metrics.EVENTS.inc(applied)
         metrics.MEMBERSHIP_CHANGES.inc(changes)
         metrics.BATCH_SECONDS.observe(self.stats.last_batch_ms / 1000)
         self._on_batch(messages)  # applied and committed
