@@ -152,6 +152,21 @@ def test_too_many_dead_letters_stop_the_consumer_without_committing(config):
         consume(limited, messages=5)
 
 
+def test_events_that_all_fail_to_apply_reach_the_dead_letter_limit(config, monkeypatch):
+    """A bad deploy that makes every event fail (here a bug in the fact stage) stops the consumer at the limit
+    instead of draining the topic into the DLQ: each failed event counts once, as a dead letter."""
+    from groups_consumer.pipeline import batch
+
+    def always_failing(event):
+        raise RuntimeError("relation does not exist")
+
+    monkeypatch.setattr(batch, "updates_from", always_failing)
+    send_as_lms(config, *(lms.login(user_id, T[30]) for user_id in range(1, 6)))
+    limited = ConsumerConfig(**{**config.__dict__, "dead_letter_limit": DeadLetterLimit(max_consecutive=3)})
+    with pytest.raises(DeadLetterLimitExceeded, match="4 undecodable messages in a row"):
+        consume(limited, messages=5)
+
+
 def test_replay_from_the_beginning_rebuilds_and_is_idempotent(config):
     from groups_consumer.models import Membership, UserFact
     from groups_consumer.pipeline.replay import replay

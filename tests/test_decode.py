@@ -123,6 +123,10 @@ def test_course_keys_the_lms_sends_are_accepted(course_key):
     assert decoded.data["enrollment"]["course"]["course_key"] == course_key
 
 
+def test_an_empty_country_is_no_country():
+    assert DECODER.decode(*lms.profile(1, "", NOW).wire()[1:]).data["profile"]["country"] == ""
+
+
 def test_events_a_little_ahead_or_far_in_the_past_are_accepted():
     decoder = EventDecoder(clock=lambda: NOW)
     assert decoder.decode(*lms.login(1, NOW + timedelta(minutes=4)).wire()[1:]).time > NOW

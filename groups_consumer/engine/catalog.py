@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 import structlog
+from django.db import DatabaseError
 from django.db.models import Count, Max
 
 from groups_consumer.engine import rules
@@ -111,6 +112,8 @@ class CompiledGroup:
             try:
                 if learner is not None and learner.in_scope(scope_type, key) and matches(user_id):
                     found.add(user_id)
+            except DatabaseError:
+                raise  # the batch's transaction is at stake: retried (transient) or isolated by the consumer
             except Exception as exc:
                 if failed is None:
                     raise

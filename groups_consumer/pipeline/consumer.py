@@ -237,10 +237,15 @@ class EventConsumer:
             except DecodeError as error:
                 self._dead_letter(message, origin, error)
             else:
-                self._dead_letter_counter.record(valid=True)
                 if self._accept(event):
                     events.append(event)
+                else:
+                    self._dead_letter_counter.record(valid=True)
+        dead_before = self.stats.dead_letters
         results = apply_isolating(self._apply_with_retries, events, partial(self._reject, received)) if events else []
+        # Counted once each, after applying: an event that failed to apply counts as a dead letter, not as valid.
+        for _ in range(len(events) - (self.stats.dead_letters - dead_before)):
+            self._dead_letter_counter.record(valid=True)
         self._dead_letters.flush()
         self._commit(messages)
         changes, applied = sum(len(result.diff) for result in results), sum(result.events for result in results)
@@ -395,12 +400,16 @@ class EventConsumer:
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A rebalance revokes ``partitions`` (all of them when eager, those moving when cooperative). Nothing to
-        commit: every polled batch was applied and committed before this poll."""
+        commit: every polled batch was applied and committed before this poll. They are resumed: librdkafka keeps
+        a pause across reassignment, and one paused while the batch waited for the database must come back
+        fetching."""
         self._rebalancing, self._rebalancing_since = True, time.monotonic()
+        _consumer.resume(partitions)
         log.info("partitions_revoked", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """The session expired: ``partitions`` may already belong to other members (their uncommitted batches,
-        if any, are delivered again there)."""
+        if any, are delivered again there). Resumed, as in ``_revoked``."""
         self._rebalancing, self._rebalancing_since = True, time.monotonic()
+        _consumer.resume(partitions)
         log.warning("partitions_lost", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])

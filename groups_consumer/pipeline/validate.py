@@ -101,7 +101,7 @@ class _PassingEvent(_Read):
 
 class _Profile(_Read):
     user: _User
-    country: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$")] | None
+    country: Annotated[str, StringConstraints(pattern=r"^([A-Za-z]{2})?$")] | None  # "": no country, as None
 
 
 class _ProfileEvent(_Read):
