@@ -79,7 +79,7 @@ RESERVED = {
 #: Defaults an operator may override. librdkafka waits 30 s for a connection to be set up; a TLS client on a
 #: plaintext listener (or the reverse) may wait that long in silence, so this follows the Java client (10 s).
 DEFAULTS = {"client.id": "groups-consumer", "socket.connection.setup.timeout.ms": "10000"}
-SECRET_WORDS = ("password", "secret")
+SECRET_WORDS = ("password", "secret", "passphrase", "private.key", "extensions")
 _PROPERTY_IN_MESSAGE = re.compile(r'property:? "([a-z0-9._]+)"')
 
 

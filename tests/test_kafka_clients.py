@@ -99,8 +99,9 @@ def test_properties_librdkafka_refuses_are_named_by_their_variable_when_the_clie
 
 
 def test_secrets_are_hidden_in_repr_descriptions_and_librdkafka_messages():
-    kafka = settings(**SCRAM)
+    kafka = settings(**SCRAM, KAFKA_CLIENT_SASL_OAUTHBEARER_ASSERTION_PRIVATE_KEY_PASSPHRASE=PASSWORD)
     assert PASSWORD not in repr(kafka) and kafka.describe()["sasl.password"] == "***"
+    assert kafka.describe()["sasl.oauthbearer.assertion.private.key.passphrase"] == "***"
     assert kafka.describe()["sasl.username"] == "groups"
     explained = kafka._explain("consumer", f'Invalid value "{PASSWORD}" for configuration property "sasl.password"')
     assert explained.startswith("KAFKA_SASL_PASSWORD: ") and PASSWORD not in explained
