@@ -4,9 +4,15 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: venv lint test test-sqlite test-postgres test-future run demo bench clean
+.PHONY: venv browser lint test test-sqlite test-postgres test-future run demo bench clean
 
 venv: $(VENV)/.installed
+
+## The browser of the staff UI's tests: Debian's chromium, driven by Playwright (whose own download cannot work
+## here). Installed with apt when missing (root, or passwordless sudo).
+browser:
+	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,25 +28,30 @@ lint: venv
 ## The whole suite, once on SQLite and once on PostgreSQL.
 test: test-sqlite test-postgres
 
-test-sqlite: venv
+test-sqlite: venv browser
 	DATABASE_URL=sqlite:// $(BIN)/pytest -q
 
-test-postgres: venv
+test-postgres: venv browser
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/pytest -q
 
 ## The whole suite again with the wall clock of every Python process 12 months ahead (MONTHS=N to change),
 ## starting a minute before the end of a month: no test may pass only on the day it was written.
 MONTHS ?= 12
-test-future: venv
+test-future: venv browser
 	DATABASE_URL=sqlite:// $(BIN)/python -m tests.future_clock --months $(MONTHS) -- $(BIN)/pytest -q
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m tests.future_clock --months $(MONTHS) -- $(BIN)/pytest -q
 
-## The service on its embedded default: the consumer and the scheduler (the two Procfile lines) on a SQLite
-## file in the working directory and, unless KAFKA_BOOTSTRAP_SERVERS is set, a local Kafka-protocol broker
-## (tansu, memory only) on port 19092.
+## The service on its embedded default: the consumer, the scheduler and the web process (the Procfile's lines)
+## on a SQLite file in the working directory and, unless KAFKA_BOOTSTRAP_SERVERS is set, a local
+## Kafka-protocol broker (tansu, memory only) on port 19092. The web process listens on PORT (8000); unless
+## DJANGO_SECRET_KEY is set, a random key is made once and kept in .django-secret-key.
 run: venv
 	$(BIN)/groups-consumer migrate --no-input
-	$(BIN)/groups-consumer scheduler & trap 'kill -TERM $$! 2>/dev/null; wait $$!' EXIT; \
+	export DJANGO_SECRET_KEY="$${DJANGO_SECRET_KEY:-$$(cat .django-secret-key 2>/dev/null || \
+	    $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' | tee .django-secret-key)}"; \
+	  $(BIN)/groups-consumer scheduler & scheduler=$$!; \
+	  $(BIN)/groups-consumer serve & web=$$!; \
+	  trap 'kill -TERM $$scheduler $$web 2>/dev/null; wait $$scheduler $$web' EXIT; \
 	  $(BIN)/groups-consumer consume
 
 ## A sample stream, produced with openedx-events' serializer, into the embedded default; shows the groups
@@ -62,4 +73,4 @@ bench: venv
 	$(BIN)/python -m bench $(ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info groups-consumer.sqlite3 demo.sqlite3 demo-consumer.log
+	rm -rf $(VENV) *.egg-info groups-consumer.sqlite3 demo.sqlite3 demo-consumer.log staticfiles

@@ -7,21 +7,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import structlog
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
+from django.utils.duration import duration_iso_string
 
 from groups_consumer.definitions import GroupDefinition, ScopeDefinition, parse_definition, parse_documents
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.full_sync import SyncReport, user_ranges
+from groups_consumer.engine.preview import NEW_GROUP_ID, Preview
+from groups_consumer.engine.preview import preview as engine_preview
 from groups_consumer.engine.selection import Query
 from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
 from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType, UserFact
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import UpdateMethod
+from groups_consumer.plugins.ui_metadata import ui_metadata
 from groups_consumer.scheduling.sync_runner import group_leases, run_sync
 
+log = structlog.get_logger(__name__)
 #: How long an operator's sync waits for the same groups' sync running elsewhere before giving up.
 OPERATOR_WAIT_S = 600.0
 
@@ -45,23 +51,75 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
                       wait_s: float = OPERATOR_WAIT_S) -> ApplyReport:
     """Create or update groups from one document or a list (all or nothing), then sync what changed.
 
-    Changing a group's exclusive set or disabling it removes its current members (logged as manual changes);
-    the sync then re-adds whoever qualifies. Existing groups are changed under their sync leases (waiting up
-    to ``wait_s`` seconds for a sync running elsewhere), so no sync goes on with their old definitions.
+    A document updates the group of its scope and name, or creates it. Changing a group's exclusive set or
+    disabling it removes its current members (logged as manual changes); the sync then re-adds whoever
+    qualifies. Existing groups are changed under their sync leases (waiting up to ``wait_s`` seconds for a
+    sync running elsewhere), so no sync goes on with their old definitions.
     """
-    clock = _clock(now)
     parsed = parse_documents(data)
-    existing = [gid for definition, _rule in parsed for gid in Group.objects.filter(
-        scope__type=definition.scope.type, scope__key=definition.scope.key, name=definition.name
-    ).values_list("id", flat=True)]
+    targets = [(definition, _stored(definition.scope, definition.name)) for definition, _rule in parsed]
+    return _commit(targets, sync=sync, clock=_clock(now), wait_s=wait_s)
+
+
+def save_group(doc: Any, group: Group | None = None, *, sync: bool = True, now: datetime | None = None,
+               wait_s: float = OPERATOR_WAIT_S) -> tuple[Group, ApplyReport]:
+    """Create a group from a document (``group`` None) or replace ``group``'s definition with it (its name and
+    scope may change); then sync it as ``apply`` does. A name already taken in the scope is refused."""
+    definition, _rule = parse_definition(doc)
+    other = _stored(definition.scope, definition.name)
+    if other is not None and (group is None or other.id != group.id):
+        raise DefinitionError("name", f"a group named {definition.name!r} already exists in scope "
+                                      f"{definition.scope.as_criterion_scope()} (id {other.id})")
+    report = _commit([(definition, group)], sync=sync, clock=_clock(now), wait_s=wait_s)
+    saved = Group.objects.select_related("scope").get(scope__type=definition.scope.type,
+                                                      scope__key=definition.scope.key, name=definition.name)
+    return saved, report
+
+
+def definition_document(group: Group) -> dict[str, Any]:
+    """A stored group as the JSON document that defines it (what ``apply`` and the API take)."""
+    scope: dict[str, str] = {"type": group.scope.type}
+    if group.scope.key:
+        scope["key"] = group.scope.key
+    return {"name": group.name, "scope": scope, "rule": group.rule, "enabled": group.enabled, "frozen": group.frozen,
+            "exclusive_set": group.exclusive_set or None, "priority": group.priority,
+            "refresh": duration_iso_string(group.refresh) if group.refresh is not None else None}
+
+
+def delete_group(group: Group, *, wait_s: float = OPERATOR_WAIT_S) -> int:
+    """Delete a group under its sync lease: its memberships and its change log go with it (disable a group
+    instead to keep its history). The users it held in an exclusive set are re-decided among its siblings.
+    Returns how many members it had."""
+    sibling_set = group.exclusive_set
+    with group_leases([group.id]).acquire(wait_s), transaction.atomic():
+        members = group.memberships.count()
+        log.info("group_deleted", group=group.name, scope=str(group.scope), members=members,
+                 definition=definition_document(group))
+        group.delete()
+    if sibling_set:
+        catalog = GroupCatalog.load(record_broken=False)
+        run_sync([g.id for g in catalog.exclusive_set(sibling_set)], clock=timezone.now, record_drift=False,
+                 wait_s=wait_s)
+    return members
+
+
+def _stored(scope: ScopeDefinition, name: str) -> Group | None:
+    return Group.objects.filter(scope__type=scope.type, scope__key=scope.key, name=name).first()
+
+
+def _commit(targets: list[tuple[GroupDefinition, Group | None]], *, sync: bool, clock: Callable[[], datetime],
+            wait_s: float) -> ApplyReport:
+    """Save definitions (each over its stored group, or as a new one) in one transaction under the stored
+    groups' leases, then sync what changed and the exclusive sets groups left."""
     report, touched, left_sets = ApplyReport(), [], set()
+    existing = [group.id for _definition, group in targets if group is not None]
     with group_leases(existing).acquire(wait_s), transaction.atomic():
-        for definition, _rule in parsed:
-            group, outcome, previous_set = _save(definition, clock())
-            getattr(report, outcome).append(f"{group.name} ({group.scope})")
+        for definition, group in targets:
+            saved, outcome, previous_set = _save(definition, group, clock())
+            getattr(report, outcome).append(f"{saved.name} ({saved.scope})")
             if outcome != "unchanged":
-                touched.append(group.id)
-            if previous_set and previous_set != group.exclusive_set:
+                touched.append(saved.id)
+            if previous_set and previous_set != saved.exclusive_set:
                 left_sets.add(previous_set)  # users it released may now belong to a sibling
     if sync and touched:
         catalog = GroupCatalog.load(record_broken=False)
@@ -75,17 +133,17 @@ def _clock(now: datetime | None) -> Callable[[], datetime]:
     return (lambda: now) if now is not None else timezone.now
 
 
-def _save(definition: GroupDefinition, now: datetime) -> tuple[Group, str, str | None]:
+def _save(definition: GroupDefinition, group: Group | None, now: datetime) -> tuple[Group, str, str | None]:
     """Create or update one group; returns it, the outcome and its exclusive set before the change."""
     scope, _ = Scope.objects.get_or_create(type=definition.scope.type, key=definition.scope.key)
     values = definition.model_dump(include={"rule", "enabled", "frozen", "exclusive_set", "priority", "refresh"})
-    group = Group.objects.filter(scope=scope, name=definition.name).first()
     if group is None:
         return Group.objects.create(scope=scope, name=definition.name, **values), "created", None
+    values.update(scope=scope, name=definition.name)
     previous_set = group.exclusive_set
     if all(getattr(group, key) == value for key, value in values.items()) and not group.broken_reason:
         return group, "unchanged", previous_set
-    if group.exclusive_set != definition.exclusive_set or not definition.enabled:
+    if group.exclusive_set != definition.exclusive_set or not definition.enabled or group.scope_id != scope.id:
         clear_members(group, cause_id="redefined", now=now)
     for key, value in values.items():
         setattr(group, key, value)
@@ -160,12 +218,39 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
 def preview_count(doc: Any, *, now: datetime | None = None) -> int:
     """How many users a definition would select now, before saving it (exclusive sets not applied)."""
     definition, rule = parse_definition(doc)
-    preview = CompiledGroup(id=0, name=definition.name, scope=definition.scope.as_criterion_scope(),
+    preview = CompiledGroup(id=NEW_GROUP_ID, name=definition.name, scope=definition.scope.as_criterion_scope(),
                             exclusive_set=None, priority=0, rule=rule)
     members = preview.members(now or timezone.now())
     if isinstance(members, Query):
         return members.count()
     return sum(len(members.resolve(users)) for users in user_ranges(20_000))
+
+
+def preview_definition(doc: Any, group: Group | None = None, *, now: datetime | None = None) -> Preview:
+    """What saving ``doc`` (as a new group, or over ``group``; else over the stored group of its scope and name)
+    would do now: members before and after, who joins and leaves, and which exclusive siblings change. Nothing
+    is saved and nothing is locked."""
+    definition, rule = parse_definition(doc)
+    if group is None:
+        group = _stored(definition.scope, definition.name)
+    proposed = CompiledGroup(
+        id=group.id if group is not None else NEW_GROUP_ID, name=definition.name,
+        scope=definition.scope.as_criterion_scope(), exclusive_set=definition.exclusive_set,
+        priority=definition.priority, rule=rule if definition.enabled else None, frozen=definition.frozen,
+        refresh=definition.refresh)
+    moves = group is not None and (group.exclusive_set != definition.exclusive_set or not definition.enabled
+                                   or (group.scope.type, group.scope.key) != (definition.scope.type,
+                                                                              definition.scope.key))
+    return engine_preview(GroupCatalog.load(record_broken=False), proposed, clears_members=moves,
+                          left_set=group.exclusive_set if moves and group is not None else None,
+                          now=now or timezone.now())
+
+
+def preview_documents(data: Any, *, now: datetime | None = None) -> list[Preview]:
+    """``preview_definition`` of every document of a file, each against the stored groups (``apply --dry-run``)."""
+    documents = data if isinstance(data, list) else [data]
+    parse_documents(data)  # the whole file is refused as apply would refuse it
+    return [preview_definition(doc, now=now) for doc in documents]
 
 
 def parse_scope(text: str | None) -> ScopeDefinition | None:
@@ -298,19 +383,46 @@ def _explain_exclusive_set(target: CompiledGroup, siblings: list[CompiledGroup],
     return lines
 
 
-def criterion_catalog() -> list[dict[str, Any]]:
-    """Registered criterion types with their plugin package and config schema; then unusable names."""
+def criterion_catalog(scope: ScopeDefinition | None = None) -> list[dict[str, Any]]:
+    """Registered criterion types with their plugin package, operators, events, refresh frequency, update
+    methods, config schema and form metadata; then the names that cannot be used (broken or ambiguous plugins),
+    with the reason. With ``scope``, only the types available there."""
     types = registry.criterion_types()
-    listing = [{"name": name, "package": plugin.source, "class": plugin.target,
-                "description": plugin.obj.description, "operators": list(plugin.obj.operators),
-                "scopes": sorted(s.value for s in plugin.obj.scopes), "events": sorted(plugin.obj.events),
-                "backend": plugin.obj.backend, "config_schema": plugin.obj.config_schema()}
-               for name, plugin in sorted(types.plugins.items())]
-    listing += [{"name": name, "error": types.unavailable_reason(name)}
+    listing: list[dict[str, Any]] = [
+        {"name": name, "available": True, "package": plugin.source, "class": plugin.target,
+         "description": plugin.obj.description, "operators": list(plugin.obj.operators),
+         "scopes": sorted(s.value for s in plugin.obj.scopes), "events": sorted(plugin.obj.events),
+         "backend": plugin.obj.backend, "refresh_s": plugin.obj.refresh.total_seconds(),
+         "update_methods": sorted(m.value for m in plugin.obj.update_methods),
+         "time_relative": plugin.obj.is_time_relative(), "config_schema": plugin.obj.config_schema(),
+         "ui_metadata": ui_metadata(plugin.obj.Config)}
+        for name, plugin in sorted(types.plugins.items()) if scope is None or scope.type in plugin.obj.scopes]
+    listing += [{"name": name, "available": False, "error": types.unavailable_reason(name)}
                 for name in sorted({*types.conflicts, *types.failures})]
     return listing
 
 
-__all__ = ["ApplyReport", "Explanation", "ScopeType", "apply_definitions", "clear_members", "criterion_catalog",
-           "explain", "find_group", "groups_matching", "members", "not_synced", "parse_scope", "preview_count",
-           "sync_groups", "update_manual_group", "user_groups", "validate_definition"]
+def changes(*, group: Group | None = None, user_id: int | None = None, since: datetime | None = None,
+            until: datetime | None = None, cause: str | None = None,
+            kind: str | None = None) -> QuerySet[MembershipChange]:
+    """The membership change log of a group and / or a user, newest first, in ``[since, until)``."""
+    rows = MembershipChange.objects.select_related("group__scope").order_by("-at", "-id")
+    if group is not None:
+        rows = rows.filter(group=group)
+    if user_id is not None:
+        rows = rows.filter(user_id=user_id)
+    if since is not None:
+        rows = rows.filter(at__gte=since)
+    if until is not None:
+        rows = rows.filter(at__lt=until)
+    if cause is not None:
+        rows = rows.filter(cause=cause)
+    if kind is not None:
+        rows = rows.filter(kind=kind)
+    return rows
+
+
+__all__ = ["ApplyReport", "Explanation", "Preview", "ScopeType", "apply_definitions", "changes", "clear_members",
+           "criterion_catalog", "definition_document", "delete_group", "explain", "find_group", "groups_matching",
+           "members", "not_synced", "parse_scope", "preview_count", "preview_definition", "preview_documents",
+           "save_group", "sync_groups", "update_manual_group", "user_groups", "validate_definition"]

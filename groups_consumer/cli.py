@@ -21,8 +21,11 @@ VERBS = {
     "explain": "why a user is or is not in a group",
     "criteria": "registered criterion types, their plugin and config schema",
     "manual": "replace or extend a manual group's users from a CSV of ids or usernames",
+    "serve": "the web process: REST API (/api/v1/), admin (/admin/), /health",
 }
-DJANGO_VERBS = {"migrate": "create or upgrade the database schema", "showmigrations": "list migrations"}
+DJANGO_VERBS = {"migrate": "create or upgrade the database schema", "showmigrations": "list migrations",
+               "createsuperuser": "create an admin user (staff) for the admin and the API",
+               "drf_create_token": "create (or -r replace) the API token of a user, for services"}
 
 
 def usage() -> str:

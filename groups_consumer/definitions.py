@@ -80,8 +80,9 @@ def parse_definition(doc: Any, types: CriterionRegistry | None = None) -> tuple[
     try:
         definition = GroupDefinition.model_validate(doc)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        raise DefinitionError(".".join(str(p) for p in first["loc"]) or "(document)", first["msg"]) from exc
+        (field, message), *more = [(".".join(str(p) for p in error["loc"]) or "(document)", error["msg"])
+                                   for error in exc.errors()]
+        raise DefinitionError(field, message, more) from exc
     return definition, parse_rule(definition.rule, definition.scope.as_criterion_scope(), types)
 
 
@@ -94,7 +95,7 @@ def parse_documents(data: Any, types: CriterionRegistry | None = None) -> list[t
         try:
             parsed.append(parse_definition(doc, types))
         except DefinitionError as exc:
-            raise DefinitionError(f"[{i}].{exc.field}", exc.message) from exc
+            raise exc.prefixed(f"[{i}].") from exc
     names = [(d.scope, d.name) for d, _ in parsed]
     for i, key in enumerate(names):
         if key in names[:i]:

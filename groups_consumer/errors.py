@@ -1,13 +1,24 @@
 """Errors a user of groups-consumer can act on."""
 
+from __future__ import annotations
+
+from collections.abc import Sequence
+
 
 class DefinitionError(ValueError):
-    """A group definition is invalid. ``field`` is the path of the offending field, e.g. ``rule.all[1].config``."""
+    """A group definition is invalid. ``field`` is the path of the offending field, e.g. ``rule.all[1].config``;
+    ``errors`` lists every (path, message) found, the first being ``field`` and ``message``."""
 
-    def __init__(self, field: str, message: str):
+    def __init__(self, field: str, message: str, more: Sequence[tuple[str, str]] = ()):
         super().__init__(f"{field}: {message}")
         self.field = field
         self.message = message
+        self.errors = [(field, message), *more]
+
+    def prefixed(self, prefix: str) -> DefinitionError:
+        """The same errors with ``prefix`` before every path (an item of a list: ``[1].``)."""
+        (field, message), *more = [(f"{prefix}{path}", text) for path, text in self.errors]
+        return DefinitionError(field, message, more)
 
 
 class UnknownGroup(LookupError):

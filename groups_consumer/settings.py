@@ -4,6 +4,7 @@ Everything an operator sets comes from the environment (12-factor). A host Djang
 ``groups_consumer`` as an app uses its own settings instead and may set the ``GROUPS_CONSUMER_*`` keys below.
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -11,10 +12,18 @@ import dj_database_url
 
 from groups_consumer.log_config import configure_logging
 
-SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "groups-consumer-has-no-web-sessions")
+#: The built-in key: fine for the consumer and the scheduler (they sign nothing), refused by ``serve``.
+DEFAULT_SECRET_KEY = "groups-consumer-has-no-web-sessions"
+SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", DEFAULT_SECRET_KEY)
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
+ALLOWED_HOSTS = [host.strip() for host in os.environ.get("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")]
+CSRF_TRUSTED_ORIGINS = [o.strip() for o in os.environ.get("CSRF_TRUSTED_ORIGINS", "").split(",") if o.strip()]
+ROOT_URLCONF = "groups_consumer.urls"
+WSGI_APPLICATION = "groups_consumer.wsgi.application"
+STATIC_URL = "/static/"
+STATIC_ROOT = os.environ.get("STATIC_ROOT", str(Path.cwd() / "staticfiles"))
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
@@ -22,13 +31,67 @@ INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.messages",
     "django.contrib.sessions",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "groups_consumer",
 ]
 MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+# Served by the web process itself (whitenoise): compressed, with far-future caching of hashed names.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+WHITENOISE_USE_FINDERS = True  # the embedded default and tests serve without collectstatic
+
+# The REST API (groups_consumer/web/). No anonymous access: the LMS's JWTs (edx-drf-extensions, configured by
+# JWT_AUTH as in the platform), the admin's session (with CSRF) and tokens for services.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "edx_rest_framework_extensions.auth.jwt.authentication.JwtAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["groups_consumer.web.permissions.ReadAuthenticatedWriteEditors"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "groups_consumer.web.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "groups-consumer API",
+    "DESCRIPTION": "Dynamic user groups of an Open edX platform: criteria, groups, members, change log.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+#: The platform's JWT settings, as one JSON object in the environment: the keys of the LMS's ``JWT_AUTH``
+#: (``JWT_ISSUERS``, ``JWT_PUBLIC_SIGNING_JWK_SET``, ``JWT_AUDIENCE``, ...), over the platform's defaults below.
+#: Unset: no issuer is trusted, so no JWT is accepted.
+JWT_AUTH = {
+    "JWT_ISSUERS": [],
+    "JWT_PUBLIC_SIGNING_JWK_SET": None,
+    "JWT_AUTH_COOKIE": None,
+    "JWT_AUTH_HEADER_PREFIX": "JWT",
+    "JWT_ALGORITHM": "HS256",
+    "JWT_VERIFY_EXPIRATION": True,
+    "JWT_VERIFY_AUDIENCE": True,
+    "JWT_DECODE_HANDLER": "edx_rest_framework_extensions.auth.jwt.decoder.jwt_decode_handler",
+    **json.loads(os.environ.get("JWT_AUTH", "{}")),
+}
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",

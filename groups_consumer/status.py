@@ -98,7 +98,7 @@ def collect(now: datetime) -> ServiceStatus:
         compiled = catalog.groups.get(row.id) or compile_group(row)  # created since the catalog was loaded
         state = freshness(compiled, row.last_full_sync, now)
         groups.append(GroupStatus(
-            name=row.name, scope=str(compiled.scope), state=_state(row, compiled.broken_reason),
+            name=row.name, scope=str(compiled.scope), state=group_state(row, compiled.broken_reason),
             broken_reason=compiled.broken_reason, members=counts.get(row.id, 0),
             update_methods=sorted(method.value for method in compiled.update_methods),
             refresh_interval_s=state.interval.total_seconds() if state.interval else None,
@@ -115,7 +115,8 @@ def collect(now: datetime) -> ServiceStatus:
     return ServiceStatus(now, groups, partitions, dict(sorted(reasons.items())))
 
 
-def _state(row: Group, broken_reason: str) -> str:
+def group_state(row: Group, broken_reason: str) -> str:
+    """enabled, disabled, frozen or broken (the reason as the catalog compiled it, or as stored)."""
     if not row.enabled:
         return "disabled"
     if broken_reason:

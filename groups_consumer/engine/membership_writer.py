@@ -55,6 +55,16 @@ def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: 
     ``leave_alone`` is asked, once the stored memberships are read, for users whose memberships must not be
     touched (a sync: users that appeared after it locked its range).
     """
+    diff = differences(catalog, qualifying, users, leave_alone)
+    if diff:
+        with transaction.atomic():
+            _write(diff, {gid: catalog.groups[gid] for gid in qualifying}, cause, cause_id, now)
+    return diff
+
+
+def differences(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: UserDomain,
+                leave_alone: Callable[[], set[int]] = set) -> MembershipDiff:
+    """What ``reconcile`` would write, without writing it (previews of a definition use it alone)."""
     groups = {gid: catalog.groups[gid] for gid in qualifying}
     current: dict[int, set[int]] = defaultdict(set)
     per_group = None if isinstance(users, UserRange) else users
@@ -65,14 +75,10 @@ def reconcile(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users: 
         qualifying = {gid: members - skipped for gid, members in qualifying.items()}
         current = defaultdict(set, {gid: members - skipped for gid, members in current.items()})
     desired = arbitrate(qualifying, catalog.groups, _held_by_others(catalog, groups.values(), users))
-    diff = MembershipDiff(
+    return MembershipDiff(
         joined=[(gid, uid) for gid, members in desired.items() for uid in sorted(members - current[gid])],
         left=[(gid, uid) for gid, members in current.items() for uid in sorted(members - desired.get(gid, set()))],
     )
-    if diff:
-        with transaction.atomic():
-            _write(diff, groups, cause, cause_id, now)
-    return diff
 
 
 def _held_by_others(catalog: GroupCatalog, groups: Collection[CompiledGroup], users: UserDomain) -> dict[str, set[int]]:
