@@ -78,6 +78,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+# edx-drf-extensions reports to New Relic by default; this service has no APM agent.
+OPENEDX_TELEMETRY: list[str] = []
 #: The platform's JWT settings, as one JSON object in the environment: the keys of the LMS's ``JWT_AUTH``
 #: (``JWT_ISSUERS``, ``JWT_PUBLIC_SIGNING_JWK_SET``, ``JWT_AUDIENCE``, ...), over the platform's defaults below.
 #: Unset: no issuer is trusted, so no JWT is accepted.
