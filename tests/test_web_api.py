@@ -41,6 +41,14 @@ def created(client, doc):
     return answer.json()
 
 
+def test_schema_and_docs_for_authenticated_clients_only_health_for_all(client):
+    assert client.get("/api/v1/schema/").status_code == 200
+    assert client.get("/api/v1/docs/").status_code == 200
+    for path in ("/api/v1/schema/", "/api/v1/docs/", "/api/v1/groups/"):
+        assert APIClient().get(path).status_code == 401
+    assert APIClient().get("/health").json() == {"status": "ok"}
+
+
 def test_criteria_of_a_scope_with_form_metadata(client):
     listing = {c["name"]: c for c in client.get("/api/v1/criteria/", {"scope": f"course:{COURSE}"}).json()}
     assert {"last_login", "course_grade", "manual", "country", "enrollment_mode", "course_passing"} <= set(listing)
