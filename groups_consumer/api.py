@@ -173,8 +173,8 @@ class ManualUpdate:
     sync: SyncReport
 
 
-def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool,
-                        now: datetime | None = None) -> ManualUpdate:
+def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool, now: datetime | None = None,
+                        wait_s: float = OPERATOR_WAIT_S) -> ManualUpdate:
     """Replace (or, with ``append``, extend) a manual group's users from CSV rows of user ids or usernames.
 
     The first column of each row is read; a header row and blank rows are skipped. Usernames resolve through
@@ -207,11 +207,11 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
                   "frozen": group.frozen, "exclusive_set": group.exclusive_set, "priority": group.priority,
                   "refresh": group.refresh}
     parse_definition(definition)
-    with group_leases([group.id]).acquire(OPERATOR_WAIT_S):
+    with group_leases([group.id]).acquire(wait_s):
         group.rule = definition["rule"]
         group.save(update_fields=["rule", "modified"])  # bumps the catalog version: consumers reload
     report = run_sync([group.id], clock=_clock(now), method=UpdateMethod.MANUAL, cause=Cause.MANUAL,
-                      record_drift=False, wait_s=OPERATOR_WAIT_S)
+                      record_drift=False, wait_s=wait_s)
     return ManualUpdate(len(ids), sorted(unknown), report)
 
 
@@ -311,6 +311,21 @@ def not_synced(groups: Iterable[Group], report: SyncReport) -> list[tuple[str, s
     return skipped
 
 
+def list_groups(*, scope: ScopeDefinition | None = None, enabled: bool | None = None, frozen: bool | None = None,
+                broken: bool | None = None, exclusive_set: str | None = None) -> QuerySet[Group]:
+    """Groups in id order, filtered by whichever criteria are given."""
+    groups = groups_matching(scope=scope).order_by("id")
+    if enabled is not None:
+        groups = groups.filter(enabled=enabled)
+    if frozen is not None:
+        groups = groups.filter(frozen=frozen)
+    if broken is not None:
+        groups = groups.exclude(broken_reason="") if broken else groups.filter(broken_reason="")
+    if exclusive_set is not None:
+        groups = groups.filter(exclusive_set=exclusive_set)
+    return groups
+
+
 def members(group: Group) -> QuerySet[Membership]:
     """A group's memberships in user-id order."""
     return group.memberships.order_by("user_id")
@@ -319,6 +334,11 @@ def members(group: Group) -> QuerySet[Membership]:
 def user_groups(user_id: int) -> QuerySet[Group]:
     """The groups a user is in."""
     return Group.objects.filter(memberships__user_id=user_id).select_related("scope")
+
+
+def user_memberships(user_id: int) -> QuerySet[Membership]:
+    """A user's memberships with their groups, in group-id order."""
+    return Membership.objects.filter(user_id=user_id).select_related("group__scope").order_by("group_id")
 
 
 @dataclass
@@ -424,5 +444,6 @@ def changes(*, group: Group | None = None, user_id: int | None = None, since: da
 
 __all__ = ["ApplyReport", "Explanation", "Preview", "ScopeType", "apply_definitions", "changes", "clear_members",
            "criterion_catalog", "definition_document", "delete_group", "explain", "find_group", "groups_matching",
-           "members", "not_synced", "parse_scope", "preview_count", "preview_definition", "preview_documents",
-           "save_group", "sync_groups", "update_manual_group", "user_groups", "validate_definition"]
+           "list_groups", "members", "not_synced", "parse_scope", "preview_count", "preview_definition",
+           "preview_documents", "save_group", "sync_groups", "update_manual_group", "user_groups", "user_memberships",
+           "validate_definition"]

@@ -10,8 +10,11 @@ from django.core.management import call_command
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from criteria.country import Country
 from groups_consumer import api
 from groups_consumer.models import Group, Membership, MembershipChange
+from groups_consumer.plugins import registry
+from groups_consumer.plugins.registry import Plugin
 from tests.facts import COURSE, NOW, course, group_doc, leaf, user
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("clock_at_now")]
@@ -63,6 +66,15 @@ def test_criteria_of_a_scope_with_form_metadata(client):
     assert grade["config_schema"]["properties"]["percent"]["maximum"] == 1
     assert next(e for e in listing["manual"]["ui_metadata"] if e["name"] == "user_ids")["type"] == "list"
     assert client.get("/api/v1/criteria/?scope=galaxy:far").status_code == 400
+
+
+def test_a_broken_or_ambiguous_criterion_type_is_listed_as_unavailable_with_the_reason(client):
+    registry.criterion_types().add(Plugin("visits", Country, "acme.visits:Visits", "acme-visits"),
+                                   Plugin("visits", Country, "other.visits:Visits", "other-visits"))
+    listing = {c["name"]: c for c in client.get("/api/v1/criteria/").json()}
+    assert listing["visits"]["available"] is False
+    assert "acme.visits:Visits (package acme-visits) and other.visits:Visits" in listing["visits"]["error"]
+    assert listing["country"]["available"] is True
 
 
 def test_create_read_list_and_filter_groups(client, learners):

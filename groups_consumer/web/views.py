@@ -11,7 +11,7 @@ import io
 from dataclasses import asdict
 from typing import Any
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
@@ -24,7 +24,7 @@ from rest_framework.views import APIView
 
 from groups_consumer import api
 from groups_consumer.engine.full_sync import SyncReport
-from groups_consumer.models import Group, Membership
+from groups_consumer.models import Group
 from groups_consumer.status import collect
 from groups_consumer.web import serializers as s
 from groups_consumer.web.pagination import CURSOR_PARAMETERS, ChangeCursor, GroupPages, MemberCursor, page_of
@@ -34,6 +34,8 @@ NOT_FOUND = OpenApiResponse(OpenApiTypes.OBJECT, description="no such group")
 BUSY = OpenApiResponse(OpenApiTypes.OBJECT, description="another process is syncing the group; retry later")
 MEMBER_PAGE = page_of(s.MemberSerializer, "MemberPage")
 CHANGE_PAGE = page_of(s.ChangeSerializer, "ChangePage")
+#: How long a request waits for a group another process is syncing before answering 409.
+LEASE_WAIT_S = 10.0
 SCOPE = OpenApiParameter("scope", str, description="instance, org:KEY or course:KEY")
 
 
@@ -104,31 +106,21 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     parser_classes = (JSONParser,)
 
     def get_queryset(self) -> QuerySet[Group]:
-        groups = Group.objects.select_related("scope").order_by("id")
         if self.action != "list":
-            return groups
+            return api.list_groups()
         filters = s.GroupFilterSerializer(data=self.request.query_params)
         filters.is_valid(raise_exception=True)
-        wanted = filters.validated_data
-        if scope := api.parse_scope(wanted.get("scope")):
-            groups = groups.filter(scope__type=scope.type, scope__key=scope.key)
-        for flag in ("enabled", "frozen"):
-            if wanted.get(flag) is not None:
-                groups = groups.filter(**{flag: wanted[flag]})
-        if wanted.get("broken") is not None:
-            groups = groups.filter(~Q(broken_reason="")) if wanted["broken"] else groups.filter(broken_reason="")
-        if "exclusive_set" in wanted:
-            groups = groups.filter(exclusive_set=wanted["exclusive_set"])
-        return groups
+        wanted = dict(filters.validated_data)
+        return api.list_groups(**{**wanted, "scope": api.parse_scope(wanted.get("scope"))})
 
     def create(self, request: Request) -> Response:
         """Create a group from its document, then sync it."""
-        group, _report = api.save_group(_document(request))
+        group, _report = api.save_group(_document(request), wait_s=LEASE_WAIT_S)
         return Response(s.GroupSerializer(group).data, status=status.HTTP_201_CREATED)
 
     def update(self, request: Request, pk: str | None = None) -> Response:
         """Replace a group's definition (name and scope included), then sync what changed."""
-        group, _report = api.save_group(_document(request), self.get_object())
+        group, _report = api.save_group(_document(request), self.get_object(), wait_s=LEASE_WAIT_S)
         return Response(s.GroupSerializer(group).data)
 
     def partial_update(self, request: Request, pk: str | None = None) -> Response:
@@ -137,12 +129,12 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         patch = _document(request)
         if not isinstance(patch, dict):
             raise serializers.ValidationError({"(document)": ["a partial update is a JSON object"]})
-        saved, _report = api.save_group({**api.definition_document(group), **patch}, group)
+        saved, _report = api.save_group({**api.definition_document(group), **patch}, group, wait_s=LEASE_WAIT_S)
         return Response(s.GroupSerializer(saved).data)
 
     def destroy(self, request: Request, pk: str | None = None) -> Response:
         """Delete a group with its memberships and change log."""
-        api.delete_group(self.get_object())
+        api.delete_group(self.get_object(), wait_s=LEASE_WAIT_S)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(request=None, responses={200: s.GroupSerializer, 404: NOT_FOUND, 409: BUSY})
@@ -150,7 +142,8 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def disable(self, request: Request, pk: str | None = None) -> Response:
         """Disable a group: it is emptied (each removal logged) and no longer evaluated; its history stays."""
         group = self.get_object()
-        saved, _report = api.save_group({**api.definition_document(group), "enabled": False}, group)
+        saved, _report = api.save_group({**api.definition_document(group), "enabled": False}, group,
+                                         wait_s=LEASE_WAIT_S)
         return Response(s.GroupSerializer(saved).data)
 
     @extend_schema(parameters=CURSOR_PARAMETERS, responses={200: MEMBER_PAGE, 404: NOT_FOUND})
@@ -180,7 +173,7 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     def sync(self, request: Request, pk: str | None = None) -> Response:
         """Full sync of the group and its exclusive siblings now (differences only; drift recorded)."""
         groups = [self.get_object()]
-        return Response(s.SyncReportSerializer(_sync_answer(api.sync_groups(groups, wait_s=5.0), groups)).data)
+        return Response(s.SyncReportSerializer(_sync_answer(api.sync_groups(groups, wait_s=LEASE_WAIT_S), groups)).data)
 
     @extend_schema(request={"application/json": s.ManualListSerializer, "text/csv": OpenApiTypes.STR},
                    parameters=[OpenApiParameter("append", bool, description="text/csv: add instead of replace")],
@@ -196,7 +189,7 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
             body = s.ManualListSerializer(data=request.data)
             body.is_valid(raise_exception=True)
             rows, append = [[value] for value in body.validated_data["users"]], body.validated_data["append"]
-        update = api.update_manual_group(group, rows, append=bool(append))
+        update = api.update_manual_group(group, rows, append=bool(append), wait_s=LEASE_WAIT_S)
         return Response(s.ManualUpdateSerializer({
             "user_ids": update.user_ids, "sync": _sync_answer(update.sync, [group]),
             "skipped": [{"line": line, "value": value, "reason": reason} for line, value, reason in update.unknown],
@@ -229,8 +222,7 @@ class UserGroupsView(APIView):
     @extend_schema(responses={200: s.UserGroupSerializer(many=True)})
     def get(self, request: Request, user_id: int) -> Response:
         """Every group the user is a member of, with when they joined."""
-        rows = Membership.objects.filter(user_id=user_id).select_related("group__scope").order_by("group_id")
-        return Response(s.UserGroupSerializer(rows, many=True).data)
+        return Response(s.UserGroupSerializer(api.user_memberships(user_id), many=True).data)
 
 
 class UserChangesView(APIView):
