@@ -16,6 +16,7 @@ from django.utils.duration import duration_iso_string
 from groups_consumer.definitions import GroupDefinition, ScopeDefinition, parse_definition, parse_documents
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
+from groups_consumer.engine.definitions_version import mark_definitions_changed
 from groups_consumer.engine.full_sync import SyncReport, user_ranges
 from groups_consumer.engine.preview import NEW_GROUP_ID, Preview
 from groups_consumer.engine.preview import preview as engine_preview
@@ -92,6 +93,7 @@ def delete_group(group: Group, *, wait_s: float = OPERATOR_WAIT_S) -> int:
     Returns how many members it had."""
     sibling_set = group.exclusive_set
     with group_leases([group.id]).acquire(wait_s), transaction.atomic():
+        mark_definitions_changed()
         members = group.memberships.count()
         log.info("group_deleted", group=group.name, scope=str(group.scope), members=members,
                  definition=definition_document(group))
@@ -114,6 +116,7 @@ def _commit(targets: list[tuple[GroupDefinition, Group | None]], *, sync: bool, 
     report, touched, left_sets = ApplyReport(), [], set()
     existing = [group.id for _definition, group in targets if group is not None]
     with group_leases(existing).acquire(wait_s), transaction.atomic():
+        mark_definitions_changed()
         for definition, group in targets:
             saved, outcome, previous_set = _save(definition, group, clock())
             getattr(report, outcome).append(f"{saved.name} ({saved.scope})")
@@ -207,9 +210,10 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
                   "frozen": group.frozen, "exclusive_set": group.exclusive_set, "priority": group.priority,
                   "refresh": group.refresh}
     parse_definition(definition)
-    with group_leases([group.id]).acquire(wait_s):
+    with group_leases([group.id]).acquire(wait_s), transaction.atomic():
+        mark_definitions_changed()
         group.rule = definition["rule"]
-        group.save(update_fields=["rule", "modified"])  # bumps the catalog version: consumers reload
+        group.save(update_fields=["rule", "modified"])
     report = run_sync([group.id], clock=_clock(now), method=UpdateMethod.MANUAL, cause=Cause.MANUAL,
                       record_drift=False, wait_s=wait_s)
     return ManualUpdate(len(ids), sorted(unknown), report)

@@ -4,7 +4,6 @@ held ones in a second transaction once their locks are free (row locks: PostgreS
 import threading
 import time
 
-import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
@@ -15,17 +14,12 @@ from groups_consumer.models import UserFact
 from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder
 from tests import lms
+from tests.batch_contention import other_transaction
 from tests.facts import NOW, group_doc, leaf, user
 
 pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
                                  reason="row locks: PostgreSQL only")]
-
-
-def other_transaction() -> psycopg.Connection:
-    db = connection.settings_dict
-    return psycopg.connect(dbname=db["NAME"], user=db["USER"], password=db["PASSWORD"] or None,
-                           host=db["HOST"] or None, port=db["PORT"] or None)
 
 
 def last_login(user_id: int):

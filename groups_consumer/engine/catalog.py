@@ -10,9 +10,9 @@ from functools import cached_property
 
 import structlog
 from django.db import DatabaseError
-from django.db.models import Count, Max
 
 from groups_consumer.engine import rules
+from groups_consumer.engine.definitions_version import definitions_version
 from groups_consumer.engine.selection import Selection, all_of
 from groups_consumer.errors import DefinitionError
 from groups_consumer.facts.interface import learner_facts
@@ -146,26 +146,21 @@ def compile_group(group: Group) -> CompiledGroup:
 class GroupCatalog:
     """All groups, compiled once; exclusive sets know their members in precedence order.
 
-    ``version`` identifies the stored definitions it was compiled from (see ``stored_version``).
+    ``version`` is the definitions' version it was compiled from (``engine.definitions_version``), read before
+    the groups: a change committed in between makes the catalog look older than it is, never newer.
     """
 
     groups: dict[int, CompiledGroup] = field(default_factory=dict)
-    version: tuple[int, datetime | None] | None = None
-
-    @staticmethod
-    def stored_version() -> tuple[int, datetime | None]:
-        """Changes whenever a group is created, deleted or saved (saving bumps ``Group.modified``)."""
-        found = Group.objects.aggregate(count=Count("id"), modified=Max("modified"))
-        return (found["count"], found["modified"])
+    version: int | None = None
 
     def is_current(self) -> bool:
         """True while no definition changed since the catalog was loaded."""
-        return self.version == self.stored_version()
+        return self.version == definitions_version()
 
     @classmethod
     def load(cls, record_broken: bool = True) -> GroupCatalog:
         """Compile every group. With ``record_broken``, store (or clear) each group's broken reason."""
-        catalog = cls(version=cls.stored_version())
+        catalog = cls(version=definitions_version())
         for group in Group.objects.select_related("scope"):
             compiled = compile_group(group)
             catalog.groups[group.id] = compiled

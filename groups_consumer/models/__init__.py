@@ -3,9 +3,9 @@ state of the running processes (sync leases, consumer reports)."""
 
 from groups_consumer.models.consumer_status import DeadLetterTally, PartitionStatus
 from groups_consumer.models.facts import CourseFact, UserFact
-from groups_consumer.models.groups import Group, Scope, ScopeType
+from groups_consumer.models.groups import DefinitionsVersion, Group, Scope, ScopeType
 from groups_consumer.models.locks import SyncLease
 from groups_consumer.models.memberships import Cause, Membership, MembershipChange
 
-__all__ = ["Cause", "CourseFact", "DeadLetterTally", "Group", "Membership", "MembershipChange", "PartitionStatus",
-           "Scope", "ScopeType", "SyncLease", "UserFact"]
+__all__ = ["Cause", "CourseFact", "DeadLetterTally", "DefinitionsVersion", "Group", "Membership", "MembershipChange",
+           "PartitionStatus", "Scope", "ScopeType", "SyncLease", "UserFact"]

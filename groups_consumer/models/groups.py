@@ -71,3 +71,14 @@ class Group(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.scope})"
+
+
+class DefinitionsVersion(models.Model):
+    """One row counting changes of group definitions: every change increments it in its own transaction, and
+    every event batch reads it first, under a share lock (``groups_consumer.engine.definitions_version``)."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    version = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"group definitions, version {self.version}"

@@ -19,11 +19,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import structlog
 from django.db import transaction
 from django.utils import timezone
 
 from groups_consumer import bulk_sql
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
+from groups_consumer.engine.definitions_version import DefinitionsChanged, locked_definitions_version
 from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
 from groups_consumer.facts.backend import FactTableBackend
@@ -34,6 +36,8 @@ from groups_consumer.pipeline.decode import PlatformEvent
 from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdate, apply_updates, updates_from
 from groups_consumer.pipeline.route import EventRouter
 from groups_consumer.plugins import registry
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -60,16 +64,31 @@ class BatchProcessor:
         second one (see the module docstring)."""
         now = now or timezone.now()
         result = BatchResult(events=len(events))
-        held = self._apply([update for event in events for update in updates_from(event)], result, now,
-                           wait_for_locks=False)
+        held = self._apply_current([update for event in events for update in updates_from(event)], result, now,
+                                   wait_for_locks=False)
         if held:
-            self._apply(held, result, now, wait_for_locks=True)
+            self._apply_current(held, result, now, wait_for_locks=True)
         return result
+
+    def _apply_current(self, updates: list[FactUpdate], result: BatchResult, now: datetime, *,
+                       wait_for_locks: bool) -> list[FactUpdate]:
+        """``_apply`` with the definitions as they are: reloaded (and the transaction started again) when they
+        changed since the catalog was compiled."""
+        while True:
+            try:
+                return self._apply(updates, result, now, wait_for_locks=wait_for_locks)
+            except DefinitionsChanged:
+                self.catalog = GroupCatalog.load()
+                self.router = EventRouter(self.catalog)
+                log.info("groups_reloaded", groups=len(self.catalog.groups), version=self.catalog.version)
 
     def _apply(self, updates: list[FactUpdate], result: BatchResult, now: datetime, *,
                wait_for_locks: bool) -> list[FactUpdate]:
-        """One transaction: facts, routing, evaluation; adds to ``result``; returns the updates left held."""
+        """One transaction: facts, routing, evaluation; adds to ``result``; returns the updates left held.
+        DefinitionsChanged, before anything is written, if the catalog is not the current definitions."""
         with transaction.atomic():
+            if locked_definitions_version() != self.catalog.version:
+                raise DefinitionsChanged
             bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
             applied = apply_updates(updates, wait_for_locks=wait_for_locks)
             result.facts_changed += len(applied.changed)
