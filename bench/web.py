@@ -397,7 +397,7 @@ class Consumer:
         from bench.platform import Platform
 
         self.enrollments = Platform(users, datetime.now(UTC)).enrollments()  # as the loaded platform's
-        self.produced = 0
+        self.slices = 0  # of the stream produced, each with its own seed
         self.process: subprocess.Popen[bytes] | None = None
         self._stopping = threading.Event()
         self._producer: threading.Thread | None = None
@@ -409,7 +409,6 @@ class Consumer:
 
         messages = self._messages(1)
         produce(self.servers, self.topic, messages[:1])
-        self.produced = 1
         log = (self.workdir / "consumer.log").open("w")
         self.process = subprocess.Popen([str(Path(sys.executable).parent / "groups-consumer"), "consume"],
                                         env=self.env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
@@ -431,36 +430,42 @@ class Consumer:
         count = max(1, int(self.rate * seconds))
         # Dated just before now, one millisecond apart: produced at up to 1,000/s they never lie in the future.
         return build_stream(self.enrollments, count, timezone.now() - timedelta(seconds=count / 1000 + 1),
-                            seed=self.produced + 1)
+                            seed=self.slices + 1)
 
     def _produce(self) -> None:
-        """Ten-second slices of the stream, each built just before it is produced, until ``stop``."""
+        """One-second slices of the stream, each built just before it is produced, until ``stop``."""
         from bench.stream import produce
 
         while not self._stopping.is_set():
-            messages = self._messages(10)
+            messages = self._messages(1)
             produce(self.servers, self.topic, messages, rate=self.rate)
-            self.produced += len(messages)
+            self.slices += 1
 
     def _consumed(self) -> int:
-        """Messages the consumer has applied and committed."""
+        return self._offsets()[0]
+
+    def _offsets(self) -> tuple[int, int]:
+        """Messages the consumer has applied and committed, and messages in the topic."""
         from confluent_kafka import TopicPartition
 
         from bench.measures import consumer_config
 
         admin = consumer_config(self.servers, self.topic).new_consumer(self.group)
         try:
-            partitions = admin.list_topics(self.topic, timeout=10).topics[self.topic].partitions
-            committed = admin.committed([TopicPartition(self.topic, p) for p in partitions], timeout=10)
+            partitions = [TopicPartition(self.topic, p)
+                          for p in admin.list_topics(self.topic, timeout=10).topics[self.topic].partitions]
+            committed = admin.committed(partitions, timeout=10)
+            end = sum(admin.get_watermark_offsets(tp, timeout=10)[1] for tp in partitions)
         finally:
             admin.close()
-        return sum(max(tp.offset, 0) for tp in committed)
+        return sum(max(tp.offset, 0) for tp in committed), end
 
     def report(self) -> dict[str, Any]:
         """What the consumer did during the measurements."""
         seconds = time.monotonic() - self._started
+        consumed, produced = self._offsets()
         return {"command": "groups-consumer consume (1 process)", "produce_rate_events_per_s": self.rate,
-                "seconds": round(seconds, 1), "produced": self.produced, "consumed": self._consumed(),
+                "seconds": round(seconds, 1), "produced": produced, "consumed": consumed,
                 "cpu_s": round(cpu_seconds(self.process.pid), 1) if self.process else None,
                 "stream": "the benchmark's mixed LMS stream (bench/stream.py)"}
 
