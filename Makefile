@@ -4,21 +4,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: venv browser lint test test-sqlite test-postgres test-future run demo bench clean
+.PHONY: venv test-tools lint test test-sqlite test-postgres test-future run demo bench clean
 
 venv: $(VENV)/.installed
 
-## The browser of the staff UI's tests: Debian's chromium, driven by Playwright (whose own download cannot work
-## here). Installed with apt when missing (root, or passwordless sudo).
-browser:
-	@command -v chromium >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
-
-$(VENV)/.installed: setup.cfg pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
-	touch $@
+## Programs the tests drive besides Python packages: Debian's chromium for the staff UI (driven by Playwright,
+## whose own browser download cannot work here) and wrk for the web benchmark's smoke test. Installed with apt
+## when missing (root, or passwordless sudo).
+test-tools:
+	@command -v chromium >/dev/null && command -v wrk >/dev/null || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium wrk; }
 
 ## Lint (ruff: rules and import order) and type checks (mypy, strict), configured in pyproject.toml; fails on any
 ## violation (both always run, to report everything at once). .ci/run runs it before the tests.
@@ -28,16 +23,16 @@ lint: venv
 ## The whole suite, once on SQLite and once on PostgreSQL.
 test: test-sqlite test-postgres
 
-test-sqlite: venv browser
+test-sqlite: venv test-tools
 	DATABASE_URL=sqlite:// $(BIN)/pytest -q
 
-test-postgres: venv browser
+test-postgres: venv test-tools
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/pytest -q
 
 ## The whole suite again with the wall clock of every Python process 12 months ahead (MONTHS=N to change),
 ## starting a minute before the end of a month: no test may pass only on the day it was written.
 MONTHS ?= 12
-test-future: venv browser
+test-future: venv test-tools
 	DATABASE_URL=sqlite:// $(BIN)/python -m tests.future_clock --months $(MONTHS) -- $(BIN)/pytest -q
 	DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m tests.future_clock --months $(MONTHS) -- $(BIN)/pytest -q
 
