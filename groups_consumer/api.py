@@ -14,6 +14,7 @@ from django.utils import timezone
 from groups_consumer.definitions import GroupDefinition, ScopeDefinition, parse_definition, parse_documents
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
+from groups_consumer.engine.evaluability import evaluation_error
 from groups_consumer.engine.full_sync import SyncReport, user_ranges
 from groups_consumer.engine.selection import Query
 from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
@@ -45,12 +46,16 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
                       wait_s: float = OPERATOR_WAIT_S) -> ApplyReport:
     """Create or update groups from one document or a list (all or nothing), then sync what changed.
 
+    Nothing is saved unless every definition is valid, within the definition limits, and evaluable by the
+    database as a sync will run it (DefinitionError on ``rule`` with the database's message otherwise).
     Changing a group's exclusive set or disabling it removes its current members (logged as manual changes);
     the sync then re-adds whoever qualifies. Existing groups are changed under their sync leases (waiting up
     to ``wait_s`` seconds for a sync running elsewhere), so no sync goes on with their old definitions.
     """
     clock = _clock(now)
     parsed = parse_documents(data)
+    for i, (definition, rule) in enumerate(parsed):
+        _check_evaluable(definition, rule, clock(), f"[{i}].rule" if isinstance(data, list) else "rule")
     existing = [gid for definition, _rule in parsed for gid in Group.objects.filter(
         scope__type=definition.scope.type, scope__key=definition.scope.key, name=definition.name
     ).values_list("id", flat=True)]
@@ -68,6 +73,18 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
         released = [g.id for name in left_sets for g in catalog.exclusive_set(name)]
         report.sync = run_sync(touched + released, clock=clock, record_drift=False, wait_s=wait_s)
     return report
+
+
+def _check_evaluable(definition: GroupDefinition, rule: rules.Node, now: datetime, field: str) -> None:
+    """Refuse a definition the database cannot evaluate (as a sync will run it), with the database's message."""
+    if reason := evaluation_error(_unsaved(definition, rule), now):
+        raise DefinitionError(field, reason)
+
+
+def _unsaved(definition: GroupDefinition, rule: rules.Node) -> CompiledGroup:
+    """A definition compiled as a group, before it is saved (exclusive sets not applied)."""
+    return CompiledGroup(id=0, name=definition.name, scope=definition.scope.as_criterion_scope(),
+                         exclusive_set=None, priority=0, rule=rule)
 
 
 def _clock(now: datetime | None) -> Callable[[], datetime]:
@@ -160,9 +177,9 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
 def preview_count(doc: Any, *, now: datetime | None = None) -> int:
     """How many users a definition would select now, before saving it (exclusive sets not applied)."""
     definition, rule = parse_definition(doc)
-    preview = CompiledGroup(id=0, name=definition.name, scope=definition.scope.as_criterion_scope(),
-                            exclusive_set=None, priority=0, rule=rule)
-    members = preview.members(now or timezone.now())
+    now = now or timezone.now()
+    _check_evaluable(definition, rule, now, "rule")
+    members = _unsaved(definition, rule).members(now)
     if isinstance(members, Query):
         return members.count()
     return sum(len(members.resolve(users)) for users in user_ranges(20_000))
