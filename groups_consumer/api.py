@@ -17,6 +17,7 @@ from groups_consumer.definitions import GroupDefinition, ScopeDefinition, parse_
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.definitions_version import mark_definitions_changed
+from groups_consumer.engine.evaluability import evaluation_error
 from groups_consumer.engine.full_sync import SyncReport, user_ranges
 from groups_consumer.engine.preview import NEW_GROUP_ID, Preview
 from groups_consumer.engine.preview import preview as engine_preview
@@ -52,21 +53,27 @@ def apply_definitions(data: Any, *, sync: bool = True, now: datetime | None = No
                       wait_s: float = OPERATOR_WAIT_S) -> ApplyReport:
     """Create or update groups from one document or a list (all or nothing), then sync what changed.
 
-    A document updates the group of its scope and name, or creates it. Changing a group's exclusive set or
+    A document updates the group of its scope and name, or creates it. Nothing is saved unless every
+    definition is valid, within the definition limits, and evaluable by the database as a sync will run it
+    (DefinitionError on ``rule`` with the database's message otherwise). Changing a group's exclusive set or
     disabling it removes its current members (logged as manual changes); the sync then re-adds whoever
     qualifies. Existing groups are changed under their sync leases (waiting up to ``wait_s`` seconds for a
     sync running elsewhere), so no sync goes on with their old definitions.
     """
     parsed = parse_documents(data)
+    clock = _clock(now)
+    for i, (definition, rule) in enumerate(parsed):
+        _check_evaluable(definition, rule, clock(), f"[{i}].rule" if isinstance(data, list) else "rule")
     targets = [(definition, _stored(definition.scope, definition.name)) for definition, _rule in parsed]
-    return _commit(targets, sync=sync, clock=_clock(now), wait_s=wait_s)
+    return _commit(targets, sync=sync, clock=clock, wait_s=wait_s)
 
 
 def save_group(doc: Any, group: Group | None = None, *, sync: bool = True, now: datetime | None = None,
                wait_s: float = OPERATOR_WAIT_S) -> tuple[Group, ApplyReport]:
     """Create a group from a document (``group`` None) or replace ``group``'s definition with it (its name and
     scope may change); then sync it as ``apply`` does. A name already taken in the scope is refused."""
-    definition, _rule = parse_definition(doc)
+    definition, rule = parse_definition(doc)
+    _check_evaluable(definition, rule, _clock(now)(), "rule")
     other = _stored(definition.scope, definition.name)
     if other is not None and (group is None or other.id != group.id):
         raise DefinitionError("name", f"a group named {definition.name!r} already exists in scope "
@@ -129,6 +136,18 @@ def _commit(targets: list[tuple[GroupDefinition, Group | None]], *, sync: bool, 
         released = [g.id for name in left_sets for g in catalog.exclusive_set(name)]
         report.sync = run_sync(touched + released, clock=clock, record_drift=False, wait_s=wait_s)
     return report
+
+
+def _check_evaluable(definition: GroupDefinition, rule: rules.Node, now: datetime, field: str) -> None:
+    """Refuse a definition the database cannot evaluate (as a sync will run it), with the database's message."""
+    if reason := evaluation_error(_unsaved(definition, rule), now):
+        raise DefinitionError(field, reason)
+
+
+def _unsaved(definition: GroupDefinition, rule: rules.Node) -> CompiledGroup:
+    """A definition compiled as a group, before it is saved (exclusive sets not applied)."""
+    return CompiledGroup(id=NEW_GROUP_ID, name=definition.name, scope=definition.scope.as_criterion_scope(),
+                         exclusive_set=None, priority=0, rule=rule)
 
 
 def _clock(now: datetime | None) -> Callable[[], datetime]:
@@ -222,9 +241,9 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
 def preview_count(doc: Any, *, now: datetime | None = None) -> int:
     """How many users a definition would select now, before saving it (exclusive sets not applied)."""
     definition, rule = parse_definition(doc)
-    preview = CompiledGroup(id=NEW_GROUP_ID, name=definition.name, scope=definition.scope.as_criterion_scope(),
-                            exclusive_set=None, priority=0, rule=rule)
-    members = preview.members(now or timezone.now())
+    now = now or timezone.now()
+    _check_evaluable(definition, rule, now, "rule")
+    members = _unsaved(definition, rule).members(now)
     if isinstance(members, Query):
         return members.count()
     return sum(len(members.resolve(users)) for users in user_ranges(20_000))
@@ -235,6 +254,8 @@ def preview_definition(doc: Any, group: Group | None = None, *, now: datetime | 
     would do now: members before and after, who joins and leaves, and which exclusive siblings change. Nothing
     is saved and nothing is locked."""
     definition, rule = parse_definition(doc)
+    now = now or timezone.now()
+    _check_evaluable(definition, rule, now, "rule")
     if group is None:
         group = _stored(definition.scope, definition.name)
     proposed = CompiledGroup(
@@ -246,8 +267,7 @@ def preview_definition(doc: Any, group: Group | None = None, *, now: datetime | 
                                    or (group.scope.type, group.scope.key) != (definition.scope.type,
                                                                               definition.scope.key))
     return engine_preview(GroupCatalog.load(record_broken=False), proposed, clears_members=moves,
-                          left_set=group.exclusive_set if moves and group is not None else None,
-                          now=now or timezone.now())
+                          left_set=group.exclusive_set if moves and group is not None else None, now=now)
 
 
 def preview_documents(data: Any, *, now: datetime | None = None) -> list[Preview]:

@@ -1,17 +1,21 @@
 """Group definitions as JSON documents: the contract of ``groups-consumer apply`` and of the API.
 
 ``parse_definition`` refuses an invalid document with a DefinitionError naming the field, e.g.
-``rule.all[1].config.percent: Input should be less than or equal to 1``.
+``rule.all[1].config.percent: Input should be less than or equal to 1``. Documents are untrusted: the limits
+of ``definition_limits`` are checked first (``decode`` checks JSON text before decoding it), so nothing
+recursive or large is built from a document beyond them.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from groups_consumer import definition_limits
 from groups_consumer.engine.rules import Node, parse_rule
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import ScopeType
@@ -77,6 +81,7 @@ def parse_definition(doc: Any, types: CriterionRegistry | None = None) -> tuple[
     """Validate one group document, rule included."""
     if not isinstance(doc, dict):
         raise DefinitionError("(document)", "a group definition must be a JSON object")
+    definition_limits.check_document(doc)
     try:
         definition = GroupDefinition.model_validate(doc)
     except pydantic.ValidationError as exc:
@@ -90,6 +95,7 @@ def parse_documents(data: Any, types: CriterionRegistry | None = None) -> list[t
     """A document or a list of documents; errors in a list are prefixed with the item's index."""
     if not isinstance(data, list):
         return [parse_definition(data, types)]
+    definition_limits.check_documents(data)
     parsed = []
     for i, doc in enumerate(data):
         try:
@@ -101,3 +107,12 @@ def parse_documents(data: Any, types: CriterionRegistry | None = None) -> list[t
         if key in names[:i]:
             raise DefinitionError(f"[{i}].name", f"{key[1]!r} appears twice for scope {key[0].as_criterion_scope()}")
     return parsed
+
+
+def decode(text: str | bytes) -> Any:
+    """JSON text (a file, a request body) as data for ``parse_documents``: DefinitionError when the text is
+    beyond the limits (checked before decoding), ValueError (``json.JSONDecodeError``) when it is not JSON."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    definition_limits.check_text(text)
+    return json.loads(text)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from groups_consumer.log_config import configure_logging
 
@@ -120,6 +121,20 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {}).update(
         timeout=30, transaction_mode="IMMEDIATE", init_command="PRAGMA journal_mode=WAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Limits on group definitions (README, "Group definitions"): any of max_depth, max_leaves, max_list_items,
+# max_document_bytes, max_documents; the others keep their defaults (groups_consumer/definition_limits.py).
+DEFINITION_LIMIT_VARIABLES = {"max_depth": "DEFINITION_MAX_DEPTH", "max_leaves": "DEFINITION_MAX_LEAVES",
+                              "max_list_items": "DEFINITION_MAX_LIST_ITEMS",
+                              "max_document_bytes": "DEFINITION_MAX_DOCUMENT_BYTES",
+                              "max_documents": "DEFINITION_MAX_DOCUMENTS"}
+GROUPS_CONSUMER_DEFINITION_LIMITS: dict[str, int] = {}
+for _limit, _variable in DEFINITION_LIMIT_VARIABLES.items():
+    if _variable in os.environ:
+        try:
+            GROUPS_CONSUMER_DEFINITION_LIMITS[_limit] = int(os.environ[_variable])
+        except ValueError:
+            raise ImproperlyConfigured(f"{_variable}: an integer, not {os.environ[_variable]!r}") from None
 
 # Backend clients by name, overriding the ``groups_consumer.backends`` entry points:
 # {"facts": "dotted.path.to.BackendClass"}.

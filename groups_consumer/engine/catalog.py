@@ -11,6 +11,7 @@ from functools import cached_property
 import structlog
 from django.db import DatabaseError
 
+from groups_consumer.definition_limits import check_rule
 from groups_consumer.engine import rules
 from groups_consumer.engine.definitions_version import definitions_version
 from groups_consumer.engine.selection import Selection, all_of
@@ -22,6 +23,10 @@ from groups_consumer.plugins.criterion import CriterionScope, UpdateMethod
 
 log = structlog.get_logger(__name__)
 FACTS = "facts"
+#: How the broken reason of a group the database refused to evaluate starts. Unlike the other reasons (an
+#: invalid rule, a missing plugin), compiling the group cannot tell whether it still holds: it stays until
+#: the definition is applied again (which checks it on the database first).
+UNEVALUABLE = "the database cannot evaluate the rule: "
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,7 +132,8 @@ class CompiledGroup:
 
 
 def compile_group(group: Group) -> CompiledGroup:
-    """Compile one stored group; a disabled group or an unparseable rule gives a non-evaluable group."""
+    """Compile one stored group; a disabled group, a rule beyond the definition limits or unparseable, or one
+    the database refused to evaluate (see ``UNEVALUABLE``) gives a non-evaluable group."""
     scope = CriterionScope(ScopeType(group.scope.type), group.scope.key)
 
     def compiled(rule: rules.Node | None, broken_reason: str = "") -> CompiledGroup:
@@ -136,7 +142,10 @@ def compile_group(group: Group) -> CompiledGroup:
                              refresh=group.refresh)
     if not group.enabled:
         return compiled(None)
+    if group.broken_reason.startswith(UNEVALUABLE):
+        return compiled(None, group.broken_reason)
     try:
+        check_rule(group.rule)
         return compiled(rules.parse_rule(group.rule, scope))
     except DefinitionError as exc:
         return compiled(None, str(exc))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 import operator
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import reduce
 
@@ -39,6 +39,8 @@ class UserRange:
 
 
 EVERYONE = UserRange()
+#: A range that holds no user: resolving a query on it has the database compile and plan the query, cheaply.
+NO_USERS = UserRange(0, 0)
 
 
 class Selection(abc.ABC):
@@ -47,6 +49,10 @@ class Selection(abc.ABC):
     @abc.abstractmethod
     def resolve(self, within: UserRange) -> set[int]:
         """The selected user ids inside ``within``."""
+
+    def queries(self) -> Iterator[Query]:
+        """The ``Query`` parts resolving the selection runs (none for an explicit set)."""
+        yield from ()
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,9 @@ class Query(Selection):
 
     def resolve(self, within: UserRange) -> set[int]:
         return set(UserFact.objects.filter(self.q_for(within), within.q()).values_list("user_id", flat=True))
+
+    def queries(self) -> Iterator[Query]:
+        yield self
 
     def count(self) -> int:
         """How many users are selected, counted by the database."""
@@ -95,6 +104,10 @@ class _Intersection(Selection):
             result &= part.resolve(within)
         return result
 
+    def queries(self) -> Iterator[Query]:
+        for part in self.parts:
+            yield from part.queries()
+
 
 @dataclass(frozen=True)
 class _Union(Selection):
@@ -102,6 +115,10 @@ class _Union(Selection):
 
     def resolve(self, within: UserRange) -> set[int]:
         return set().union(*(part.resolve(within) for part in self.parts))
+
+    def queries(self) -> Iterator[Query]:
+        for part in self.parts:
+            yield from part.queries()
 
 
 @dataclass(frozen=True)
@@ -111,6 +128,17 @@ class _Difference(Selection):
 
     def resolve(self, within: UserRange) -> set[int]:
         return self.universe.resolve(within) - self.removed.resolve(within)
+
+    def queries(self) -> Iterator[Query]:
+        yield from self.universe.queries()
+        yield from self.removed.queries()
+
+
+def probe(selection: Selection) -> None:
+    """Have the database compile every query of the selection, as resolving it range by range will (on a
+    range of no users): a query it cannot evaluate raises its DatabaseError now."""
+    for query in selection.queries():
+        query.resolve(NO_USERS)
 
 
 def all_of(parts: Iterable[Selection]) -> Selection:

@@ -83,8 +83,11 @@ def _targets(catalog: GroupCatalog, requested: set[int], method: UpdateMethod | 
 
 
 def _record_drift(targets: list[CompiledGroup], report: SyncReport, previously_synced: set[int]) -> None:
-    """Store each target's drift (None where differences are expected: sync-only groups, first syncs)."""
+    """Store each target's drift (None where differences are expected: sync-only groups, first syncs); a group
+    the sync found broken keeps the drift it had."""
     for group in targets:
+        if str(group) in report.broken:
+            continue
         drift = None
         if group.id in previously_synced and group.updated_by(UpdateMethod.EVENTS):
             drift = _drift(group, report)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import CommandError, CommandParser
 
-from groups_consumer import api
+from groups_consumer import api, definitions
 from groups_consumer.management.base import GroupsCommand
 
 
@@ -25,7 +25,7 @@ class Command(GroupsCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         try:
             with (open(options["file"]) if options["file"] != "-" else sys.stdin) as source:
-                data = json.load(source)
+                data = definitions.decode(source.read())
         except (OSError, json.JSONDecodeError) as exc:
             raise CommandError(f"{options['file']}: {exc}") from exc
         if options["dry_run"]:
