@@ -48,10 +48,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# Served by the web process itself (whitenoise): compressed, with far-future caching of hashed names.
+# Served by the web process itself (whitenoise): after ``collectstatic``, compressed with far-future caching of
+# hashed names; without it (the embedded default, tests), from the apps' static folders under their own names
+# (the manifest storage would refuse every page that names a static file).
+STATIC_MANIFEST = Path(STATIC_ROOT) / "staticfiles.json"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if STATIC_MANIFEST.exists()
+                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # the embedded default and tests serve without collectstatic
 

@@ -1,0 +1,113 @@
+"""The staff group editor in a real browser (Debian's chromium driven by Playwright) against a live server.
+
+The server previews and saves with the wall clock, so the learners' facts here are relative to the real clock
+(``NOW`` shifted to today), not to ``NOW`` itself.
+"""
+
+import re
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+from playwright.sync_api import Page, expect, sync_playwright
+
+from groups_consumer.models import Group
+from tests.facts import COURSE, NOW, course, user
+
+pytestmark = pytest.mark.django_db(transaction=True)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+TIMEOUT_MS = 10_000
+
+
+@pytest.fixture
+def learners():
+    """Users 1 and 4 last logged in long ago and have low grades: they match the rule built below."""
+    today = (timezone.now() - NOW).days  # NOW + today days is today: "N days before today" is NOW - (N - today)
+    for uid, login, grade in [(1, 20, 0.1), (2, 20, 0.9), (3, 2, 0.1), (4, 30, 0.2)]:
+        user(uid, login=login - today)
+        course(uid, grade=grade)
+
+
+@pytest.fixture
+def staff(django_user_model):
+    """A staff user allowed to see and edit groups and see memberships (not a superuser)."""
+    account = django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+    account.user_permissions.set(Permission.objects.filter(
+        content_type__app_label="groups_consumer",
+        codename__in=["view_group", "add_group", "change_group", "view_membership"]))
+    return account
+
+
+@pytest.fixture
+def page(live_server, staff, monkeypatch):
+    """A browser page logged in to the admin as ``staff``.
+
+    Playwright's sync API runs an event loop in the test's thread, which Django takes for an async context:
+    the test's own ORM calls are synchronous all the same."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(f"{live_server.url}/admin/login/?next=/admin/groups_consumer/group/")
+        page.fill("#id_username", "staff")
+        page.fill("#id_password", "pw")
+        page.click("input[type=submit]")
+        expect(page).to_have_url(re.compile(r"/admin/groups_consumer/group/$"))
+        yield page
+        browser.close()
+
+
+def choose_criterion(page: Page, row: int, criterion: str, operator: str, field: str, value: str) -> None:
+    """Turn condition ``row`` of the top-level ``all`` into a leaf of ``criterion`` and fill it."""
+    switcher = page.locator(f'[id="root[all][{row}]switcher"]')
+    switcher.select_option(switcher.locator("option", has_text=f"{criterion}:").get_attribute("value"))
+    page.locator(f'select[name="root[all][{row}][operator]"]').select_option(operator)
+    page.locator(f'input[name="root[all][{row}][config][{field}]"]').fill(value)
+
+
+def test_staff_build_preview_save_and_see_errors_on_their_field(page, live_server, learners):
+    page.click("text=Add group")
+    expect(page).to_have_url(re.compile(r"/admin/groups_consumer/group/editor/$"))
+    page.fill("#id_name", "inactive-struggling")
+    page.select_option("#id_scope_type", "course")
+    page.fill("#id_scope_key", COURSE)
+    page.press("#id_scope_key", "Tab")  # the scope changed: the criteria of the course are fetched again
+    expect(page.locator("#criteria-status")).to_contain_text(f"Criteria of course:{COURSE}")
+
+    add = page.locator('[data-schemapath="root.all"] > .je-indented-panel > span > .json-editor-btn-add')
+    add.click()
+    add.click()
+    choose_criterion(page, 0, "last_login", ">", "days", "10")
+    choose_criterion(page, 1, "course_grade", "<", "percent", "0.4")
+    page.click("#preview-button")
+    expect(page.locator(".preview-count")).to_have_text("Members after saving: 2")
+    expect(page.locator(".preview-sample")).to_have_text("Members (lowest ids): 1, 4")
+    assert not Group.objects.exists()
+
+    page.click("#save-button")
+    expect(page).to_have_url(re.compile(r"/admin/groups_consumer/group/\d+/editor/\?saved=1$"))
+    expect(page.locator("#editor-banner")).to_have_text("Saved.")
+    expect(page.locator("#members-rows tr td:first-child")).to_have_text(["1", "4"])
+    group = Group.objects.get(name="inactive-struggling")
+    assert group.rule == {"all": [{"type": "last_login", "operator": ">", "config": {"days": 10}},
+                                  {"type": "course_grade", "operator": "<", "config": {"percent": 0.4}}]}
+
+    # An edit: the preview shows the difference; a bad value is refused and shown on its own field.
+    page.locator('input[name="root[all][1][config][percent]"]').fill("0.15")
+    page.click("#preview-button")
+    expect(page.locator(".preview-count")).to_have_text("Members after saving: 1 (now 2)")
+    expect(page.locator(".preview-left")).to_have_text("Would leave: 1 (4)")
+    page.locator('input[name="root[all][1][config][percent]"]').fill("2")
+    page.click("#save-button")
+    percent = page.locator('[data-schemapath="root.all.1.config.percent"]')
+    expect(percent.locator(".errmsg")).to_contain_text("Input should be less than or equal to 1")
+    expect(page.locator('[data-schemapath="root.all.0.config.days"] .errmsg:visible')).to_have_count(0)
+    expect(page.locator("#editor-banner")).to_contain_text("rule.all[1].config.percent")
+    page.fill("#id_scope_key", "not a course key")
+    page.click("#save-button")
+    expect(page.locator('.form-row[data-field="scope.key"] .field-error')).to_contain_text("not a valid course key")
+    group.refresh_from_db()
+    assert group.rule["all"][1]["config"] == {"percent": 0.4}
