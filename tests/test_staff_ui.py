@@ -8,10 +8,11 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import Page, expect, sync_playwright
 
-from groups_consumer.models import Group
+from groups_consumer.models import Group, Membership, MembershipChange, Scope
 from tests.facts import COURSE, NOW, course, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -45,7 +46,8 @@ def page(live_server, staff, monkeypatch):
     """A browser page logged in to the admin as ``staff``.
 
     Playwright's sync API runs an event loop in the test's thread, which Django takes for an async context:
-    the test's own ORM calls are synchronous all the same."""
+    the test's own ORM calls are synchronous all the same (and get a connection of their own, as Playwright
+    runs them in a greenlet with its own context)."""
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -58,6 +60,7 @@ def page(live_server, staff, monkeypatch):
         expect(page).to_have_url(re.compile(r"/admin/groups_consumer/group/$"))
         yield page
         browser.close()
+        connections.close_all()  # the test's ORM calls under Playwright had a connection of their own
 
 
 def choose_criterion(page: Page, row: int, criterion: str, operator: str, field: str, value: str) -> None:
@@ -111,3 +114,44 @@ def test_staff_build_preview_save_and_see_errors_on_their_field(page, live_serve
     expect(page.locator('.form-row[data-field="scope.key"] .field-error')).to_contain_text("not a valid course key")
     group.refresh_from_db()
     assert group.rule["all"][1]["config"] == {"percent": 0.4}
+
+
+def test_group_admin_add_and_change_lead_to_the_editor(client, staff):
+    group = Group.objects.create(name="g", scope=Scope.objects.create(type="instance"), rule={"all": []})
+    client.force_login(staff)
+    assert client.get("/admin/groups_consumer/group/add/")["Location"] == "/admin/groups_consumer/group/editor/"
+    change = client.get(f"/admin/groups_consumer/group/{group.pk}/change/")
+    assert change["Location"] == f"/admin/groups_consumer/group/{group.pk}/editor/"
+    page = client.get(change["Location"])
+    assert page.status_code == 200 and page.context["editor_config"]["document"]["name"] == "g"
+    assert client.get("/admin/groups_consumer/group/999/editor/").status_code == 404
+
+
+def test_memberships_and_change_log_are_read_only_lists_with_search_and_filters(client, django_user_model):
+    scope = Scope.objects.create(type="instance")
+    first, second = (Group.objects.create(name=name, scope=scope, rule={"all": []}) for name in ("alpha", "beta"))
+    Membership.objects.create(group=first, user_id=7, joined_at=NOW)
+    Membership.objects.create(group=second, user_id=8, joined_at=NOW)
+    MembershipChange.objects.create(group=first, user_id=7, kind="joined", at=NOW, cause="event", cause_id="e1")
+    MembershipChange.objects.create(group=second, user_id=8, kind="left", at=NOW, cause="sync", cause_id="s1")
+    client.force_login(django_user_model.objects.create_superuser("root", password="pw"))
+    for model in ("membership", "membershipchange"):
+        listing = f"/admin/groups_consumer/{model}/"
+        assert client.get(f"{listing}add/").status_code == 403
+        row = (Membership if model == "membership" else MembershipChange).objects.get(user_id=7)
+        detail = client.get(f"{listing}{row.pk}/change/")
+        assert detail.status_code == 200 and b'name="_save"' not in detail.content  # a read-only view
+        assert client.get(f"{listing}{row.pk}/delete/").status_code == 403
+        assert _listed(client, f"{listing}?q=7") == [7]
+        assert _listed(client, f"{listing}?q=beta") == [8]
+        assert _listed(client, f"{listing}?q=nobody") == []
+        assert _listed(client, f"{listing}?group__id__exact={first.pk}") == [7]
+    assert _listed(client, "/admin/groups_consumer/membershipchange/?cause__exact=sync") == [8]
+    assert _listed(client, "/admin/groups_consumer/membershipchange/?kind__exact=joined") == [7]
+
+
+def _listed(client, url):
+    """The user ids of an admin change list."""
+    response = client.get(url)
+    assert response.status_code == 200, url
+    return sorted(row.user_id for row in response.context["cl"].result_list)

@@ -28,6 +28,7 @@
   let ruleReady = Promise.resolve();  // settles when the rule form can be read (json-editor builds it async)
   let criteria = [];       // the available criterion types of the scope, in the order of the schema's oneOf
   let loadedScope = null;  // the scope parameter the criteria were fetched for
+  let criteriaQueue = Promise.resolve();  // criteria loads, one after the other: the last scope typed wins
 
   // ---- the API ---------------------------------------------------------------------------------------------
 
@@ -186,6 +187,14 @@
     buildRuleEditor(rule);
   }
 
+  /** Loads the criteria of the scope as it is once the loads queued before are done. */
+  function reloadCriteria() {
+    criteriaQueue = criteriaQueue.then(loadCriteria).catch(function (error) {
+      showBanner("error", "Could not load the criteria: " + error);
+    });
+    return criteriaQueue;
+  }
+
   // ---- the document ----------------------------------------------------------------------------------------
 
   function fill(doc) {
@@ -336,8 +345,20 @@
     }
   }
 
+  /** Runs ``action`` with Preview and Save disabled (one request at a time). */
+  async function busy(action) {
+    const buttons = [document.getElementById("preview-button"), document.getElementById("save-button")];
+    buttons.forEach(function (button) { button.disabled = true; });
+    try {
+      await criteriaQueue;
+      await ruleReady;
+      await action();
+    } finally {
+      buttons.forEach(function (button) { button.disabled = false; });
+    }
+  }
+
   async function preview() {
-    await ruleReady;
     const url = config.group_id ? groupsUrl + config.group_id + "/preview/" : config.urls.preview;
     const answer = await call("POST", url, documentOf());
     if (!answer.ok) {
@@ -350,9 +371,7 @@
     renderPreview(answer.data);
   }
 
-  async function save(event) {
-    event.preventDefault();
-    await ruleReady;
+  async function save() {
     const answer = config.group_id
       ? await call("PUT", groupsUrl + config.group_id + "/", documentOf())
       : await call("POST", groupsUrl, documentOf());
@@ -383,10 +402,13 @@
 
   fill(config.document);
   if (new URLSearchParams(window.location.search).has("saved")) showBanner("success", "Saved.");
-  form.elements.scope_type.addEventListener("change", loadCriteria);
-  form.elements.scope_key.addEventListener("change", loadCriteria);
-  document.getElementById("preview-button").addEventListener("click", preview);
-  form.addEventListener("submit", save);
-  loadCriteria();
+  form.elements.scope_type.addEventListener("change", reloadCriteria);
+  form.elements.scope_key.addEventListener("change", reloadCriteria);
+  document.getElementById("preview-button").addEventListener("click", function () { busy(preview); });
+  form.addEventListener("submit", function (event) {
+    event.preventDefault();
+    busy(save);
+  });
+  reloadCriteria();
   loadMembers();
 }());
