@@ -12,8 +12,9 @@ from django.db import connections
 from django.utils import timezone
 from playwright.sync_api import Page, expect, sync_playwright
 
+from groups_consumer import api
 from groups_consumer.models import Group, Membership, MembershipChange, Scope
-from tests.facts import COURSE, NOW, course, user
+from tests.facts import COURSE, NOW, course, leaf, user
 
 pytestmark = pytest.mark.django_db(transaction=True)
 CHROMIUM = "/usr/bin/chromium"
@@ -107,6 +108,10 @@ def test_staff_build_preview_save_and_see_errors_on_their_field(page, live_serve
     page.click("#save-button")
     percent = page.locator('[data-schemapath="root.all.1.config.percent"]')
     expect(percent.locator(".errmsg")).to_contain_text("Input should be less than or equal to 1")
+    # json-editor validates again a frame after any change event: the server's message stays until an edit
+    page.locator('input[name="root[all][1][config][percent]"]').dispatch_event("change")
+    page.evaluate("() => new Promise(done => requestAnimationFrame(() => requestAnimationFrame(done)))")
+    expect(percent.locator(".errmsg")).to_contain_text("Input should be less than or equal to 1")
     expect(page.locator('[data-schemapath="root.all.0.config.days"] .errmsg:visible')).to_have_count(0)
     expect(page.locator("#editor-banner")).to_contain_text("rule.all[1].config.percent")
     page.fill("#id_scope_key", "not a course key")
@@ -155,3 +160,37 @@ def _listed(client, url):
     response = client.get(url)
     assert response.status_code == 200, url
     return sorted(row.user_id for row in response.context["cl"].result_list)
+
+
+def test_staff_edit_shows_siblings_in_preview_and_errors_deep_in_the_rule_tree(page, live_server, learners):
+    scope = {"type": "course", "key": COURSE}
+    low = leaf("course_grade", "<", percent=0.3)
+    group, _ = api.save_group({"name": "struggling", "scope": scope, "exclusive_set": "engagement", "priority": 10,
+                               "rule": {"all": [leaf("last_login", ">", days=10),
+                                                {"any": [low, {"not": leaf("course_grade", ">=", percent=0.15)}]}]}})
+    api.save_group({"name": "fallback", "scope": scope, "exclusive_set": "engagement", "priority": 0,
+                    "rule": leaf("course_grade", "<", percent=0.5)})
+    assert list(api.members(group).values_list("user_id", flat=True)) == [1, 4]
+    page.goto(f"{live_server.url}/admin/groups_consumer/group/{group.pk}/change/")
+    expect(page).to_have_url(re.compile(rf"/group/{group.pk}/editor/$"))
+    nested = 'input[name="root[all][1][any][0][config][percent]"]'
+    negated = 'input[name="root[all][1][any][1][not][config][percent]"]'
+    expect(page.locator(nested)).to_have_value("0.3")
+
+    page.locator(nested).fill("0.15")
+    page.click("#preview-button")
+    expect(page.locator(".preview-count")).to_have_text("Members after saving: 1 (now 2)")
+    expect(page.locator(".preview-siblings")).to_have_text(f"fallback (course:{COURSE}): 1 (4) join, 0 leave")
+
+    page.locator(nested).fill("2")
+    page.click("#save-button")
+    expect(page.locator('[data-schemapath="root.all.1.any.0.config.percent"] .errmsg')).to_contain_text(
+        "Input should be less than or equal to 1")
+    page.locator(nested).fill("0.3")
+    page.locator(negated).fill("-1")
+    page.click("#save-button")  # the server names the first bad leaf of a rule: now the negated one
+    expect(page.locator('[data-schemapath="root.all.1.any.1.not.config.percent"] .errmsg')).to_contain_text(
+        "Input should be greater than or equal to 0")
+    expect(page.locator('[data-schemapath="root.all.1.any.0.config.percent"] .errmsg:visible')).to_have_count(0)
+    group.refresh_from_db()
+    assert group.rule["all"][1]["any"][0] == low

@@ -29,6 +29,7 @@
   let criteria = [];       // the available criterion types of the scope, in the order of the schema's oneOf
   let loadedScope = null;  // the scope parameter the criteria were fetched for
   let criteriaQueue = Promise.resolve();  // criteria loads, one after the other: the last scope typed wins
+  let ruleErrors = {errors: [], value: null};  // the server's errors of the rule, and the rule they are about
 
   // ---- the API ---------------------------------------------------------------------------------------------
 
@@ -153,7 +154,24 @@
       no_additional_properties: true, keep_oneof_values: false, show_errors: "interaction",
     });
     const editor = ruleEditor;
+    ruleErrors = {errors: [], value: null};
     ruleReady = new Promise(function (resolve) { editor.on("ready", resolve); });
+    // json-editor shows its own validation after every change (a frame later): the server's errors stay
+    // over it until the rule they are about is edited.
+    editor.on("change", function () {
+      if (!ruleErrors.errors.length) return;
+      if (JSON.stringify(editor.getValue()) === ruleErrors.value) {
+        editor.showValidationErrors(ruleErrors.errors);
+      } else {
+        ruleErrors = {errors: [], value: null};
+      }
+    });
+  }
+
+  /** Shows the server's errors of the rule on their fields (none: json-editor's own validation again). */
+  function setRuleErrors(errors) {
+    ruleErrors = {errors: errors, value: JSON.stringify(ruleEditor.getValue())};
+    ruleEditor.showValidationErrors(errors.length ? errors : ruleEditor.validate());
   }
 
   function scopeParameter() {
@@ -272,17 +290,17 @@
   function showErrors(data) {
     clearFieldErrors(form);
     const errors = (data && data.errors) || [];
-    const ruleErrors = [];
+    const onRule = [];
     errors.forEach(function (error) {
       const field = error.field || "";
       if (field === "rule" || field.startsWith("rule.")) {
-        ruleErrors.push({path: rulePath(field, ruleEditor.getValue()), property: "server", message: error.message});
+        onRule.push({path: rulePath(field, ruleEditor.getValue()), property: "server", message: error.message});
         return;
       }
       const row = settingsRow(field);
       if (row) addFieldError(row, error.message);
     });
-    if (ruleEditor) ruleEditor.showValidationErrors(ruleErrors);
+    if (ruleEditor) setRuleErrors(onRule);
     showBanner("error", (data && data.detail) || "The request failed.", errors);
   }
 
@@ -367,6 +385,7 @@
       return;
     }
     clearFieldErrors(form);
+    setRuleErrors([]);
     banner.hidden = true;
     renderPreview(answer.data);
   }
