@@ -49,13 +49,10 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 # Served by the web process itself (whitenoise): after ``collectstatic``, compressed with far-future caching of
-# hashed names; without it (the embedded default, tests), from the apps' static folders under their own names
-# (the manifest storage would refuse every page that names a static file).
-STATIC_MANIFEST = Path(STATIC_ROOT) / "staticfiles.json"
+# hashed names; before it (the embedded default, tests), from the apps' folders under their own names.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage" if STATIC_MANIFEST.exists()
-                    else "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "staticfiles": {"BACKEND": "groups_consumer.web.staticfiles.StaticFiles"},
 }
 WHITENOISE_USE_FINDERS = True  # the embedded default and tests serve without collectstatic
 
