@@ -48,11 +48,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-# Served by the web process itself (whitenoise): after ``collectstatic``, compressed with far-future caching of
-# hashed names; before it (the embedded default, tests), from the apps' folders under their own names.
+# Served by the web process itself (whitenoise), from the installed packages: no collectstatic step needed.
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
-    "staticfiles": {"BACKEND": "groups_consumer.web.staticfiles.StaticFiles"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True  # the embedded default and tests serve without collectstatic
 
