@@ -23,11 +23,17 @@ class ScopeAdmin(admin.ModelAdmin):
 
 @admin.register(Group)
 class GroupAdmin(admin.ModelAdmin):
-    """Groups; adding or changing one opens the editor (``editor/``), never the raw model form."""
+    """Groups; adding or changing one opens the editor (``editor/``), never the raw model form (which would
+    bypass validation)."""
 
     list_display = ("name", "scope", "enabled", "exclusive_set", "priority", "last_full_sync", "broken_reason")
     list_filter = ("enabled", "scope__type")
     search_fields = ("name",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never here: the admin would list every membership first and delete outside the group's sync lease,
+        without re-deciding its exclusive set; the editor's Delete goes through the API."""
+        return False
 
     def get_urls(self) -> list[URLPattern]:
         """The editor's pages before the admin's own."""

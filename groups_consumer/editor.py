@@ -25,6 +25,6 @@ def editor_config(group: Group | None) -> dict[str, Any]:
             "groups": reverse("group-list"),
             "preview": reverse("group-preview-new"),
             "edit": reverse("admin:groups_consumer_group_edit", kwargs={"group_id": 0}),
-            "memberships": reverse("admin:groups_consumer_membership_changelist"),
+            "groups_admin": reverse("admin:groups_consumer_group_changelist"),
         },
     }

@@ -72,6 +72,7 @@ def choose_criterion(page: Page, row: int, criterion: str, operator: str, field:
     page.locator(f'input[name="root[all][{row}][config][{field}]"]').fill(value)
 
 
+@pytest.mark.slow  # the suite's convention for tests that run subprocesses: here chromium
 def test_staff_build_preview_save_and_see_errors_on_their_field(page, live_server, learners):
     page.click("text=Add group")
     expect(page).to_have_url(re.compile(r"/admin/groups_consumer/group/editor/$"))
@@ -130,6 +131,7 @@ def test_group_admin_add_and_change_lead_to_the_editor(client, staff):
     page = client.get(change["Location"])
     assert page.status_code == 200 and page.context["editor_config"]["document"]["name"] == "g"
     assert client.get("/admin/groups_consumer/group/999/editor/").status_code == 404
+    assert client.get(f"/admin/groups_consumer/group/{group.pk}/delete/").status_code == 403  # the editor's
 
 
 def test_memberships_and_change_log_are_read_only_lists_with_search_and_filters(client, django_user_model):
@@ -162,6 +164,7 @@ def _listed(client, url):
     return sorted(row.user_id for row in response.context["cl"].result_list)
 
 
+@pytest.mark.slow
 def test_staff_edit_shows_siblings_in_preview_and_errors_deep_in_the_rule_tree(page, live_server, learners):
     scope = {"type": "course", "key": COURSE}
     low = leaf("course_grade", "<", percent=0.3)
@@ -194,3 +197,9 @@ def test_staff_edit_shows_siblings_in_preview_and_errors_deep_in_the_rule_tree(p
     expect(page.locator('[data-schemapath="root.all.1.any.0.config.percent"] .errmsg:visible')).to_have_count(0)
     group.refresh_from_db()
     assert group.rule["all"][1]["any"][0] == low
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#delete-button")  # through the API: the exclusive set is decided again without the group
+    expect(page).to_have_url(re.compile(r"/admin/groups_consumer/group/$"))
+    assert not Group.objects.filter(pk=group.pk).exists()
+    assert list(api.members(api.find_group("fallback")).values_list("user_id", flat=True)) == [1, 3, 4]

@@ -402,6 +402,18 @@
       "?saved=1");
   }
 
+  async function remove() {
+    if (!window.confirm("Delete this group with its memberships and change log? (Disable it to keep them.)")) {
+      return;
+    }
+    const answer = await call("DELETE", groupsUrl + config.group_id + "/");
+    if (!answer.ok) {
+      showErrors(answer.data);
+      return;
+    }
+    window.location.assign(config.urls.groups_admin);
+  }
+
   async function loadMembers() {
     const rows = document.getElementById("members-rows");
     if (!rows) return;
@@ -424,6 +436,8 @@
   form.elements.scope_type.addEventListener("change", reloadCriteria);
   form.elements.scope_key.addEventListener("change", reloadCriteria);
   document.getElementById("preview-button").addEventListener("click", function () { busy(preview); });
+  const deleteButton = document.getElementById("delete-button");
+  if (deleteButton) deleteButton.addEventListener("click", function () { busy(remove); });
   form.addEventListener("submit", function (event) {
     event.preventDefault();
     busy(save);
