@@ -157,21 +157,30 @@
     ruleErrors = {errors: [], value: null};
     ruleReady = new Promise(function (resolve) { editor.on("ready", resolve); });
     // json-editor shows its own validation after every change (a frame later): the server's errors stay
-    // over it until the rule they are about is edited.
+    // over it until the rule they are about is edited; json-editor's are shown without the summary of each
+    // oneOf ("validates against 0 of the schemas"), the field at fault in the chosen branch saying it better.
     editor.on("change", function () {
-      if (!ruleErrors.errors.length) return;
-      if (JSON.stringify(editor.getValue()) === ruleErrors.value) {
-        editor.showValidationErrors(ruleErrors.errors);
-      } else {
-        ruleErrors = {errors: [], value: null};
+      if (ruleErrors.errors.length && JSON.stringify(editor.getValue()) === ruleErrors.value) {
+        showOnFields(editor, ruleErrors.errors, true);
+        return;
       }
+      ruleErrors = {errors: [], value: null};
+      showOnFields(editor, editor.validate().filter(function (error) { return error.property !== "oneOf"; }), false);
     });
   }
 
-  /** Shows the server's errors of the rule on their fields (none: json-editor's own validation again). */
+  /** Errors on the fields of the rule form, routed from its root (json-editor's own public
+   * showValidationErrors also hands the whole list to every field, which hides the messages of fields inside
+   * a oneOf branch); ``everywhere``: on fields not touched yet too. */
+  function showOnFields(editor, errors, everywhere) {
+    if (everywhere) Object.values(editor.editors).forEach(function (field) { if (field) field.is_dirty = true; });
+    editor.root.showValidationErrors(errors);
+  }
+
+  /** Shows the server's errors of the rule on their fields, in place of every other error of the rule. */
   function setRuleErrors(errors) {
     ruleErrors = {errors: errors, value: JSON.stringify(ruleEditor.getValue())};
-    ruleEditor.showValidationErrors(errors.length ? errors : ruleEditor.validate());
+    showOnFields(ruleEditor, errors, true);
   }
 
   function scopeParameter() {
@@ -300,7 +309,7 @@
       const row = settingsRow(field);
       if (row) addFieldError(row, error.message);
     });
-    if (ruleEditor) setRuleErrors(onRule);
+    if (ruleEditor && onRule.length) setRuleErrors(onRule);
     showBanner("error", (data && data.detail) || "The request failed.", errors);
   }
 
