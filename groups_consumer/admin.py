@@ -10,7 +10,6 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
-from groups_consumer.editor import editor_config
 from groups_consumer.models import CourseFact, Group, Membership, MembershipChange, Scope, UserFact
 
 
@@ -56,6 +55,8 @@ class GroupAdmin(admin.ModelAdmin):
 
     def editor_view(self, request: HttpRequest, group_id: int | None = None) -> TemplateResponse:
         """The group editor: a form built from the criteria of the scope; previews and saves go to the API."""
+        from groups_consumer.editor import editor_config  # the API's modules: only when the editor is opened
+
         if not self.has_view_permission(request):
             raise PermissionDenied
         group = get_object_or_404(Group.objects.select_related("scope"), pk=group_id) if group_id else None

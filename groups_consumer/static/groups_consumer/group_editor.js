@@ -43,7 +43,7 @@
     });
     let data = null;
     try { data = await response.json(); } catch (e) { data = {detail: response.statusText}; }
-    return {status: response.status, ok: response.ok, data: data};
+    return {ok: response.ok, data: data};
   }
 
   // ---- the rule schema, from the criteria --------------------------------------------------------------------
