@@ -54,6 +54,7 @@ def page(live_server, staff, monkeypatch):
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page()
         page.set_default_timeout(TIMEOUT_MS)
+        expect.set_options(timeout=TIMEOUT_MS)
         page.goto(f"{live_server.url}/admin/login/?next=/admin/groups_consumer/group/")
         page.fill("#id_username", "staff")
         page.fill("#id_password", "pw")
