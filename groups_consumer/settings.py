@@ -78,6 +78,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "groups_consumer.web.schema.refusals"],
 }
 # edx-drf-extensions reports to New Relic by default; this service has no APM agent.
 OPENEDX_TELEMETRY: list[str] = []
