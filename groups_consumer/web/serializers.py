@@ -151,7 +151,7 @@ class PreviewSerializer(serializers.Serializer[Any]):
 class ExplainQuerySerializer(serializers.Serializer[Any]):
     """The query of ``explain``: which user."""
 
-    user = serializers.IntegerField(min_value=1, max_value=2**63 - 1, help_text="LMS user id")
+    user = serializers.IntegerField(min_value=1, max_value=api.MAX_USER_ID, help_text="LMS user id")
 
 
 class ExplanationSerializer(serializers.Serializer[Any]):
