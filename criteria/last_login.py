@@ -15,7 +15,7 @@ class LastLoginConfig(BaseModel):
     """Config of ``last_login``."""
 
     model_config = ConfigDict(extra="forbid")
-    days: int = Field(ge=0, description="number of days")
+    days: int = Field(ge=0, le=36_500, description="number of days (at most 100 years)")
 
 
 class LastLogin(CriterionType[LastLoginConfig, LearnerFacts, LearnerSnapshot]):

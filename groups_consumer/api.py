@@ -30,6 +30,8 @@ from groups_consumer.plugins.ui_metadata import ui_metadata
 from groups_consumer.scheduling.sync_runner import group_leases, run_sync
 
 log = structlog.get_logger(__name__)
+#: The largest user id the database stores (bigint).
+MAX_USER_ID = 2**63 - 1
 #: How long an operator's sync waits for the same groups' sync running elsewhere before giving up.
 OPERATOR_WAIT_S = 600.0
 
@@ -214,8 +216,8 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
         value = row[0].strip() if row else ""
         if not value or (line == 1 and value.lower() in {"user_id", "username", "user"}):
             continue
-        if value.isdigit():
-            ids.add(int(value))
+        if (user_id := _user_id(value)) is not None:
+            ids.add(user_id)
         else:
             usernames.setdefault(value, line)
     found = dict(UserFact.objects.filter(username__in=list(usernames)).values_list("username", "user_id"))
@@ -236,6 +238,14 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
     report = run_sync([group.id], clock=_clock(now), method=UpdateMethod.MANUAL, cause=Cause.MANUAL,
                       record_drift=False, wait_s=wait_s)
     return ManualUpdate(len(ids), sorted(unknown), report)
+
+
+def _user_id(value: str) -> int | None:
+    """``value`` as an LMS user id: ASCII digits within the database's bigint (``"²".isdigit()`` is true, and
+    ``int()`` refuses thousands of digits); None otherwise, for a username."""
+    if value.isascii() and value.isdigit() and len(value) <= 19 and int(value) <= MAX_USER_ID:
+        return int(value)
+    return None
 
 
 def preview_count(doc: Any, *, now: datetime | None = None) -> int:

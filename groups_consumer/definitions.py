@@ -23,13 +23,33 @@ from groups_consumer.plugins.criterion import CriterionScope, course_org
 from groups_consumer.plugins.registry import CriterionRegistry
 
 
+def _storable(text: str) -> str:
+    """Text as the database can store it: PostgreSQL refuses NUL characters in text."""
+    if "\x00" in text:
+        raise ValueError("must not contain NUL characters")
+    return text
+
+
+def _storable_json(value: Any) -> None:
+    """Every key and string of a JSON value storable: PostgreSQL's jsonb refuses ``\\u0000`` too."""
+    if isinstance(value, str):
+        _storable(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(str(key))
+            _storable_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _storable_json(item)
+
+
 class ScopeDefinition(BaseModel):
     """``{"type": "instance"}``, ``{"type": "org", "key": "DemoX"}`` or
     ``{"type": "course", "key": "course-v1:..."}``."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: ScopeType
-    key: str = ""
+    key: str = Field(default="", max_length=255)
 
     @field_validator("key")
     @classmethod
@@ -41,7 +61,7 @@ class ScopeDefinition(BaseModel):
             raise ValueError(f"a {scope_type.value} scope needs a key")
         if scope_type == ScopeType.COURSE:
             course_org(key)
-        return key
+        return _storable(key)
 
     def as_criterion_scope(self) -> CriterionScope:
         """The scope as criteria see it."""
@@ -59,7 +79,7 @@ class GroupDefinition(BaseModel):
     enabled: bool = True
     frozen: bool = False
     exclusive_set: str | None = Field(None, min_length=1, max_length=255)
-    priority: int = 0
+    priority: int = Field(default=0, ge=-(2**31), le=2**31 - 1)  # the database's integer
     refresh: timedelta | None = None
 
     @field_validator("name", "exclusive_set")
@@ -67,7 +87,13 @@ class GroupDefinition(BaseModel):
     def _no_surrounding_blanks(cls, value: str | None) -> str | None:
         if value is not None and value != value.strip():
             raise ValueError("must not start or end with blanks")
-        return value
+        return value if value is None else _storable(value)
+
+    @field_validator("rule")
+    @classmethod
+    def _storable_rule(cls, rule: dict[str, Any]) -> dict[str, Any]:
+        _storable_json(rule)
+        return rule
 
     @field_validator("refresh")
     @classmethod

@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from groups_consumer.web.health import health
 
+handler404 = "groups_consumer.web.errors.not_found"
 urlpatterns = [
     path("health", health, name="health"),
     path("admin/", admin.site.urls),

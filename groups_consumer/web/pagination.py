@@ -8,6 +8,8 @@ from typing import Any
 
 from drf_spectacular.utils import OpenApiParameter
 from rest_framework import pagination, serializers
+from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
 
 
 class GroupPages(pagination.PageNumberPagination):
@@ -18,7 +20,17 @@ class GroupPages(pagination.PageNumberPagination):
     max_page_size = 1000
 
 
-class MemberCursor(pagination.CursorPagination):
+class ValidatedCursor(pagination.CursorPagination):
+    """A cursor that is not one of ours is a bad query parameter (400), not a missing page."""
+
+    def decode_cursor(self, request: Request) -> pagination.Cursor | None:
+        try:
+            return super().decode_cursor(request)
+        except NotFound as exc:
+            raise serializers.ValidationError({self.cursor_query_param: [str(exc.detail)]}) from exc
+
+
+class MemberCursor(ValidatedCursor):
     """A group's members in user-id order, on the (group, user) unique index."""
 
     ordering = "user_id"
@@ -27,7 +39,7 @@ class MemberCursor(pagination.CursorPagination):
     max_page_size = 1000
 
 
-class ChangeCursor(pagination.CursorPagination):
+class ChangeCursor(ValidatedCursor):
     """Change-log entries newest first, on the (group, at) and (user, at) indexes."""
 
     ordering = ("-at", "-id")

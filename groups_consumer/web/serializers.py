@@ -6,7 +6,6 @@ serializers here only describe them for the schema and take the raw document thr
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -20,7 +19,7 @@ class ScopeSerializer(serializers.Serializer[Any]):
     ``{"type": "course", "key": "course-v1:..."}``."""
 
     type = serializers.ChoiceField(choices=ScopeType.choices)
-    key = serializers.CharField(required=False, allow_blank=True)
+    key = serializers.CharField(required=False, allow_blank=True, max_length=255)
 
 
 class GroupDocumentSerializer(serializers.Serializer[Any]):
@@ -33,7 +32,7 @@ class GroupDocumentSerializer(serializers.Serializer[Any]):
     enabled = serializers.BooleanField(required=False, default=True)
     frozen = serializers.BooleanField(required=False, default=False)
     exclusive_set = serializers.CharField(required=False, allow_null=True, max_length=255)
-    priority = serializers.IntegerField(required=False, default=0)
+    priority = serializers.IntegerField(required=False, default=0, min_value=-(2**31), max_value=2**31 - 1)
     refresh = serializers.CharField(required=False, allow_null=True, help_text="ISO 8601 duration, e.g. P7D")
 
 
@@ -55,7 +54,7 @@ class GroupSerializer(serializers.ModelSerializer[Group]):
         scope: dict[str, str] = api.definition_document(group)["scope"]
         return scope
 
-    @extend_schema_field(OpenApiTypes.STR)
+    @extend_schema_field(serializers.CharField(allow_null=True))
     def get_refresh(self, group: Group) -> str | None:
         """The refresh override as an ISO 8601 duration."""
         return api.definition_document(group)["refresh"]  # type: ignore[no-any-return]
@@ -147,6 +146,12 @@ class PreviewSerializer(serializers.Serializer[Any]):
     changes = ChangeSampleSerializer()
     siblings = serializers.DictField(child=ChangeSampleSerializer(),
                                      help_text="other groups whose members would change, by name")
+
+
+class ExplainQuerySerializer(serializers.Serializer[Any]):
+    """The query of ``explain``: which user."""
+
+    user = serializers.IntegerField(min_value=1, max_value=api.MAX_USER_ID, help_text="LMS user id")
 
 
 class ExplanationSerializer(serializers.Serializer[Any]):

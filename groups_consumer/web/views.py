@@ -31,6 +31,8 @@ from groups_consumer.web.pagination import CURSOR_PARAMETERS, ChangeCursor, Grou
 
 INVALID = OpenApiResponse(OpenApiTypes.OBJECT, description="invalid input: `errors` names each field by its path")
 NOT_FOUND = OpenApiResponse(OpenApiTypes.OBJECT, description="no such group")
+NO_PAGE = OpenApiResponse(OpenApiTypes.OBJECT, description="no such page")
+NO_USER = OpenApiResponse(OpenApiTypes.OBJECT, description="not a user id")
 BUSY = OpenApiResponse(OpenApiTypes.OBJECT, description="another process is syncing the group; retry later")
 MEMBER_PAGE = page_of(s.MemberSerializer, "MemberPage")
 CHANGE_PAGE = page_of(s.ChangeSerializer, "ChangePage")
@@ -84,7 +86,7 @@ class CsvParser(BaseParser):
 
 @extend_schema_view(
     list=extend_schema(parameters=[s.GroupFilterSerializer], responses={200: s.GroupSerializer(many=True),
-                                                                         400: INVALID}),
+                                                                         400: INVALID, 404: NO_PAGE}),
     retrieve=extend_schema(responses={200: s.GroupSerializer, 404: NOT_FOUND}),
     create=extend_schema(request=s.GroupDocumentSerializer, responses={201: s.GroupSerializer, 400: INVALID,
                                                                         409: BUSY}),
@@ -146,7 +148,7 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
                                          wait_s=LEASE_WAIT_S)
         return Response(s.GroupSerializer(saved).data)
 
-    @extend_schema(parameters=CURSOR_PARAMETERS, responses={200: MEMBER_PAGE, 404: NOT_FOUND})
+    @extend_schema(parameters=CURSOR_PARAMETERS, responses={200: MEMBER_PAGE, 400: INVALID, 404: NOT_FOUND})
     @action(detail=True, methods=["get"], pagination_class=MemberCursor)
     def members(self, request: Request, pk: str | None = None) -> Response:
         """Members in user-id order, by cursor: every page costs what the first one costs."""
@@ -159,14 +161,15 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         """The group's change log, newest first."""
         return self._page(api.changes(group=self.get_object(), **_change_filters(request)), s.ChangeSerializer)
 
-    @extend_schema(parameters=[OpenApiParameter("user", int, required=True, description="LMS user id")],
+    @extend_schema(parameters=[s.ExplainQuerySerializer],
                    responses={200: s.ExplanationSerializer, 400: INVALID, 404: NOT_FOUND})
     @action(detail=True, methods=["get"])
     def explain(self, request: Request, pk: str | None = None) -> Response:
         """Which criteria the user matches and how the exclusive set decides."""
-        user = serializers.IntegerField(min_value=1, max_value=2**63 - 1).run_validation(
-            request.query_params.get("user"))
-        return Response(s.ExplanationSerializer(asdict(api.explain(user, self.get_object()))).data)
+        query = s.ExplainQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        return Response(s.ExplanationSerializer(asdict(api.explain(query.validated_data["user"],
+                                                                   self.get_object()))).data)
 
     @extend_schema(request=None, responses={200: s.SyncReportSerializer, 404: NOT_FOUND, 409: BUSY})
     @action(detail=True, methods=["post"])
@@ -184,7 +187,9 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
         them (a header row and blank rows skipped; unknown usernames reported)."""
         group = self.get_object()
         if request.content_type.startswith("text/csv"):
-            rows, append = request.data["rows"], request.query_params.get("append", "").lower() in {"1", "true", "yes"}
+            # an empty body reaches no parser: no rows, as an empty file
+            rows = request.data.get("rows", [])
+            append = request.query_params.get("append", "").lower() in {"1", "true", "yes"}
         else:
             body = s.ManualListSerializer(data=request.data)
             body.is_valid(raise_exception=True)
@@ -219,7 +224,7 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 class UserGroupsView(APIView):
     """The groups a user is in."""
 
-    @extend_schema(responses={200: s.UserGroupSerializer(many=True)})
+    @extend_schema(responses={200: s.UserGroupSerializer(many=True), 404: NO_USER})
     def get(self, request: Request, user_id: int) -> Response:
         """Every group the user is a member of, with when they joined."""
         return Response(s.UserGroupSerializer(api.user_memberships(user_id), many=True).data)
@@ -229,7 +234,7 @@ class UserChangesView(APIView):
     """A user's membership change log."""
 
     @extend_schema(parameters=[s.ChangeFilterSerializer, *CURSOR_PARAMETERS],
-                   responses={200: CHANGE_PAGE, 400: INVALID})
+                   responses={200: CHANGE_PAGE, 400: INVALID, 404: NO_USER})
     def get(self, request: Request, user_id: int) -> Response:
         """The user's joins and leaves in every group, newest first."""
         pages = ChangeCursor()
