@@ -65,6 +65,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["groups_consumer.web.permissions.ReadAuthenticatedWriteEditors"],
+    "DEFAULT_PARSER_CLASSES": ["groups_consumer.web.parsers.LimitedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "groups_consumer.web.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,

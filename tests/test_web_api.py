@@ -207,3 +207,20 @@ def test_apply_dry_run_prints_the_differences_and_saves_nothing(tmp_path, learne
         "(e.g. users 1), would leave 0",
         f"  exclusive sibling low (course:{COURSE}): would join 0, would leave 1 (e.g. users 1)"]
     assert Group.objects.count() == 1
+
+
+def test_definitions_beyond_the_limits_are_refused_naming_the_limit_and_the_field(client):
+    nested = '{"not": ' * 5000 + json.dumps(leaf("last_login", ">", days=10)) + "}" * 5000
+    body = json.dumps({**STRUGGLING, "rule": None}).replace("null", nested)  # deeper than json can recurse
+    answer = client.post("/api/v1/groups/", body, content_type="application/json")
+    assert answer.status_code == 400 and "['max_depth']" in answer.json()["detail"]
+    assert answer.json()["errors"][0]["field"].startswith("rule.not.not")
+    wide = {**STRUGGLING, "rule": {"any": [leaf("last_login", ">", days=d) for d in range(5000)]}}
+    answer = client.post("/api/v1/groups/preview/", wide, format="json")
+    assert answer.status_code == 400 and answer.json()["errors"][0]["field"] == "rule.any"
+    assert "5000 criteria; the limit is 200" in answer.json()["errors"][0]["message"]
+    listed = {**STRUGGLING, "rule": leaf("manual", "in", user_ids=list(range(1, 100_002)))}
+    answer = client.post("/api/v1/groups/", listed, format="json")
+    assert answer.status_code == 400 and answer.json()["errors"][0]["field"] == "rule.config.user_ids"
+    assert client.post("/api/v1/groups/", "{not json", content_type="application/json").status_code == 400
+    assert not Group.objects.exists()

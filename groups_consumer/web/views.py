@@ -6,8 +6,6 @@ OpenAPI description of each operation.
 
 from __future__ import annotations
 
-import csv
-import io
 from dataclasses import asdict
 from typing import Any
 
@@ -17,7 +15,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.parsers import BaseParser, JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,6 +25,7 @@ from groups_consumer.models import Group
 from groups_consumer.status import collect
 from groups_consumer.web import serializers as s
 from groups_consumer.web.pagination import CURSOR_PARAMETERS, ChangeCursor, GroupPages, MemberCursor, page_of
+from groups_consumer.web.parsers import CsvParser, LimitedJSONParser
 
 INVALID = OpenApiResponse(OpenApiTypes.OBJECT, description="invalid input: `errors` names each field by its path")
 NOT_FOUND = OpenApiResponse(OpenApiTypes.OBJECT, description="no such group")
@@ -72,18 +70,6 @@ def _sync_answer(report: SyncReport, groups: list[Group]) -> dict[str, Any]:
             "not_synced": [{"group": group, "reason": reason} for group, reason in api.not_synced(groups, report)]}
 
 
-class CsvParser(BaseParser):
-    """``text/csv``: rows as the CLI reads them (first column)."""
-
-    media_type = "text/csv"
-
-    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> dict[str, Any]:
-        try:
-            return {"rows": list(csv.reader(io.StringIO(stream.read().decode("utf-8"))))}
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise serializers.ValidationError({"csv": [str(exc)]}) from exc
-
-
 @extend_schema_view(
     list=extend_schema(parameters=[s.GroupFilterSerializer], responses={200: s.GroupSerializer(many=True),
                                                                          400: INVALID, 404: NO_PAGE}),
@@ -105,7 +91,6 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 
     serializer_class = s.GroupSerializer
     pagination_class = GroupPages
-    parser_classes = (JSONParser,)
 
     def get_queryset(self) -> QuerySet[Group]:
         if self.action != "list":
@@ -181,7 +166,7 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
     @extend_schema(request={"application/json": s.ManualListSerializer, "text/csv": OpenApiTypes.STR},
                    parameters=[OpenApiParameter("append", bool, description="text/csv: add instead of replace")],
                    responses={200: s.ManualUpdateSerializer, 400: INVALID, 404: NOT_FOUND, 409: BUSY})
-    @action(detail=True, methods=["post"], parser_classes=[JSONParser, CsvParser])
+    @action(detail=True, methods=["post"], parser_classes=[LimitedJSONParser, CsvParser])
     def manual(self, request: Request, pk: str | None = None) -> Response:
         """Replace (or append to) a manual group's users: ids or usernames, first column, as the CLI reads
         them (a header row and blank rows skipped; unknown usernames reported)."""
