@@ -55,7 +55,7 @@ class GroupAdmin(admin.ModelAdmin):
 
     def editor_view(self, request: HttpRequest, group_id: int | None = None) -> TemplateResponse:
         """The group editor: a form built from the criteria of the scope; previews and saves go to the API."""
-        from groups_consumer.editor import editor_config  # the API's modules: only when the editor is opened
+        from groups_consumer.web.staff_editor import editor_config  # loads the API: only when the editor opens
 
         if not self.has_view_permission(request):
             raise PermissionDenied
