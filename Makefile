@@ -8,6 +8,12 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 venv: $(VENV)/.installed
 
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
 ## Programs the tests drive besides Python packages: Debian's chromium for the staff UI (driven by Playwright,
 ## whose own browser download cannot work here) and wrk for the web benchmark's smoke test. Installed with apt
 ## when missing (root, or passwordless sudo).
