@@ -113,8 +113,23 @@ def parse_definition(doc: Any, types: CriterionRegistry | None = None) -> tuple[
     except pydantic.ValidationError as exc:
         (field, message), *more = [(".".join(str(p) for p in error["loc"]) or "(document)", error["msg"])
                                    for error in exc.errors()]
-        raise DefinitionError(field, message, more) from exc
+        invalid = DefinitionError(field, message, more)
+        raise DefinitionError.merged([invalid, *_rule_errors(doc, invalid, types)]) from exc
     return definition, parse_rule(definition.rule, definition.scope.as_criterion_scope(), types)
+
+
+def _rule_errors(doc: dict[str, Any], invalid: DefinitionError,
+                 types: CriterionRegistry | None) -> list[DefinitionError]:
+    """The rule's own errors, when the document's other fields are what failed (so that every bad field is
+    named at once): none if the scope or the rule itself is invalid, since the rule is checked in its scope."""
+    if "rule" not in doc or any(path.split(".")[0] in {"scope", "rule"} for path, _ in invalid.errors):
+        return []
+    scope = ScopeDefinition.model_validate(doc.get("scope", {"type": ScopeType.INSTANCE}))
+    try:
+        parse_rule(doc["rule"], scope.as_criterion_scope(), types)
+    except DefinitionError as exc:
+        return [exc]
+    return []
 
 
 def parse_documents(data: Any, types: CriterionRegistry | None = None) -> list[tuple[GroupDefinition, Node]]:

@@ -15,6 +15,12 @@ class DefinitionError(ValueError):
         self.message = message
         self.errors = [(field, message), *more]
 
+    @classmethod
+    def merged(cls, errors: Sequence[DefinitionError]) -> DefinitionError:
+        """One error holding every (path, message) of ``errors``, in their order."""
+        (field, message), *more = [error for each in errors for error in each.errors]
+        return cls(field, message, more)
+
     def prefixed(self, prefix: str) -> DefinitionError:
         """The same errors with ``prefix`` before every path (an item of a list: ``[1].``)."""
         (field, message), *more = [(f"{prefix}{path}", text) for path, text in self.errors]

@@ -187,12 +187,15 @@ def test_staff_edit_shows_siblings_in_preview_and_errors_deep_in_the_rule_tree(p
     expect(page.locator(".preview-siblings")).to_have_text(f"fallback (course:{COURSE}): 1 (4) join, 0 leave")
 
     page.locator(nested).fill("2")
-    page.click("#save-button")
+    page.locator(negated).fill("-1")
+    page.click("#save-button")  # the server names every bad leaf at once, each on its own field
     expect(page.locator('[data-schemapath="root.all.1.any.0.config.percent"] .errmsg')).to_contain_text(
         "Input should be less than or equal to 1")
+    expect(page.locator('[data-schemapath="root.all.1.any.1.not.config.percent"] .errmsg')).to_contain_text(
+        "Input should be greater than or equal to 0")
     page.locator(nested).fill("0.3")
-    page.locator(negated).fill("-1")
-    page.click("#save-button")  # the server names the first bad leaf of a rule: now the negated one
+    page.locator(negated).fill("-2")
+    page.click("#save-button")
     expect(page.locator('[data-schemapath="root.all.1.any.1.not.config.percent"] .errmsg')).to_contain_text(
         "Input should be greater than or equal to 0")
     expect(page.locator('[data-schemapath="root.all.1.any.0.config.percent"] .errmsg:visible')).to_have_count(0)

@@ -94,9 +94,13 @@ def test_create_read_list_and_filter_groups(client, learners):
 
 
 def test_invalid_documents_name_every_bad_field_and_save_nothing(client):
-    answer = client.post("/api/v1/groups/", {**STRUGGLING, "priority": "high", "name": ""}, format="json")
+    bad_rule = {"all": [leaf("last_login", "~", days=-1), {"not": leaf("course_grade", "<", percent=2)},
+                        leaf("course_grade", "<", percent=0.4)]}
+    answer = client.post("/api/v1/groups/", {**STRUGGLING, "priority": "high", "name": "", "rule": bad_rule},
+                         format="json")
     assert answer.status_code == 400
-    assert {e["field"] for e in answer.json()["errors"]} == {"name", "priority"}
+    assert [e["field"] for e in answer.json()["errors"]] == [
+        "name", "priority", "rule.all[0].operator", "rule.all[0].config.days", "rule.all[1].not.config.percent"]
     answer = client.post("/api/v1/groups/", {**STRUGGLING, "rule": {"all": [leaf("last_login", ">", days=10),
                                                                            leaf("course_grade", "<", percent=2)]}},
                          format="json")

@@ -92,8 +92,15 @@ def _parse(doc: Any, scope: CriterionScope, types: CriterionRegistry, path: str)
             return Not(_parse(value, scope, types, f"{path}.not"))
         if not isinstance(value, list) or not value:
             raise DefinitionError(f"{path}.{kind}", "must be a non-empty list of rules")
-        children = tuple(_parse(child, scope, types, f"{path}.{kind}[{i}]") for i, child in enumerate(value))
-        return AllOf(children) if kind == "all" else AnyOf(children)
+        children, errors = [], []
+        for i, child in enumerate(value):  # every child is checked: each bad field is named at once
+            try:
+                children.append(_parse(child, scope, types, f"{path}.{kind}[{i}]"))
+            except DefinitionError as exc:
+                errors.append(exc)
+        if errors:
+            raise DefinitionError.merged(errors)
+        return AllOf(tuple(children)) if kind == "all" else AnyOf(tuple(children))
     if "type" not in doc:
         raise DefinitionError(path, "must have 'type' (a criterion) or be an all / any / not node")
     if unknown := doc.keys() - LEAF_KEYS:

@@ -136,16 +136,19 @@ class CriterionType(abc.ABC, Generic[ConfigT, BackendT, LearnerT]):
             allowed = ", ".join(sorted(s.value for s in cls.scopes))
             raise DefinitionError(f"{path}.type", f"{cls.name!r} is not available in {scope.type.value} scope "
                                                   f"(allowed: {allowed})")
+        errors = []
         if not isinstance(operator, str) or operator not in cls.operators:
-            raise DefinitionError(f"{path}.operator", f"{operator!r} is not supported by {cls.name!r} "
-                                                      f"(supported: {', '.join(cls.operators)})")
+            errors.append((f"{path}.operator", f"{operator!r} is not supported by {cls.name!r} "
+                                               f"(supported: {', '.join(cls.operators)})"))
         try:
             parsed = cast(ConfigT, cls.Config.model_validate(config if config is not None else {}))
         except pydantic.ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(part) for part in (f"{path}.config", *first["loc"]))
-            raise DefinitionError(where, first["msg"]) from exc
-        criterion = cls(operator, parsed, scope)
+            errors += [(".".join(str(part) for part in (f"{path}.config", *error["loc"])), error["msg"])
+                       for error in exc.errors()]
+        if errors:
+            (field, message), *more = errors
+            raise DefinitionError(field, message, more)
+        criterion = cls(cast(str, operator), parsed, scope)
         try:
             criterion.validate()
         except DefinitionError as exc:
