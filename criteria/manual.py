@@ -1,6 +1,7 @@
 """``manual``: an explicit list of users."""
 
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,7 +15,7 @@ class ManualConfig(BaseModel):
     """Config of ``manual``."""
 
     model_config = ConfigDict(extra="forbid")
-    user_ids: frozenset[int] = Field(description="LMS user ids")
+    user_ids: frozenset[Annotated[int, Field(ge=1, le=2**63 - 1)]] = Field(description="LMS user ids")
 
 
 class Manual(CriterionType[ManualConfig, LearnerFacts, LearnerSnapshot]):
