@@ -106,7 +106,10 @@ def test_staff_build_preview_save_and_see_errors_on_their_field(page, live_serve
     page.click("#preview-button")
     expect(page.locator(".preview-count")).to_have_text("Members after saving: 1 (now 2)")
     expect(page.locator(".preview-left")).to_have_text("Would leave: 1 (4)")
+    expect(page.locator(".preview-stale")).to_be_hidden()
     page.locator('input[name="root[all][1][config][percent]"]').fill("2")
+    page.locator('input[name="root[all][1][config][percent]"]').dispatch_event("change")
+    expect(page.locator(".preview-stale")).to_be_visible()  # the preview no longer says what saving would do
     page.click("#save-button")
     percent = page.locator('[data-schemapath="root.all.1.config.percent"]')
     expect(percent.locator(".errmsg")).to_contain_text("Input should be less than or equal to 1")

@@ -166,6 +166,7 @@
       }
       ruleErrors = {errors: [], value: null};
       showOnFields(editor, editor.validate().filter(function (error) { return error.property !== "oneOf"; }), false);
+      markPreviewStale();
     });
   }
 
@@ -335,8 +336,21 @@
       ")" : "");
   }
 
-  function renderPreview(preview) {
+  /** The document the preview on screen is about (JSON), to tell when the form no longer matches it. */
+  let previewedDocument = null;
+
+  /** Marks the preview out of date while the form differs from the document it previewed. */
+  function markPreviewStale() {
+    if (previewedDocument === null || previewBox.hidden) return;
+    const stale = JSON.stringify(documentOf()) !== previewedDocument;
+    previewBox.classList.toggle("preview-is-stale", stale);
+    previewBox.querySelector(".preview-stale").hidden = !stale;
+  }
+
+  function renderPreview(preview, previewed) {
+    previewedDocument = JSON.stringify(previewed);
     previewBox.hidden = false;
+    previewBox.classList.remove("preview-is-stale");
     previewBox.replaceChildren();
     const lines = [
       ["preview-count", "Members after saving: " + preview.members_after +
@@ -348,7 +362,11 @@
     ];
     const title = document.createElement("h2");
     title.textContent = "Preview of " + preview.group + " (nothing saved)";
-    previewBox.appendChild(title);
+    const stale = document.createElement("p");
+    stale.className = "preview-stale";
+    stale.hidden = true;
+    stale.textContent = "The form changed since this preview: preview again to see what saving would do now.";
+    previewBox.append(title, stale);
     lines.forEach(function (line) {
       const p = document.createElement("p");
       p.className = line[0];
@@ -387,7 +405,8 @@
 
   async function preview() {
     const url = config.group_id ? groupsUrl + config.group_id + "/preview/" : config.urls.preview;
-    const answer = await call("POST", url, documentOf());
+    const previewed = documentOf();
+    const answer = await call("POST", url, previewed);
     if (!answer.ok) {
       previewBox.hidden = true;
       showErrors(answer.data);
@@ -396,7 +415,7 @@
     clearFieldErrors(form);
     setRuleErrors([]);
     banner.hidden = true;
-    renderPreview(answer.data);
+    renderPreview(answer.data, previewed);
   }
 
   async function save() {
@@ -442,6 +461,7 @@
 
   fill(config.document);
   if (new URLSearchParams(window.location.search).has("saved")) showBanner("success", "Saved.");
+  form.addEventListener("input", markPreviewStale);
   form.elements.scope_type.addEventListener("change", reloadCriteria);
   form.elements.scope_key.addEventListener("change", reloadCriteria);
   document.getElementById("preview-button").addEventListener("click", function () { busy(preview); });
