@@ -23,7 +23,9 @@ from groups_consumer.engine.preview import NEW_GROUP_ID, Preview
 from groups_consumer.engine.preview import preview as engine_preview
 from groups_consumer.engine.selection import Query
 from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
+from groups_consumer.iteration import chunked
 from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType, UserFact
+from groups_consumer.pipeline.validate import MAX_USERNAME
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import UpdateMethod
 from groups_consumer.plugins.ui_metadata import ui_metadata
@@ -220,7 +222,7 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
             ids.add(user_id)
         else:
             usernames.setdefault(value, line)
-    found = dict(UserFact.objects.filter(username__in=list(usernames)).values_list("username", "user_id"))
+    found = _user_ids_of(usernames)
     ids |= set(found.values())
     unknown += [(line, name, "no known user has this username") for name, line in usernames.items()
                 if name not in found]
@@ -238,6 +240,14 @@ def update_manual_group(group: Group, rows: Iterable[list[str]], *, append: bool
     report = run_sync([group.id], clock=_clock(now), method=UpdateMethod.MANUAL, cause=Cause.MANUAL,
                       record_drift=False, wait_s=wait_s)
     return ManualUpdate(len(ids), sorted(unknown), report)
+
+
+def _user_ids_of(usernames: Iterable[str]) -> dict[str, int]:
+    """The known users among ``usernames``, by username; values no LMS username can be (too long, holding NUL,
+    which PostgreSQL refuses in text) are known to no one. Looked up in slices: a CSV may list many thousands."""
+    possible = [name for name in usernames if len(name) <= MAX_USERNAME and "\x00" not in name]
+    return {name: user_id for names in chunked(possible, 5000)
+            for name, user_id in UserFact.objects.filter(username__in=names).values_list("username", "user_id")}
 
 
 def _user_id(value: str) -> int | None:

@@ -228,3 +228,14 @@ def test_definitions_beyond_the_limits_are_refused_naming_the_limit_and_the_fiel
     assert answer.status_code == 400 and answer.json()["errors"][0]["field"] == "rule.config.user_ids"
     assert client.post("/api/v1/groups/", "{not json", content_type="application/json").status_code == 400
     assert not Group.objects.exists()
+
+
+def test_manual_lists_of_many_or_impossible_usernames(client, learners):
+    picked = created(client, group_doc(leaf("manual", "in", user_ids=[1]), name="picked"))
+    url = f"/api/v1/groups/{picked['id']}/manual/"
+    names = ["user2", "x" * 151, *(f"ghost{i}" for i in range(70_000))]  # looked up in slices
+    update = client.post(url, {"users": names}, format="json").json()
+    assert update["user_ids"] == 1 and len(update["skipped"]) == 70_001
+    csv_update = client.post(url, "user3\nnul\x00name\n", content_type="text/csv").json()  # PostgreSQL refuses NUL
+    assert csv_update["user_ids"] == 1 and [row["line"] for row in csv_update["skipped"]] == [2]
+    assert list(Membership.objects.filter(group_id=picked["id"]).values_list("user_id", flat=True)) == [3]
