@@ -36,6 +36,9 @@ MEMBER_PAGE = page_of(s.MemberSerializer, "MemberPage")
 CHANGE_PAGE = page_of(s.ChangeSerializer, "ChangePage")
 #: How long a request waits for a group another process is syncing before answering 409.
 LEASE_WAIT_S = 10.0
+#: A user id in a path: digits only (anything else is no such path: 404 before authentication).
+USER_ID = OpenApiParameter("user_id", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                           OpenApiParameter.PATH, description="LMS user id")
 SCOPE = OpenApiParameter("scope", str, description="instance, org:KEY or course:KEY")
 
 
@@ -209,7 +212,7 @@ class GroupViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.Ge
 class UserGroupsView(APIView):
     """The groups a user is in."""
 
-    @extend_schema(responses={200: s.UserGroupSerializer(many=True), 404: NO_USER})
+    @extend_schema(parameters=[USER_ID], responses={200: s.UserGroupSerializer(many=True), 404: NO_USER})
     def get(self, request: Request, user_id: int) -> Response:
         """Every group the user is a member of, with when they joined."""
         return Response(s.UserGroupSerializer(api.user_memberships(user_id), many=True).data)
@@ -218,7 +221,7 @@ class UserGroupsView(APIView):
 class UserChangesView(APIView):
     """A user's membership change log."""
 
-    @extend_schema(parameters=[s.ChangeFilterSerializer, *CURSOR_PARAMETERS],
+    @extend_schema(parameters=[USER_ID, s.ChangeFilterSerializer, *CURSOR_PARAMETERS],
                    responses={200: CHANGE_PAGE, 400: INVALID, 404: NO_USER})
     def get(self, request: Request, user_id: int) -> Response:
         """The user's joins and leaves in every group, newest first."""
