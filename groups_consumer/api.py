@@ -358,15 +358,11 @@ def not_synced(groups: Iterable[Group], report: SyncReport) -> list[tuple[str, s
 def list_groups(*, scope: ScopeDefinition | None = None, enabled: bool | None = None, frozen: bool | None = None,
                 broken: bool | None = None, exclusive_set: str | None = None) -> QuerySet[Group]:
     """Groups in id order, filtered by whichever criteria are given."""
-    groups = groups_matching(scope=scope).order_by("id")
-    if enabled is not None:
-        groups = groups.filter(enabled=enabled)
-    if frozen is not None:
-        groups = groups.filter(frozen=frozen)
+    given = {"enabled": enabled, "frozen": frozen, "exclusive_set": exclusive_set}
+    groups = groups_matching(scope=scope).order_by("id").filter(
+        **{field: value for field, value in given.items() if value is not None})
     if broken is not None:
         groups = groups.exclude(broken_reason="") if broken else groups.filter(broken_reason="")
-    if exclusive_set is not None:
-        groups = groups.filter(exclusive_set=exclusive_set)
     return groups
 
 
@@ -470,20 +466,9 @@ def changes(*, group: Group | None = None, user_id: int | None = None, since: da
             until: datetime | None = None, cause: str | None = None,
             kind: str | None = None) -> QuerySet[MembershipChange]:
     """The membership change log of a group and / or a user, newest first, in ``[since, until)``."""
-    rows = MembershipChange.objects.select_related("group__scope").order_by("-at", "-id")
-    if group is not None:
-        rows = rows.filter(group=group)
-    if user_id is not None:
-        rows = rows.filter(user_id=user_id)
-    if since is not None:
-        rows = rows.filter(at__gte=since)
-    if until is not None:
-        rows = rows.filter(at__lt=until)
-    if cause is not None:
-        rows = rows.filter(cause=cause)
-    if kind is not None:
-        rows = rows.filter(kind=kind)
-    return rows
+    given = {"group": group, "user_id": user_id, "at__gte": since, "at__lt": until, "cause": cause, "kind": kind}
+    return MembershipChange.objects.select_related("group__scope").order_by("-at", "-id").filter(
+        **{condition: value for condition, value in given.items() if value is not None})
 
 
 __all__ = ["ApplyReport", "Explanation", "Preview", "ScopeType", "apply_definitions", "changes", "clear_members",
