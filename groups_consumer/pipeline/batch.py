@@ -80,7 +80,7 @@ class BatchProcessor:
             except DefinitionsChanged:
                 self.catalog = GroupCatalog.load()
                 self.router = EventRouter(self.catalog)
-                log.info("groups_reloaded", groups=len(self.catalog.groups), version=self.catalog.version)
+                log.info("groups_loaded", groups=len(self.catalog.groups), version=self.catalog.version)
 
     def _apply(self, updates: list[FactUpdate], result: BatchResult, now: datetime, *,
                wait_for_locks: bool) -> list[FactUpdate]:

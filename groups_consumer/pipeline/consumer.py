@@ -138,7 +138,7 @@ class EventConsumer:
 
     def __init__(self, config: ConsumerConfig, decoder: EventDecoder | None = None,
                  clock: Callable[[], float] = time.monotonic, stats_every_s: float = 10.0,
-                 catalog_check_every_s: float = 5.0, start: StartPosition | None = None,
+                 start: StartPosition | None = None,
                  accept: Callable[[PlatformEvent], bool] = lambda event: True,
                  on_batch: Callable[[list[Message]], None] = lambda messages: None, report_partitions: bool = True):
         self.config = config
@@ -148,7 +148,7 @@ class EventConsumer:
             max_clock_skew=timedelta(seconds=config.max_clock_skew_s))
         self.stats = ConsumerStats()
         self._clock = clock
-        self._stats_every_s, self._catalog_check_every_s = stats_every_s, catalog_check_every_s
+        self._stats_every_s = stats_every_s
         self._consumer = config.new_consumer()
         settings = config.kafka.config("consumer")
         self._cooperative = "cooperative" in str(settings.get("partition.assignment.strategy", ""))
@@ -163,7 +163,7 @@ class EventConsumer:
         self._rebalancing_since = time.monotonic()
         self._processor: BatchProcessor | None = None
         self._garbage = CollectBetweenBatches()
-        self._next_catalog_check = self._next_stats = 0.0
+        self._next_stats = 0.0
 
     def stop(self) -> None:
         """Ask the loop to stop after the current batch."""
@@ -344,12 +344,10 @@ class EventConsumer:
                 delay = min(delay * 2, 5.0)
 
     def _current_processor(self) -> BatchProcessor:
-        """The batch processor, rebuilt when group definitions change (checked every few seconds)."""
-        if self._processor is None or self._clock() >= self._next_catalog_check:
-            self._next_catalog_check = self._clock() + self._catalog_check_every_s
-            if self._processor is None or not self._processor.catalog.is_current():
-                self._processor = BatchProcessor(GroupCatalog.load())
-                log.info("groups_loaded", groups=len(self._processor.catalog.groups))
+        """The batch processor (it reloads the groups itself when their definitions change: see ``batch``)."""
+        if self._processor is None:
+            self._processor = BatchProcessor(GroupCatalog.load())
+            log.info("groups_loaded", groups=len(self._processor.catalog.groups))
         return self._processor
 
     def partition_positions(self) -> list[PartitionPosition]:
