@@ -52,7 +52,8 @@ run: venv
 	    $(BIN)/python -c 'import secrets; print(secrets.token_urlsafe(50))' | tee .django-secret-key)}"; \
 	  $(BIN)/groups-consumer scheduler & scheduler=$$!; \
 	  $(BIN)/groups-consumer serve & web=$$!; \
-	  trap 'kill -TERM $$scheduler $$web 2>/dev/null; wait $$scheduler $$web' EXIT; \
+	  $(BIN)/groups-consumer relay & relay=$$!; \
+	  trap 'kill -TERM $$scheduler $$web $$relay 2>/dev/null; wait $$scheduler $$web $$relay' EXIT; \
 	  $(BIN)/groups-consumer consume
 
 ## A sample stream, produced with openedx-events' serializer, into the embedded default; shows the groups

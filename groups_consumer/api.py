@@ -19,6 +19,7 @@ from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.definitions_version import mark_definitions_changed
 from groups_consumer.engine.evaluability import evaluation_error
 from groups_consumer.engine.full_sync import SyncReport, user_ranges
+from groups_consumer.engine.membership_writer import remove_members
 from groups_consumer.engine.preview import NEW_GROUP_ID, Preview
 from groups_consumer.engine.preview import preview as engine_preview
 from groups_consumer.engine.selection import Query
@@ -100,12 +101,12 @@ def definition_document(group: Group) -> dict[str, Any]:
 
 def delete_group(group: Group, *, wait_s: float = OPERATOR_WAIT_S) -> int:
     """Delete a group under its sync lease: its memberships and its change log go with it (disable a group
-    instead to keep its history). The users it held in an exclusive set are re-decided among its siblings.
-    Returns how many members it had."""
+    instead to keep its history); subscribers to membership events are told every member left. The users it
+    held in an exclusive set are re-decided among its siblings. Returns how many members it had."""
     sibling_set = group.exclusive_set
     with group_leases([group.id]).acquire(wait_s), transaction.atomic():
         mark_definitions_changed()
-        members = group.memberships.count()
+        members = len(remove_members(group, cause=Cause.MANUAL, cause_id="deleted", now=timezone.now()))
         log.info("group_deleted", group=group.name, scope=str(group.scope), members=members,
                  definition=definition_document(group))
         group.delete()
@@ -179,15 +180,8 @@ def _save(definition: GroupDefinition, group: Group | None, now: datetime) -> tu
 
 
 def clear_members(group: Group, *, cause_id: str, now: datetime | None = None) -> int:
-    """Remove every member of a group, logging each as a manual change."""
-    now = now or timezone.now()
-    with transaction.atomic():
-        user_ids = list(group.memberships.values_list("user_id", flat=True))
-        MembershipChange.objects.bulk_create(
-            MembershipChange(group=group, user_id=uid, kind=MembershipChange.Kind.LEFT, at=now, cause=Cause.MANUAL,
-                             cause_id=cause_id) for uid in user_ids)
-        group.memberships.all().delete()
-    return len(user_ids)
+    """Remove every member of a group, logging (and publishing) each as a manual change."""
+    return len(remove_members(group, cause=Cause.MANUAL, cause_id=cause_id, now=now or timezone.now()))
 
 
 @dataclass

@@ -56,6 +56,30 @@ def insert(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[A
     _executemany(f"INSERT INTO {table} ({names}) VALUES ({_marks(columns)})", list(rows))
 
 
+def insert_with_ids(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[int]:
+    """Insert rows like ``insert`` and give their ids, in the order of ``rows``, increasing.
+
+    On PostgreSQL the ids are drawn from the table's sequence first (one statement), then the rows are copied
+    with them. On SQLite the transaction holds the database's write lock (transactions begin IMMEDIATE), so the
+    rows just inserted are the table's last ``len(rows)``.
+    """
+    if not rows:
+        return []
+    table = quote(model._meta.db_table)
+    pk = _column(model, model._meta.pk.name)
+    if is_postgres():
+        with cursor() as db:
+            db.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s) ORDER BY 1",
+                       [model._meta.db_table, pk, len(rows)])
+            ids = [row[0] for row in db.fetchall()]
+        insert(model, [model._meta.pk.name, *columns], ((id_, *row) for id_, row in zip(ids, rows, strict=True)))
+        return ids
+    insert(model, columns, rows)
+    with cursor() as db:
+        db.execute(f"SELECT {quote(pk)} FROM {table} ORDER BY {quote(pk)} DESC LIMIT %s", [len(rows)])
+        return sorted(row[0] for row in db.fetchall())
+
+
 def insert_ignoring_conflicts(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]],
                               returning: Sequence[str] = ()) -> list[tuple[Any, ...]]:
     """Insert rows, skipping those that clash with a unique constraint (existing rows are left as they are).
@@ -212,6 +236,11 @@ def select_where_in(sql: str, column: str, ids: Iterable[int], params: Sequence[
     """Rows of ``sql`` (ending in ``WHERE`` or ``WHERE ... AND``) with ``column`` among ``ids``; ``params``
     fill the placeholders before the id condition, ``suffix`` follows it (``ORDER BY ...``)."""
     return _where_in(sql, column, ids, params, suffix, fetch=True)
+
+
+def execute_where_in(sql: str, column: str, ids: Iterable[int], params: Sequence[Any] = ()) -> None:
+    """Run ``sql`` (an UPDATE or DELETE ending in ``WHERE`` or ``WHERE ... AND``) with ``column`` among ``ids``."""
+    _where_in(sql, column, ids, params, "", fetch=False)
 
 
 def _where_in(sql: str, column: str, ids: Iterable[int], params: Sequence[Any], suffix: str,

@@ -1,8 +1,8 @@
 """The ``groups-consumer`` console script.
 
-``groups-consumer VERB ...`` runs the management command ``groups_VERB`` of this app (so a host Django
-project gets the same commands as ``manage.py groups_VERB``); Django's own commands (``migrate``, ...) pass
-through unchanged.
+``groups-consumer VERB ...`` runs the management command ``groups_VERB`` of this app (``-`` in a verb is
+``_`` in its command; so a host Django project gets the same commands as ``manage.py groups_VERB``);
+Django's own commands (``migrate``, ...) pass through unchanged.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ VERBS = {
     "criteria": "registered criterion types, their plugin and config schema",
     "manual": "replace or extend a manual group's users from a CSV of ids or usernames",
     "serve": "the web process: REST API (/api/v1/), admin (/admin/), /health",
+    "relay": "publish membership changes to Kafka from the outbox (long-running)",
+    "publish-snapshot": "publish the current members of groups as 'joined' events, for a new subscriber",
 }
 DJANGO_VERBS = {"migrate": "create or upgrade the database schema", "showmigrations": "list migrations",
                "createsuperuser": "create an admin user (staff) for the admin and the API",
@@ -45,7 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     from django.core.management import execute_from_command_line
 
     verb, rest = argv[0], argv[1:]
-    execute_from_command_line(["groups-consumer", f"groups_{verb}" if verb in VERBS else verb, *rest])
+    execute_from_command_line(["groups-consumer", f"groups_{verb.replace('-', '_')}" if verb in VERBS else verb, *rest])
 
 
 if __name__ == "__main__":

@@ -139,6 +139,14 @@ for _limit, _variable in DEFINITION_LIMIT_VARIABLES.items():
         except ValueError:
             raise ImproperlyConfigured(f"{_variable}: an integer, not {os.environ[_variable]!r}") from None
 
+# Membership-change events (groups_consumer/publishing/config.py): on when KAFKA_MEMBERSHIP_TOPIC is set.
+GROUPS_CONSUMER_MEMBERSHIP_TOPIC = os.environ.get("KAFKA_MEMBERSHIP_TOPIC", "").strip()
+try:
+    GROUPS_CONSUMER_OUTBOX_RETENTION_HOURS = float(os.environ.get("MEMBERSHIP_OUTBOX_RETENTION_HOURS", 168))
+    GROUPS_CONSUMER_OUTBOX_MAX_PENDING = int(os.environ.get("MEMBERSHIP_OUTBOX_MAX_PENDING", 1_000_000))
+except ValueError as exc:
+    raise ImproperlyConfigured(f"MEMBERSHIP_OUTBOX_RETENTION_HOURS / MEMBERSHIP_OUTBOX_MAX_PENDING: {exc}") from None
+
 # Backend clients by name, overriding the ``groups_consumer.backends`` entry points:
 # {"facts": "dotted.path.to.BackendClass"}.
 GROUPS_CONSUMER_BACKENDS: dict[str, str] = {}

@@ -3,8 +3,10 @@
 ``reconcile`` takes the users qualifying for a set of groups over a domain of users (a user-id range for full
 syncs, explicit users per group for incremental evaluation), applies exclusivity, compares with the stored memberships
 of that domain and writes only the differences, deletes before inserts (so a user moving between groups of
-one exclusive set never trips the database constraint), with one change-log row per difference.
-It runs in the caller's transaction when there is one: the caller decides what commits together.
+one exclusive set never trips the database constraint), with one change-log row per difference and, when
+publishing is on, one outbox row per difference (``groups_consumer.publishing``): a change is published if and
+only if the transaction that made it commits. It runs in the caller's transaction when there is one: the
+caller decides what commits together. Every writer holds the locks of the users it writes (``UserFact`` rows).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from groups_consumer import bulk_sql
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.exclusivity import arbitrate
 from groups_consumer.engine.selection import UserRange
+from groups_consumer.facts import rows
 from groups_consumer.models import Membership, MembershipChange
+from groups_consumer.publishing import outbox
+from groups_consumer.publishing.config import PublishingSettings
 
 #: The users decided: one range for every group (syncs), or the users of each group (incremental evaluation;
 #: the groups of one exclusive set must then have the same users).
@@ -81,6 +86,18 @@ def differences(catalog: GroupCatalog, qualifying: Mapping[int, set[int]], users
     )
 
 
+def remove_members(group: outbox.DescribedGroup, *, cause: str, cause_id: str, now: datetime) -> MembershipDiff:
+    """Every member of ``group`` leaves it (a group cleared or redefined), holding the members' locks like
+    every writer."""
+    with transaction.atomic():
+        members = Membership.objects.filter(group_id=group.id)
+        rows.read_users(list(members.values_list("user_id", flat=True)), lock=True)
+        diff = MembershipDiff(left=[(group.id, uid) for uid in sorted(members.values_list("user_id", flat=True))])
+        if diff:
+            _write(diff, {group.id: group}, cause, cause_id, now)
+    return diff
+
+
 def _held_by_others(catalog: GroupCatalog, groups: Collection[CompiledGroup], users: UserDomain) -> dict[str, set[int]]:
     """Per exclusive set, the users held by its groups not being decided now (frozen, broken, or not updated
     by this method): they keep them."""
@@ -94,7 +111,7 @@ def _held_by_others(catalog: GroupCatalog, groups: Collection[CompiledGroup], us
     return held
 
 
-def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str, cause_id: CauseId,
+def _write(diff: MembershipDiff, groups: Mapping[int, outbox.DescribedGroup], cause: str, cause_id: CauseId,
            now: datetime) -> None:
     bulk_sql.delete(Membership, ["user_id", "group_id"], [(uid, gid) for gid, uid in diff.left])
     at = bulk_sql.db_datetime(now)
@@ -106,7 +123,11 @@ def _write(diff: MembershipDiff, groups: Mapping[int, CompiledGroup], cause: str
         changes = [(gid, uid, kind, at, cause, cause_id) for kind, pairs in kinds for gid, uid in pairs]
     else:
         changes = [(gid, uid, kind, at, cause, cause_id[uid]) for kind, pairs in kinds for gid, uid in pairs]
-    bulk_sql.insert(MembershipChange, ["group_id", "user_id", "kind", "at", "cause", "cause_id"], changes)
+    columns = ["group_id", "user_id", "kind", "at", "cause", "cause_id"]
+    if PublishingSettings.current().enabled:
+        outbox.record_changes(bulk_sql.insert_with_ids(MembershipChange, columns, changes), changes, groups)
+    else:
+        bulk_sql.insert(MembershipChange, columns, changes)
 
 
 def _memberships(users: UserDomain, group_ids: list[int]) -> list[tuple[int, int]]:

@@ -16,7 +16,7 @@ class GroupsCommand(BaseCommand):
     """A management command that shows as ``groups-consumer VERB`` and turns user errors into CommandError."""
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
-        verb = subcommand.removeprefix("groups_")
+        verb = subcommand.removeprefix("groups_").replace("_", "-")
         return super().create_parser("groups-consumer" if prog_name == "groups-consumer" else prog_name,
                                      verb if prog_name == "groups-consumer" else subcommand, **kwargs)
 

@@ -132,7 +132,7 @@ class EventDecoder:
 
 
 def registry_writer_schemas(url: str) -> Callable[[int], dict[str, Any]]:
-    """Writer schemas by id from a Confluent-compatible schema registry (``pip install groups-consumer[registry]``)."""
+    """Writer schemas by id from a Confluent-compatible schema registry."""
     from confluent_kafka.schema_registry import SchemaRegistryClient
 
     client = SchemaRegistryClient({"url": url})

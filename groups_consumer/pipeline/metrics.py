@@ -51,3 +51,8 @@ def serve(port: int, stale_after_s: float = 60.0) -> WSGIServer:
     server = make_server("", port, health_app(stale_after_s), handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
+OUTBOX_PENDING = Gauge("groups_consumer_outbox_pending", "Membership changes waiting to be published")
+OUTBOX_OLDEST_AGE = Gauge("groups_consumer_outbox_oldest_age_seconds",
+                          "Age of the oldest membership change waiting to be published")
+PUBLISHED = Counter("groups_consumer_published", "Membership-change events published")
+PUBLISH_FAILURES = Counter("groups_consumer_publish_failures", "Membership-change events the broker refused")
