@@ -106,9 +106,10 @@ def profile(user_id: int, country: str | None, time: datetime) -> LmsEvent:
                   profile=UserProfileData(user=user_data(user_id), country=country))
 
 
-def use_mock_schema_registry() -> None:
+def use_mock_schema_registry():
     """edx-event-bus-kafka's serializers (and its consumer) need a schema registry: confluent-kafka's in-process
-    one stands in for the server that cannot run here."""
+    one stands in for the server that cannot run here. Returns it (the relay registers its schemas there in
+    tests that read what it publishes in the same process)."""
     import edx_event_bus_kafka.internal.consumer as lms_consumer
     import edx_event_bus_kafka.internal.producer as lms_producer
     from confluent_kafka.schema_registry._sync.mock_schema_registry_client import MockSchemaRegistryClient
@@ -116,6 +117,7 @@ def use_mock_schema_registry() -> None:
     registry = MockSchemaRegistryClient({"url": "mock://lms-registry"})
     lms_producer.get_schema_registry_client = lambda: registry
     lms_consumer.get_schema_registry_client = lambda: registry
+    return registry
 
 
 def send(kafka: KafkaClientSettings, topic: str, *events: LmsEvent) -> None:

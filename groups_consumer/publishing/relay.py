@@ -18,6 +18,7 @@ from datetime import timedelta
 
 import structlog
 from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from django.db import DatabaseError, connection
 
 from groups_consumer.kafka_clients import KafkaClientSettings
@@ -56,15 +57,12 @@ class Relay:
         self.failures = 0
 
     @classmethod
-    def connect(cls, kafka: KafkaClientSettings, registry_url: str, settings: PublishingSettings,
+    def connect(cls, kafka: KafkaClientSettings, registry: SchemaRegistryClient, settings: PublishingSettings,
                 **options: object) -> Relay:
-        """A relay with the service's Kafka settings, its schemas registered at ``registry_url`` (``mock://...``:
-        confluent-kafka's in-process registry, for trials: no other process can read what it publishes)."""
-        from confluent_kafka.schema_registry import SchemaRegistryClient
-
+        """A relay with the service's Kafka settings, its schemas registered with ``registry``."""
         if not settings.topic:
             raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
-        ids = register_schemas(SchemaRegistryClient.new_client({"url": registry_url}), settings.topic)
+        ids = register_schemas(registry, settings.topic)
         writer = MembershipEventWriter(outbox.namespace(), ids)
         return cls(lambda: kafka.producer(**PRODUCER_PROPERTIES), writer, settings, **options)  # type: ignore[arg-type]
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import fastavro
 import openedx_events
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from openedx_events.event_bus.avro.schema import schema_from_signal
 
 from groups_consumer.membership_event import USER_GROUP_MEMBERSHIP_CHANGED
@@ -61,11 +62,8 @@ class SchemaIds:
     value: int
 
 
-def register_schemas(registry: Any, topic: str) -> SchemaIds:
-    """Register the key and value schemas with ``registry`` (a confluent-kafka ``SchemaRegistryClient``);
-    registering a schema already there gives its id."""
-    from confluent_kafka.schema_registry import Schema
-
+def register_schemas(registry: SchemaRegistryClient, topic: str) -> SchemaIds:
+    """Register the key and value schemas with ``registry``; registering a schema already there gives its id."""
     key_subject, value_subject = subjects(topic)
     return SchemaIds(key=registry.register_schema(key_subject, Schema(KEY_SCHEMA, "AVRO")),
                      value=registry.register_schema(value_subject, Schema(VALUE_SCHEMA, "AVRO")))

@@ -5,6 +5,7 @@ import signal
 import threading
 from typing import Any
 
+from confluent_kafka.schema_registry import SchemaRegistryClient
 from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer.kafka_clients import KafkaClientSettings, KafkaSettingsError
@@ -39,12 +40,13 @@ class Command(GroupsCommand):
                 stopping.wait()
             return
         registry_url = os.environ.get("SCHEMA_REGISTRY_URL")
-        if not registry_url:
+        if not registry_url:  # mock://...: confluent-kafka's in-process registry (trials: no one else can read)
             raise CommandError("SCHEMA_REGISTRY_URL is not set: published events are framed with their schema "
                                "registry ids, which edx-event-bus-kafka's consumer resolves there")
         servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{EMBEDDED_PORT}"
         try:
-            relay = Relay.connect(KafkaClientSettings.from_env(servers), registry_url, settings)
+            relay = Relay.connect(KafkaClientSettings.from_env(servers),
+                                  SchemaRegistryClient.new_client({"url": registry_url}), settings)
         except KafkaSettingsError as exc:
             raise CommandError(str(exc)) from None
         if os.environ.get("RELAY_METRICS_PORT"):
