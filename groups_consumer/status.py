@@ -12,6 +12,8 @@ from django.db.models import Count
 
 from groups_consumer.engine.catalog import GroupCatalog, compile_group
 from groups_consumer.models import DeadLetterTally, Group, Membership, PartitionStatus
+from groups_consumer.publishing import outbox
+from groups_consumer.publishing.config import PublishingSettings
 from groups_consumer.scheduling.policy import freshness
 
 
@@ -59,6 +61,9 @@ class ServiceStatus:
     partitions: list[PartitionReport]
     #: Dead letters by reason (``dlq_reason``), summed over consumer groups.
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+    #: Membership-change events: the topic (None: publishing is off) and the outbox's backlog.
+    publishing_topic: str | None = None
+    outbox: outbox.Backlog = field(default_factory=lambda: outbox.Backlog(0, 0.0))
 
     @property
     def total_lag(self) -> int:
@@ -75,7 +80,9 @@ class ServiceStatus:
         return {"now": self.now.isoformat(), "groups": [_plain(asdict(g)) for g in self.groups],
                 "consumer": {"total_lag": self.total_lag, "dead_letters": self.dead_letters,
                              "dead_letters_by_reason": self.dead_letter_reasons,
-                             "partitions": [_plain(asdict(p)) for p in self.partitions]}}
+                             "partitions": [_plain(asdict(p)) for p in self.partitions]},
+                "publishing": {"topic": self.publishing_topic, "outbox_pending": self.outbox.pending,
+                               "outbox_oldest_age_s": round(self.outbox.oldest_age_s, 3)}}
 
 
 def _plain(value: object) -> object:
@@ -112,7 +119,8 @@ def collect(now: datetime) -> ServiceStatus:
     reasons: dict[str, int] = {}
     for reason, count in DeadLetterTally.objects.values_list("reason", "count"):
         reasons[reason] = reasons.get(reason, 0) + count
-    return ServiceStatus(now, groups, partitions, dict(sorted(reasons.items())))
+    return ServiceStatus(now, groups, partitions, dict(sorted(reasons.items())),
+                         publishing_topic=PublishingSettings.current().topic, outbox=outbox.backlog(now))
 
 
 def group_state(row: Group, broken_reason: str) -> str:

@@ -118,7 +118,8 @@ def _write(diff: MembershipDiff, groups: Mapping[int, outbox.DescribedGroup], ca
     # A user's memberships side by side in the table: a batch reads them per user.
     bulk_sql.insert(Membership, ["group_id", "user_id", "exclusive_set", "joined_at"],
                     ((gid, uid, groups[gid].exclusive_set, at) for gid, uid in sorted(diff.joined, key=_BY_USER)))
-    kinds = ((MembershipChange.Kind.JOINED.value, diff.joined), (MembershipChange.Kind.LEFT.value, diff.left))
+    # Leaving before joining, as the rows are written: a subscriber never sees a user in two groups of one set.
+    kinds = ((MembershipChange.Kind.LEFT.value, diff.left), (MembershipChange.Kind.JOINED.value, diff.joined))
     if isinstance(cause_id, str):
         changes = [(gid, uid, kind, at, cause, cause_id) for kind, pairs in kinds for gid, uid in pairs]
     else:

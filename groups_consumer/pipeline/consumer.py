@@ -17,6 +17,8 @@ Guarantees:
 - While the database is away, the batch waits in the group: polls with its partitions paused keep the member
   alive (no ``max.poll.interval.ms`` expiry, no rebalance), and the offsets committed afterwards are only
   those of partitions it still owns.
+- While more membership changes than ``MEMBERSHIP_OUTBOX_MAX_PENDING`` wait to be published, reading pauses
+  the same way (``publishing.backpressure``).
 - ``stop()`` (SIGTERM / SIGINT) lets the current batch finish and commit, then closes the consumer. A member
   never leaves in the middle of a rebalance: it keeps polling (and applying what it gets) until no rebalance
   has been in progress for a heartbeat interval plus 0.5 s (at least ``QUIET_BEFORE_LEAVING_S``), for at
@@ -55,6 +57,9 @@ from groups_consumer.pipeline.decode import (
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
 from groups_consumer.pipeline.isolate import apply_isolating
 from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
+from groups_consumer.publishing import outbox
+from groups_consumer.publishing.backpressure import OutboxGate
+from groups_consumer.publishing.config import PublishingSettings
 
 log = structlog.get_logger(__name__)
 TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
@@ -163,6 +168,7 @@ class EventConsumer:
         self._rebalancing_since = time.monotonic()
         self._processor: BatchProcessor | None = None
         self._garbage = CollectBetweenBatches()
+        self._outbox_gate = OutboxGate()
         self._next_stats = 0.0
 
     def stop(self) -> None:
@@ -179,6 +185,10 @@ class EventConsumer:
                  kafka=self.config.kafka.describe("consumer"))
         try:
             while not self._stopping and not until(self.stats):
+                if self._outbox_gate.is_closed():
+                    self._wait_in_group(1.0)
+                    self._log_stats_when_due()
+                    continue
                 messages = poll_batch(self._consumer, self.config)
                 metrics.LAST_POLL.set_to_current_time()
                 if messages:
@@ -374,12 +384,22 @@ class EventConsumer:
                 "events_per_s": round(self.stats.events_per_s(), 1),
                 "last_batch_ms": round(self.stats.last_batch_ms, 1)}
 
+    def _outbox_fields(self) -> dict[str, float]:
+        """The outbox's backlog (publishing on), also into the metrics."""
+        if not PublishingSettings.current().enabled:
+            return {}
+        backlog = outbox.backlog()
+        metrics.OUTBOX_PENDING.set(backlog.pending)
+        metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_s)
+        return {"outbox_pending": backlog.pending, "outbox_oldest_age_s": round(backlog.oldest_age_s, 1),
+                "outbox_full": self._outbox_gate.closed}
+
     def _log_stats_when_due(self) -> None:
         if self._clock() >= self._next_stats:
             self._next_stats = self._clock() + self._stats_every_s
             positions = self.partition_positions()
             log.info("consumer_stats", lag={f"{p.topic}[{p.partition}]": p.lag for p in positions},
-                     **self._stats_fields())
+                     **self._stats_fields(), **self._outbox_fields())
             self._status.flush(positions)
             if self._rebalancing and time.monotonic() - self._rebalancing_since > REBALANCE_WARNING_S:
                 log.warning("rebalance_not_completing", seconds=round(time.monotonic() - self._rebalancing_since))

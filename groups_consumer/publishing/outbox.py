@@ -113,7 +113,7 @@ def unpublished(limit: int) -> list[OutboxRow]:
         rows = db.fetchall()
     if bulk_sql.is_postgres():
         return [OutboxRow(*row) for row in rows]
-    return [OutboxRow(*row[:-1] + (bulk_sql.py_datetime(row[-1]),)) for row in rows]  # SQLite: text times
+    return [OutboxRow(*(*row[:-1], bulk_sql.py_datetime(row[-1]))) for row in rows]  # SQLite: text times
 
 
 def mark_published(ids: Sequence[int], at: datetime | None = None) -> None:

@@ -178,4 +178,3 @@ class Relay:
         deadline = self._clock() + seconds
         while not self._stopping and self._clock() < deadline:
             time.sleep(min(0.1, seconds))
-        connection.close_if_unusable_or_obsolete()

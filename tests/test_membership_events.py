@@ -1,0 +1,314 @@
+"""Membership-change events: every writer records its changes in the outbox, the relay publishes them in the
+openedx event-bus wire format, edx-event-bus-kafka's consumer turns them into the signal.
+
+The process test (consumers killed mid-stream, two consumers, the relay and edx-event-bus-kafka's consumer in
+their own processes) is ``test_membership_events_processes``.
+"""
+
+import json
+import threading
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.serialization import MessageField, SerializationContext
+from django.db import transaction
+from django.test import override_settings
+from edx_event_bus_kafka.internal import consumer as lms_consumer
+from edx_event_bus_kafka.internal.producer import get_serializers
+from edx_event_bus_kafka.internal.utils import _get_headers_from_metadata
+from openedx_events.data import EventsMetadata
+from openedx_events.event_bus.avro.schema import schema_from_signal
+
+from groups_consumer import api
+from groups_consumer.broker import EmbeddedBroker
+from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.kafka_clients import KafkaClientSettings
+from groups_consumer.membership_event import (
+    EVENT_KEY_FIELD,
+    USER_GROUP_MEMBERSHIP_CHANGED,
+    UserGroupData,
+    UserGroupMembershipChangeData,
+)
+from groups_consumer.models import MembershipChange, OutboxMessage
+from groups_consumer.pipeline.batch import BatchProcessor
+from groups_consumer.pipeline.decode import EventDecoder
+from groups_consumer.publishing import outbox
+from groups_consumer.publishing.backpressure import OutboxGate
+from groups_consumer.publishing.config import PublishingSettings
+from groups_consumer.publishing.relay import LEASE, LEASE_TTL, Relay
+from groups_consumer.publishing.snapshot import publish_snapshot
+from groups_consumer.publishing.wire import SOURCE, MembershipEventWriter, SchemaIds, ce_id
+from groups_consumer.scheduling.leases import Leases
+from groups_consumer.scheduling.scheduler import Scheduler
+from groups_consumer.status import collect
+from tests import lms
+from tests.facts import COURSE, NOW, leaf, user
+
+pytestmark = pytest.mark.django_db
+STRUGGLING = {"name": "struggling", "scope": {"type": "course", "key": COURSE}, "exclusive_set": "level",
+              "priority": 2, "rule": leaf("course_grade", "<", percent=0.4)}
+THRIVING = {"name": "thriving", "scope": {"type": "course", "key": COURSE}, "exclusive_set": "level",
+            "priority": 1, "rule": leaf("course_grade", ">=", percent=0.8)}
+
+
+@pytest.fixture
+def topic():
+    """Publishing on, to a topic of the test's own."""
+    name = f"membership-{uuid.uuid4().hex[:8]}"
+    with override_settings(GROUPS_CONSUMER_MEMBERSHIP_TOPIC=name):
+        yield name
+
+
+def apply_events(*events, now=NOW):
+    decoder = EventDecoder()
+    BatchProcessor(GroupCatalog.load()).process([decoder.decode(*event.wire()[1:]) for event in events], now=now)
+
+
+def assert_outbox_mirrors_the_change_log(deleted_groups=()):
+    """One outbox row per change-log row, in the same order, with the same content (the change log of a deleted
+    group went with it)."""
+    changes = list(MembershipChange.objects.select_related("group__scope").order_by("id"))
+    rows = list(OutboxMessage.objects.exclude(group_name__in=deleted_groups).order_by("id"))
+    assert [r.change_id for r in rows] == [c.id for c in changes]
+    for change, row in zip(changes, rows, strict=True):
+        assert (row.user_id, row.group_id, row.kind, row.cause, row.cause_id, row.at) == \
+            (change.user_id, change.group_id, change.kind, change.cause, change.cause_id, change.at)
+        assert (row.group_name, row.scope_type, row.scope_key, row.exclusive_set) == \
+            (change.group.name, change.group.scope.type, change.group.scope.key, change.group.exclusive_set)
+
+
+def test_the_schema_file_is_the_signal_schema():
+    path = Path(__file__).parents[1] / "schemas" / f"{USER_GROUP_MEMBERSHIP_CHANGED.event_type}.avsc"
+    assert json.loads(path.read_text()) == schema_from_signal(USER_GROUP_MEMBERSHIP_CHANGED)
+
+
+def test_messages_are_byte_for_byte_what_edx_event_bus_kafka_writes():
+    row = outbox.OutboxRow(id=7, change_id=41, user_id=123456789, group_id=3, group_name="struggling",
+                           scope_type="course", scope_key=COURSE, exclusive_set="level", kind="joined", cause="event",
+                           cause_id=str(uuid.uuid4()), at=NOW)
+    data = UserGroupMembershipChangeData(
+        user_id=row.user_id, group=UserGroupData(id=3, name="struggling", scope_type="course", scope_key=COURSE,
+                                                 exclusive_set="level"),
+        change="joined", cause="event", cause_id=row.cause_id, changed_at=NOW)
+    key_serializer, value_serializer = get_serializers(USER_GROUP_MEMBERSHIP_CHANGED, EVENT_KEY_FIELD)
+    their_key = key_serializer(row.user_id, SerializationContext("t", MessageField.KEY))
+    their_value = value_serializer({"membership_change": data}, SerializationContext("t", MessageField.VALUE))
+    ids = SchemaIds(key=int.from_bytes(their_key[1:5], "big"), value=int.from_bytes(their_value[1:5], "big"))
+    namespace = uuid.uuid4()
+    key, value, headers = MembershipEventWriter(namespace, ids, sourcehost="host-1").message(row)
+    assert (key, value) == (their_key, their_value)
+    metadata = EventsMetadata(event_type=USER_GROUP_MEMBERSHIP_CHANGED.event_type, id=uuid.UUID(ce_id(namespace, row)),
+                              source=SOURCE, sourcehost="host-1", time=NOW)
+    assert dict(headers) == _get_headers_from_metadata(metadata)
+    assert ce_id(namespace, row) == str(uuid.uuid5(namespace, "change/41"))
+
+
+def test_every_writer_records_exactly_its_changes(topic):
+    for uid in (1, 2, 3, 4):
+        user(uid, login=1)
+    # apply (with its sync), the API's save, a manual list, an event batch, a time pass, a sync, a deletion
+    api.apply_definitions([STRUGGLING, THRIVING], now=NOW)
+    manual, _ = api.save_group({"name": "picked", "scope": {"type": "instance"},
+                                "rule": leaf("manual", "in", user_ids=[1, 2])}, now=NOW)
+    api.update_manual_group(manual, [["3"]], append=True, now=NOW)
+    api.apply_definitions({"name": "away", "scope": {"type": "instance"}, "rule": leaf("last_login", ">", days=10)},
+                          now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW),
+                 lms.enrollment(2, COURSE, NOW), lms.grade(2, COURSE, 0.9, NOW))
+    apply_events(lms.grade(1, COURSE, 0.95, NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
+    later = NOW + timedelta(days=12)
+    Scheduler(clock=lambda: later).run_once()  # everyone crosses the 10-day mark
+    api.sync_groups([api.find_group("struggling")], now=later)
+    api.delete_group(api.find_group("picked"))
+
+    causes = set(OutboxMessage.objects.values_list("cause", flat=True))
+    assert causes == {"event", "manual", "sync", "time"}
+    moved = OutboxMessage.objects.filter(user_id=1, cause="event").order_by("id")  # within the exclusive set
+    assert list(moved.values_list("group_name", "kind")) == [("struggling", "joined"), ("struggling", "left"),
+                                                             ("thriving", "joined")]  # left before joined
+    assert OutboxMessage.objects.filter(group_name="picked", kind="left", cause_id="deleted").count() == 3
+    assert_outbox_mirrors_the_change_log(deleted_groups=["picked"])
+
+
+def test_a_rolled_back_batch_records_nothing(topic):
+    api.apply_definitions(STRUGGLING, now=NOW)
+
+    def batch_that_fails_after_writing():
+        with transaction.atomic():
+            apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW))
+            assert OutboxMessage.objects.count() == 1
+            raise RuntimeError("the batch fails after writing")
+
+    with pytest.raises(RuntimeError):
+        batch_that_fails_after_writing()
+    assert not OutboxMessage.objects.exists() and not MembershipChange.objects.exists()
+
+
+def test_publishing_off_records_nothing():
+    api.apply_definitions(STRUGGLING, now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW))
+    assert MembershipChange.objects.count() == 1 and not OutboxMessage.objects.exists()
+
+
+def relay_for(config, topic, **options):
+    return Relay.connect(config.kafka, lms_consumer.get_schema_registry_client(), PublishingSettings.current(),
+                         idle_s=0.01, **options)
+
+
+@pytest.fixture
+def edx_consumer_timings(monkeypatch):
+    """edx-event-bus-kafka's consumer with the test broker's group timings (it takes no consumer properties;
+    with librdkafka's 45 s session timeout, tansu takes over 20 s to let it join)."""
+    common = lms_consumer.load_common_settings
+    monkeypatch.setattr(lms_consumer, "load_common_settings",
+                        lambda: {**common(), **EmbeddedBroker.CONSUMER_PROPERTIES})
+
+
+def receive_with_edx_event_bus_kafka(config, topic, count, timeout_s=60):
+    """Run edx-event-bus-kafka's consumer until it emitted ``count`` signals; returns (data, metadata) pairs."""
+    from django.conf import settings as django_settings
+
+    django_settings.EVENT_BUS_KAFKA_BOOTSTRAP_SERVERS = config.bootstrap_servers
+    group = f"edx-{uuid.uuid4().hex[:8]}"
+    start = config.new_consumer(group)
+    partitions = start.list_topics(topic, timeout=10).topics[topic].partitions
+    start.commit(offsets=[TopicPartition(topic, p, 0) for p in partitions], asynchronous=False)
+    start.close()
+    received = []
+    edx = lms_consumer.KafkaEventConsumer(topic, group)
+
+    def receiver(membership_change, metadata, **_kwargs):
+        received.append((membership_change, metadata))
+        if len(received) >= count:
+            edx._shut_down()
+
+    USER_GROUP_MEMBERSHIP_CHANGED.connect(receiver)
+    timer = threading.Timer(timeout_s, edx._shut_down)
+    timer.start()
+    try:
+        edx.consume_indefinitely()
+    finally:
+        timer.cancel()
+        USER_GROUP_MEMBERSHIP_CHANGED.disconnect(receiver)
+    return received
+
+
+def test_edx_event_bus_kafka_turns_published_changes_into_the_signal(config, topic, edx_consumer_timings):
+    api.apply_definitions([STRUGGLING, THRIVING], now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW),
+                 lms.enrollment(2, COURSE, NOW), lms.grade(2, COURSE, 0.9, NOW))
+    apply_events(lms.grade(1, COURSE, 0.85, NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
+    relay = relay_for(config, topic)
+    assert relay.publish_batch() == 4 and not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+
+    received = receive_with_edx_event_bus_kafka(config, topic, 4)
+    namespace = uuid.UUID(outbox.namespace())
+    changes = {str(uuid.uuid5(namespace, f"change/{c.id}")): c for c in MembershipChange.objects.all()}
+    assert sorted(str(metadata.id) for _, metadata in received) == sorted(changes)
+    for data, metadata in received:
+        change = changes[str(metadata.id)]
+        assert isinstance(data, UserGroupMembershipChangeData)
+        assert (data.user_id, data.group.id, data.change, data.cause, data.cause_id, data.changed_at) == \
+            (change.user_id, change.group_id, change.kind, "event", change.cause_id, change.at)
+        assert data.group.scope_key == COURSE and data.group.exclusive_set == "level"
+        assert metadata.event_type == USER_GROUP_MEMBERSHIP_CHANGED.event_type and metadata.time == change.at
+    user_1 = [(data.group.name, data.change) for data, _ in received if data.user_id == 1]
+    assert user_1 == [("struggling", "joined"), ("struggling", "left"), ("thriving", "joined")]
+
+
+def test_a_relay_that_dies_before_marking_publishes_again_with_the_same_ids(config, topic, edx_consumer_timings,
+                                                                            monkeypatch):
+    api.apply_definitions(STRUGGLING, now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW))
+    relay = relay_for(config, topic)
+    with monkeypatch.context() as patched:
+        patched.setattr(outbox, "mark_published", lambda ids, at=None: (_ for _ in ()).throw(SystemExit("killed")))
+        with pytest.raises(SystemExit):
+            relay.publish_batch()
+    assert relay_for(config, topic).publish_batch() == 1
+    received = receive_with_edx_event_bus_kafka(config, topic, 2)
+    assert len({str(metadata.id) for _, metadata in received}) == 1
+
+
+def test_a_broker_that_refuses_is_retried_with_backoff_and_nothing_is_lost(config, topic):
+    api.apply_definitions(STRUGGLING, now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW))
+    unreachable = KafkaClientSettings.plain("127.0.0.1:1").with_properties("producer", {"message.timeout.ms": 500})
+    relay = Relay.connect(unreachable, lms_consumer.get_schema_registry_client(), PublishingSettings.current(),
+                          ack_timeout_s=2)
+    assert relay.publish_batch() == 0 and relay.publish_batch() == 0
+    assert relay.failures == 2 and relay._backoff == 1.0
+    assert outbox.backlog().pending == 1
+    assert collect(NOW).as_json()["publishing"]["outbox_pending"] == 1
+    assert relay_for(config, topic).publish_batch() == 1 and outbox.backlog().pending == 0
+
+
+def test_consumers_pause_while_the_outbox_is_over_its_limit(topic):
+    api.apply_definitions(STRUGGLING, now=NOW)
+    clock = [0.0]
+    gate = OutboxGate(check_every_s=1, clock=lambda: clock[0])
+    with override_settings(GROUPS_CONSUMER_OUTBOX_MAX_PENDING=2):
+        apply_events(*[e for uid in (1, 2, 3) for e in (lms.enrollment(uid, COURSE, NOW),
+                                                        lms.grade(uid, COURSE, 0.2, NOW))])
+        assert gate.is_closed()
+        outbox.mark_published([OutboxMessage.objects.order_by("id").first().id])
+        clock[0] = 2
+        assert gate.is_closed()  # 2 left: not yet below nine tenths of 2
+        outbox.mark_published(list(OutboxMessage.objects.values_list("id", flat=True)))
+        assert gate.is_closed()  # counted at most every second
+        clock[0] = 4
+        assert not gate.is_closed()
+
+
+def test_published_rows_are_pruned_after_the_retention(topic):
+    api.apply_definitions(STRUGGLING, now=NOW)
+    apply_events(*[e for uid in (1, 2, 3) for e in (lms.enrollment(uid, COURSE, NOW),
+                                                    lms.grade(uid, COURSE, 0.2, NOW))])
+    first, second, third = OutboxMessage.objects.order_by("id").values_list("id", flat=True)
+    outbox.mark_published([first], at=NOW - timedelta(days=8))
+    outbox.mark_published([second], at=NOW - timedelta(days=1))
+    assert outbox.prune(timedelta(days=7), now=NOW) == 1
+    assert set(OutboxMessage.objects.values_list("id", flat=True)) == {second, third}
+
+
+def test_a_snapshot_publishes_the_members_in_order_with_live_changes(config, topic, edx_consumer_timings):
+    api.apply_definitions([STRUGGLING, THRIVING], now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW),
+                 lms.enrollment(2, COURSE, NOW), lms.grade(2, COURSE, 0.9, NOW))
+    relay = relay_for(config, topic)
+    relay.publish_batch()  # the changes so far, published before the subscriber arrives
+    report = publish_snapshot([api.find_group("struggling"), api.find_group("thriving")], now=NOW)
+    apply_events(lms.grade(1, COURSE, 0.85, NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
+    assert report.rows == {f"struggling (course:{COURSE})": 1, f"thriving (course:{COURSE})": 1}
+    assert relay.publish_batch() == 4
+
+    received = receive_with_edx_event_bus_kafka(config, topic, 6)
+    # A subscriber that starts from the snapshot and follows the changes ends with the current members.
+    after_snapshot = False
+    members: dict[str, set[int]] = {"struggling": set(), "thriving": set()}
+    for data, _ in received:
+        after_snapshot = after_snapshot or data.cause == "snapshot"
+        if after_snapshot:
+            (members[data.group.name].add if data.change == "joined" else members[data.group.name].discard)(
+                data.user_id)
+    assert members == {"struggling": set(), "thriving": {1, 2}}
+    snapshot = [d for d, _ in received if d.cause == "snapshot"]
+    assert {(d.group.name, d.user_id, d.change, d.cause_id) for d in snapshot} == \
+        {("struggling", 1, "joined", report.run_id), ("thriving", 2, "joined", report.run_id)}
+
+
+def test_the_relay_waits_as_a_standby_while_another_publishes(config, topic):
+    api.apply_definitions(STRUGGLING, now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW))
+    with Leases([LEASE], ttl=LEASE_TTL).acquire():
+        standby = relay_for(config, topic, standby_s=0.1)
+        deadline = time.monotonic() + 1
+        standby.run(until=lambda relay: time.monotonic() > deadline)
+        assert standby.published == 0 and outbox.backlog().pending == 1
+    active = relay_for(config, topic)
+    active.run(until=lambda relay: relay.published >= 1)
+    assert outbox.backlog().pending == 0
