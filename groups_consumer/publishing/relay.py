@@ -30,10 +30,15 @@ from groups_consumer.scheduling.leases import LeaseLost, Leases, LeaseUnavailabl
 
 log = structlog.get_logger(__name__)
 LEASE = "membership-relay"
-LEASE_TTL = timedelta(seconds=30)
+#: Longer than a batch can take (its acknowledgements are awaited for the delivery timeout, 30 s, plus 5 s), so
+#: the active relay renews it (every third of it) before it can expire.
+LEASE_TTL = timedelta(seconds=60)
 #: Idempotent (no duplicate or reordered message on the producer's own retries), every replica acknowledging;
 #: a few milliseconds of batching.
 PRODUCER_PROPERTIES = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
+#: How long a message may wait for its acknowledgement before it counts as refused (librdkafka's default is
+#: 300 s); ``KAFKA_PRODUCER_MESSAGE_TIMEOUT_MS`` overrides it.
+DELIVERY_TIMEOUT_MS = 30_000
 
 
 class Relay:
@@ -41,8 +46,8 @@ class Relay:
 
     def __init__(self, producer_factory: Callable[[], Producer], writer: MembershipEventWriter,
                  settings: PublishingSettings, *, batch_size: int = 5000, idle_s: float = 0.05,
-                 ack_timeout_s: float = 30.0, prune_every_s: float = 60.0, stats_every_s: float = 10.0,
-                 standby_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+                 ack_timeout_s: float = DELIVERY_TIMEOUT_MS / 1000 + 5, prune_every_s: float = 60.0,
+                 stats_every_s: float = 10.0, standby_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         if not settings.topic:
             raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
         self._new_producer, self._writer, self._settings = producer_factory, writer, settings
@@ -64,7 +69,12 @@ class Relay:
             raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
         ids = register_schemas(registry, settings.topic)
         writer = MembershipEventWriter(outbox.namespace(), ids)
-        return cls(lambda: kafka.producer(**PRODUCER_PROPERTIES), writer, settings, **options)  # type: ignore[arg-type]
+        properties: dict[str, object] = {**PRODUCER_PROPERTIES}
+        timeout_ms = kafka.config("producer").get("message.timeout.ms")
+        if timeout_ms is None:
+            properties["message.timeout.ms"] = timeout_ms = DELIVERY_TIMEOUT_MS
+        options.setdefault("ack_timeout_s", int(timeout_ms) / 1000 + 5)
+        return cls(lambda: kafka.producer(**properties), writer, settings, **options)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         """Stop after the current batch."""
@@ -119,6 +129,9 @@ class Relay:
 
     def publish_batch(self) -> int:
         """Publish the next rows; returns how many were acknowledged and marked published."""
+        if len(self._producer) and self._producer.flush(self._ack_timeout_s):
+            self._failed(0, None)  # messages of a previous batch still unacknowledged: send nothing more yet
+            return 0
         rows = outbox.unpublished(self._batch_size)
         if not rows:
             return 0
