@@ -8,8 +8,10 @@ On a fresh PostgreSQL database and the broker (``KAFKA_BOOTSTRAP_SERVERS`` or an
 - ``measures``: the raw consume+decode ceiling, the service's consumer end to end (one process, then
   ``--processes`` processes in one consumer group, each in a fresh interpreter: ``consumer_process``),
   edx-event-bus-kafka's consumer with no-op receivers (the operator's peer today), event-to-membership
-  latency at a fixed produce rate, the end-to-end figure at several populations, the first full sync and a
-  re-sync (wall time and peak RSS of the ``groups-consumer sync`` process), and ``naive``: the obvious
-  implementation, as a baseline;
+  latency at a fixed produce rate, the cost of publishing membership changes (one consumer process with
+  publishing off, then on with the relay in a process of its own, ``relay_process``, until the relay has
+  published every change; alternated on the same stream and state; CPU per process from ``cpu``), the
+  end-to-end figure at several populations, the first full sync and a re-sync (wall time and peak RSS of the
+  ``groups-consumer sync`` process), and ``naive``: the obvious implementation, as a baseline;
 - ``report``: ``bench/results/latest.json`` (and a timestamped copy) and a table against the targets.
 """

@@ -1,7 +1,7 @@
 """``python -m bench`` (``make bench``): the product's performance figures, measured in one run on PostgreSQL.
 
 See ``bench/__init__.py`` for what is measured and how; ``--help`` for the sizes. ``--quick`` runs everything
-small, in about a minute, to check the benchmark itself.
+small (sizes given explicitly still apply), in about a minute, to check the benchmark itself.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from contextlib import nullcontext
 from pathlib import Path
 
 QUICK = {"users": 5000, "events": 10000, "latency_events": 5000, "scaling": "2000,5000", "scaling_events": 5000,
-         "full_sync_users": 5000, "naive_users": 2000, "naive_events": 200, "naive_budget": 5.0}
+         "full_sync_users": 5000, "naive_users": 2000, "naive_events": 200, "naive_budget": 5.0,
+         "publishing_rounds": 1}
 
 
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,16 +33,19 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--naive-users", type=int, default=10_000)
     parser.add_argument("--naive-events", type=int, default=2000)
     parser.add_argument("--naive-budget", type=float, default=30.0, help="seconds the naive loop may run")
+    parser.add_argument("--publishing-rounds", type=int, default=3,
+                        help="pairs of 1-process end-to-end runs with publishing off and on, alternated off, on, "
+                             "on, off, ... (each on the main stream, the platform loaded again)")
     parser.add_argument("--skip", default="", help="comma-separated parts: ceiling,end_to_end,peer,latency,"
-                                                   "scaling,full_sync,naive")
+                                                   "publishing,scaling,full_sync,naive")
     parser.add_argument("--quick", action="store_true", help="small sizes everywhere (checks the benchmark)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                                  "postgres://postgres@127.0.0.1:5432/gc_bench"))
     parser.add_argument("--results", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
+    if args.quick:  # small defaults; sizes given explicitly still win
+        parser.set_defaults(**QUICK)
+        args = parser.parse_args(argv)
         args.results = args.results / "quick"  # a check of the benchmark is not a result
     return args
 

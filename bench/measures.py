@@ -1,7 +1,9 @@
 """Each figure of the benchmark, measured over a topic that already holds the stream.
 
 Throughputs are taken between the end of the first batch and the end of the last one, so group joins and
-connection set-up (seconds with tansu) do not count: events after the first batch / seconds after it.
+connection set-up (seconds with tansu) do not count: events after the first batch / seconds after it. With
+publishing on (``end_to_end_publishing``), the end is the later of the last batch and the relay's publication
+of the stream's last membership change.
 """
 
 from __future__ import annotations
@@ -15,22 +17,29 @@ import sys
 import threading
 import time
 import uuid
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from confluent_kafka import Message, TopicPartition
+from confluent_kafka.cimpl import NewTopic
 from django.conf import settings
 from django.db import connection
+from django.db.models import Max
 
-from bench import consumer_process
+from bench import consumer_process, relay_process
+from bench.cpu import CpuSampler
+from bench.relay_process import RelayRun
 from bench.stream import WireMessage, produce
 from groups_consumer.broker import EmbeddedBroker
 from groups_consumer.kafka_clients import KafkaClientSettings
+from groups_consumer.models import MembershipChange, OutboxMessage
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
 from groups_consumer.pipeline.decode import EventDecoder, Origin, message_headers
+from groups_consumer.publishing import outbox
 
 
 @dataclass
@@ -194,6 +203,132 @@ def _consume_in_processes(config: ConsumerConfig, count: int, processes: int) ->
             if worker.is_alive():
                 worker.kill()
     return consumptions
+
+
+@dataclass
+class PublishingRun:
+    """One process of ``groups-consumer consume`` over a stream, publishing off or on (``end_to_end_publishing``).
+
+    ``events_per_s`` is the end-to-end figure: the events after the first batch divided by the seconds from the
+    end of the first batch to ``end``, the later of the consumer's last batch and (publishing on) the relay's
+    marking of the stream's last outbox row published; publishing off, it is the steady rate of
+    ``end_to_end``. ``consume_events_per_s`` stops at the consumer's last batch (the consumer's own pace),
+    ``relay_lag_s`` is how long after it the relay finished. ``cpu_s``: CPU seconds of the machine, of the
+    consumer (this process), the relay, PostgreSQL, the broker and anything else between the end of the first
+    batch and ``end`` (``bench.cpu``).
+    """
+
+    publishing: bool
+    events: int
+    events_per_s: float
+    consume_events_per_s: float
+    membership_changes: int
+    outbox_rows: int
+    relay_lag_s: float
+    seconds: float
+    cpu_s: dict[str, float]
+    relay: RelayRun | None = None
+
+
+def end_to_end_publishing(bootstrap_servers: str, topic: str, count: int,
+                          membership_topic: str | None) -> PublishingRun:
+    """``end_to_end`` with one consumer process (this one), publishing membership changes to ``membership_topic``
+    (None: publishing off) through the outbox, and a relay running concurrently in a process of its own, as in
+    production; the figure counts until the relay has published every outbox row the stream produced, so a
+    relay that falls behind lowers it (see ``PublishingRun``). Publishing is on in this process only during
+    the measure."""
+    config = consumer_config(bootstrap_servers, topic)
+    changes_before, rows_before = _max_id(MembershipChange), _max_id(OutboxMessage)
+    with (_RelayProcess(bootstrap_servers, membership_topic) if membership_topic else nullcontext()) as relay, \
+            CpuSampler({"consumer": os.getpid(), "relay": relay.pid if relay else None},
+                       connection.settings_dict["NAME"]) as cpu:
+        with publishing_on(membership_topic) if membership_topic else nullcontext():
+            consumption = consume(config, count, _Total())
+        rows = OutboxMessage.objects.filter(id__gt=rows_before).count()
+        relay_run = relay.finish(rows) if relay else None
+    first, last = consumption.batches[0][0], consumption.batches[-1][0]
+    end = max(last, relay_run.last_published_at or last) if relay_run else last
+    after_first = sum(size for _, size in consumption.batches[1:])
+    return PublishingRun(
+        publishing=membership_topic is not None, events=count,
+        events_per_s=after_first / (end - first) if end > first else 0.0,  # 0: one batch, too few events
+        consume_events_per_s=steady_rate([consumption]), membership_changes=_max_id(MembershipChange) - changes_before,
+        outbox_rows=rows, relay_lag_s=round(end - last, 3), seconds=round(end - first, 3),
+        cpu_s=cpu.between(first, end), relay=relay_run)
+
+
+@contextmanager
+def publishing_on(membership_topic: str) -> Iterator[None]:
+    """Publishing on in this process (every membership writer reads the setting on each write), off again after."""
+    previous = settings.GROUPS_CONSUMER_MEMBERSHIP_TOPIC
+    settings.GROUPS_CONSUMER_MEMBERSHIP_TOPIC = membership_topic
+    try:
+        yield
+    finally:
+        settings.GROUPS_CONSUMER_MEMBERSHIP_TOPIC = previous
+
+
+def create_topic(bootstrap_servers: str, topic: str, partitions: int = 4) -> None:
+    """Create a topic (the relay's, before it produces to it)."""
+    admin = KafkaClientSettings.from_env(bootstrap_servers).admin()
+    for future in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+        future.result(30)
+
+
+def _max_id(model: type[MembershipChange] | type[OutboxMessage]) -> int:
+    return int(model.objects.aggregate(top=Max("id"))["top"] or 0)
+
+
+class _RelayProcess:
+    """The relay in a process of its own (``bench.relay_process``), ready once entered; ``finish(rows)`` waits
+    until it has published the ``rows`` outbox rows of the stream (and any left before it)."""
+
+    def __init__(self, bootstrap_servers: str, membership_topic: str, start_timeout_s: float = 120.0,
+                 finish_timeout_s: float = 1800.0):
+        self._context = multiprocessing.get_context("spawn")  # a clean interpreter, as consumer_process
+        self._pending_before = outbox.backlog().pending
+        self._ready, self._target = self._context.Event(), self._context.Value("q", 2**62)
+        self._results: multiprocessing.Queue[RelayRun] = self._context.Queue()
+        self._process = self._context.Process(target=relay_process.run, name="bench-relay", args=(
+            bootstrap_servers, membership_topic, self._ready, self._target, self._results))
+        self._start_timeout_s, self._finish_timeout_s = start_timeout_s, finish_timeout_s
+        self.pid: int | None = None
+
+    def __enter__(self) -> _RelayProcess:
+        self._process.start()
+        self.pid = self._process.pid
+        if not self._ready.wait(self._start_timeout_s) or not self._process.is_alive():
+            self._fail("the relay process did not start")
+        return self
+
+    def finish(self, rows: int) -> RelayRun:
+        """Let the relay stop once it has published ``rows`` more rows than were pending before; its report."""
+        with self._target.get_lock():
+            self._target.value = self._pending_before + rows
+        deadline = time.monotonic() + self._finish_timeout_s
+        while True:
+            try:
+                run = self._results.get(timeout=5)
+                break
+            except queue.Empty:
+                if self._process.exitcode is not None or time.monotonic() > deadline:
+                    self._fail("the relay process stopped before publishing the stream's changes")
+        if run.error:
+            raise RuntimeError(f"the relay failed: {run.error}")
+        return run
+
+    def _fail(self, reason: str) -> None:
+        try:
+            run = self._results.get(timeout=1)
+        except queue.Empty:
+            raise RuntimeError(f"{reason} (exit code {self._process.exitcode})") from None
+        raise RuntimeError(f"{reason}: {run.error}")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._process.join(timeout=30)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
 
 
 def latency_at_rate(bootstrap_servers: str, messages: list[WireMessage], rate: float, processes: int = 1) -> EndToEnd:

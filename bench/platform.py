@@ -15,7 +15,16 @@ from typing import Any
 
 from django.db import connection
 
-from groups_consumer.models import CourseFact, Group, Membership, MembershipChange, PartitionStatus, Scope, UserFact
+from groups_consumer.models import (
+    CourseFact,
+    Group,
+    Membership,
+    MembershipChange,
+    OutboxMessage,
+    PartitionStatus,
+    Scope,
+    UserFact,
+)
 
 ORGS = [f"Org{i}" for i in range(8)]
 COURSES = [f"course-v1:{org}+C{n}+2026" for org in ORGS for n in range(5)]
@@ -34,7 +43,7 @@ class Platform:
     def load(self) -> None:
         """Empty every table of the service and COPY this platform's facts in."""
         tables = [m._meta.db_table for m in (MembershipChange, Membership, Group, Scope, CourseFact, UserFact,
-                                             PartitionStatus)]
+                                             PartitionStatus, OutboxMessage)]
         with connection.cursor() as cursor:
             cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
             raw = cursor.cursor

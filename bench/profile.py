@@ -6,7 +6,9 @@ of the event path are wrapped in wall-clock timers; the table gives milliseconds
 (stages nest: "facts" includes its statements). Also printed: the events/s of decode and of apply, the
 (group, user) pairs evaluated per batch, and per event the WAL written and the buffers PostgreSQL touched.
 ``--reuse`` keeps the loaded platform between runs (each run's stream is later than the last, so it still
-changes facts); ``--cprofile FILE`` writes a cProfile of the apply loop instead of timing.
+changes facts); ``--cprofile FILE`` writes a cProfile of the apply loop instead of timing; ``--publishing``
+turns publishing on (``KAFKA_MEMBERSHIP_TOPIC``: every change also written to the outbox, which no relay reads
+here), to see what the outbox costs the writers.
 
 Examples: ``python -m bench.profile --users 100000 --events 20000``;
 ``python -m bench.profile --reuse --events 20000 --batch 500``.
@@ -47,6 +49,8 @@ STAGES = {
     "  reconcile": ("groups_consumer.engine.incremental", "reconcile"),
     "    read memberships": ("groups_consumer.engine.membership_writer", "_memberships"),
     "    write differences": ("groups_consumer.engine.membership_writer", "_write"),
+    "      change log, ids drawn": ("groups_consumer.bulk_sql", "insert_with_ids"),
+    "      outbox rows": ("groups_consumer.publishing.outbox", "record_changes"),
 }
 
 
@@ -98,6 +102,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--reuse", action="store_true", help="keep the platform already loaded in the database")
     parser.add_argument("--seed", type=int, default=None, help="stream seed (default: from the clock)")
     parser.add_argument("--cprofile", metavar="FILE", help="write a cProfile of the apply loop instead of timing")
+    parser.add_argument("--publishing", action="store_true",
+                        help="publishing on: changes also go to the outbox (not relayed)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/gc_profile")
     return parser.parse_args(argv)
 
@@ -137,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     decode_s = time.perf_counter() - started
 
     processor = BatchProcessor(GroupCatalog.load())
+    if args.publishing:  # after the sync: only the stream's changes go to the outbox
+        from django.conf import settings
+
+        settings.GROUPS_CONSUMER_MEMBERSHIP_TOPIC = "bench-profile-membership"
     timers = Timers()
     if not args.cprofile:
         timers.install()
@@ -163,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
 
     count = len(batches)
     print(f"{users:,} users, {len(processor.catalog.groups)} groups, {len(events):,} events in {count} batches "
-          f"of {args.batch}")
+          f"of {args.batch}, publishing {'on' if args.publishing else 'off'}")
     print(f"decode: {len(events) / decode_s:,.0f} events/s; apply: {len(events) / apply_s:,.0f} events/s "
           f"({apply_s / count * 1000:.1f} ms per batch); pairs evaluated per batch: {pairs[0] / count:,.0f}; "
           f"membership changes per batch: {changes / count:,.0f}")

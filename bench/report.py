@@ -15,8 +15,9 @@ from django.db import connection
 #: Keys every results document carries (null where a part was skipped).
 KEYS = ["machine", "users", "groups", "events", "ceiling_events_per_s", "end_to_end_events_per_s",
         "consumer_processes", "end_to_end_one_process_events_per_s", "ratio_to_ceiling", "peer_events_per_s",
-        "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms",
-        "latency_p99_ms", "scaling", "full_sync_users", "full_sync_groups", "full_sync_s", "full_sync_peak_rss_mb",
+        "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms", "latency_p99_ms",
+        "end_to_end_publishing_events_per_s", "publishing_off_events_per_s", "publishing_cost_ratio",
+        "scaling", "full_sync_users", "full_sync_groups", "full_sync_s", "full_sync_peak_rss_mb",
         "resync_s", "resync_peak_rss_mb", "naive_users", "naive_events_per_s", "speedup_over_naive"]
 
 
@@ -72,6 +73,10 @@ def table(results: dict[str, Any]) -> str:
         (f"latency p50 at {num(results.get('latency_rate_events_per_s'))} ev/s",
          num(results.get("latency_p50_ms"), " ms", 1), ""),
         ("latency p99", num(results.get("latency_p99_ms"), " ms", 1), "< 1,000 ms"),
+        ("end to end, publishing on: 1 process + relay process",
+         num(results.get("end_to_end_publishing_events_per_s"), " ev/s"), ""),
+        ("  publishing off, measured alongside", num(results.get("publishing_off_events_per_s"), " ev/s"), ""),
+        ("  publishing's cost: 1 - on/off", num(results.get("publishing_cost_ratio"), "", 3), "<= 0.15"),
     ]
     for users, rate in (results.get("scaling") or {}).items():
         rows.append((f"end to end at {int(users):,} users, 1 process", num(rate, " ev/s"), "flat: within 1.5x"))

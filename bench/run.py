@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -33,6 +36,7 @@ class Benchmark:
         self.results: dict[str, Any] = {"machine": machine(), "users": args.users, "groups": args.groups,
                                         "events": args.events}
         self._enrollments: list[tuple[str, ...]] = []  # of the platform loaded last
+        self._main_stream: tuple[str, int] | None = None  # topic and size of the main population's first stream
         # Facts and streams are dated from an instant in the past: the consumer dead-letters events from the
         # future, and each later stream (+30 min, +1 h) must be newer than the facts before it.
         self.origin = timezone.now() - timedelta(hours=3)
@@ -51,10 +55,25 @@ class Benchmark:
 
     def _main_population(self) -> None:
         args = self.args
-        if not {"ceiling", "end_to_end", "peer", "latency"} - self.skip:
+        if not {"ceiling", "end_to_end", "peer", "latency", "publishing"} - self.skip:
             return
         self._platform(args.users, args.groups)
+        if {"ceiling", "end_to_end", "peer"} - self.skip:
+            self._first_stream()
+        if "latency" not in self.skip:
+            later = self._build(args.latency_events, self.origin + timedelta(hours=1), seed=8)
+            result = self._step(f"latency at {args.rate:,.0f} events/s, {args.processes} process(es)",
+                                lambda: measures.latency_at_rate(self.servers, later, args.rate, args.processes))
+            self.results.update(latency_rate_events_per_s=args.rate, latency_p50_ms=result.percentile(50),
+                                latency_p99_ms=result.percentile(99))
+        if "publishing" not in self.skip and args.publishing_rounds > 0:
+            self._publishing()
+
+    def _first_stream(self) -> None:
+        """The throughput figures of the main population, on its first streams."""
+        args = self.args
         topic, messages = self._stream(args.events)
+        self._main_stream = topic, len(messages)
         if "ceiling" not in self.skip:
             self.results["ceiling_events_per_s"] = self._step("raw consume+decode ceiling", lambda: measures.ceiling(
                 self.servers, topic, len(messages)))
@@ -78,12 +97,53 @@ class Benchmark:
             self.results["consumer_processes"] = args.processes
         if self.results.get("end_to_end_events_per_s") and self.results.get("peer_events_per_s"):
             self.results["ratio_to_peer"] = self.results["end_to_end_events_per_s"] / self.results["peer_events_per_s"]
-        if "latency" not in self.skip:
-            later = self._build(args.latency_events, self.origin + timedelta(hours=1), seed=8)
-            result = self._step(f"latency at {args.rate:,.0f} events/s, {args.processes} process(es)",
-                                lambda: measures.latency_at_rate(self.servers, later, args.rate, args.processes))
-            self.results.update(latency_rate_events_per_s=args.rate, latency_p50_ms=result.percentile(50),
-                                latency_p99_ms=result.percentile(99))
+
+    def _publishing(self) -> None:
+        """Publishing's cost: one consumer process end to end with publishing off, and on with a relay in a
+        process of its own (``measures.end_to_end_publishing``: on, the figure counts until the relay has
+        published the stream's last change), alternated off, on, on, off, ... for ``--publishing-rounds`` pairs.
+
+        Each measure starts from the same state, the main population loaded and synced again, and consumes the
+        same stream, the main one (a stream's facts apply once, but a reloaded platform has none of them): off
+        and on do the very same work (events and membership changes), which streams of their own would not (each
+        later stream of the benchmark changes fewer memberships than the one before: users already active stay
+        so). ``publishing_cost_ratio`` = 1 - median(on) / median(off) of these runs, measured identically and
+        close in time, in an order (ABBA) that cancels a linear drift of the machine; the off runs measure
+        again what ``end_to_end_one_process_events_per_s`` measured earlier (the ratio to it is kept too:
+        ``publishing_cost_ratio_vs_one_process``)."""
+        args = self.args
+        if self._main_stream is None:
+            topic, messages = self._stream(args.events)
+            self._main_stream = topic, len(messages)
+        topic, count = self._main_stream
+        membership_topic = f"bench-membership-{uuid.uuid4().hex[:8]}"
+        measures.create_topic(self.servers, membership_topic)
+        order = [on for n in range(args.publishing_rounds) for on in ((False, True) if n % 2 == 0 else (True, False))]
+        measured: list[measures.PublishingRun] = []
+        for on in order:
+            self._platform(args.users, args.groups)
+            run = self._step(f"end to end, 1 process, publishing {'on, relay in its own process' if on else 'off'}",
+                             partial(measures.end_to_end_publishing, self.servers, topic, count,
+                                     membership_topic if on else None))
+            measured.append(run)
+            relay = run.relay
+            print(f"  {run.events_per_s:,.0f} events/s (consumer alone {run.consume_events_per_s:,.0f}/s); "
+                  f"{run.membership_changes:,} membership changes, {run.outbox_rows:,} outbox rows"
+                  + (f"; relay: lag {run.relay_lag_s:.2f} s, {relay.batches} batches, read {relay.read_s:.2f} s, "
+                     f"produce {relay.produce_s:.2f} s, mark {relay.mark_s:.2f} s" if relay else "")
+                  + f"; CPU s: {run.cpu_s}", file=sys.stderr)
+        busy = [r.cpu_s["other"] / (r.seconds * (os.cpu_count() or 1)) for r in measured if r.seconds]
+        if max(busy, default=0) > 0.1:
+            print(f"  warning: other processes used up to {max(busy):.0%} of the machine's CPU during these runs "
+                  "(publishing_runs[].cpu_s.other): the ratio is unreliable", file=sys.stderr)
+        off = statistics.median(r.events_per_s for r in measured if not r.publishing)
+        published = statistics.median(r.events_per_s for r in measured if r.publishing)
+        one = self.results.get("end_to_end_one_process_events_per_s")
+        self.results.update(
+            end_to_end_publishing_events_per_s=published, publishing_off_events_per_s=off,
+            publishing_cost_ratio=1 - published / off if off else None,
+            publishing_cost_ratio_vs_one_process=1 - published / one if one else None,
+            publishing_others_cpu_share=max(busy, default=None), publishing_runs=[asdict(run) for run in measured])
 
     def _scaling(self) -> None:
         if "scaling" in self.skip:

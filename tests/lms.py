@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from confluent_kafka import Producer
+from confluent_kafka.schema_registry._sync.mock_schema_registry_client import MockSchemaRegistryClient
 from confluent_kafka.serialization import MessageField, SerializationContext
 from edx_event_bus_kafka.internal.producer import KafkaEventProducer, get_serializers
 from edx_event_bus_kafka.internal.utils import _get_headers_from_metadata
@@ -106,13 +107,12 @@ def profile(user_id: int, country: str | None, time: datetime) -> LmsEvent:
                   profile=UserProfileData(user=user_data(user_id), country=country))
 
 
-def use_mock_schema_registry():
+def use_mock_schema_registry() -> MockSchemaRegistryClient:
     """edx-event-bus-kafka's serializers (and its consumer) need a schema registry: confluent-kafka's in-process
     one stands in for the server that cannot run here. Returns it (the relay registers its schemas there in
     tests that read what it publishes in the same process)."""
     import edx_event_bus_kafka.internal.consumer as lms_consumer
     import edx_event_bus_kafka.internal.producer as lms_producer
-    from confluent_kafka.schema_registry._sync.mock_schema_registry_client import MockSchemaRegistryClient
 
     registry = MockSchemaRegistryClient({"url": "mock://lms-registry"})
     lms_producer.get_schema_registry_client = lambda: registry

@@ -18,7 +18,8 @@ ROOT = Path(__file__).parent.parent
 def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
            "BENCH_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/gc_bench_smoke"}
-    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--users", "300", "--events", "400",
+    # 10,000 events: the steady rates need two batches (up to 2,000 events) or more in each of 2 processes.
+    run = subprocess.run([sys.executable, "-m", "bench", "--quick", "--users", "300", "--events", "10000",
                           "--latency-events", "200", "--rate", "500", "--scaling", "200", "--scaling-events", "200",
                           "--full-sync-users", "300", "--naive-users", "200", "--naive-events", "20",
                           "--naive-budget", "2", "--skip", "peer", "--results", str(tmp_path)],
@@ -29,5 +30,8 @@ def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
 
     assert set(KEYS) <= set(results)
     assert results["end_to_end_events_per_s"] > 0 and results["latency_p99_ms"] is not None
+    assert results["end_to_end_publishing_events_per_s"] > 0 and results["publishing_cost_ratio"] is not None
+    # Publishing is on only while measured: only those runs write the outbox.
+    assert [run["outbox_rows"] > 0 for run in results["publishing_runs"]] == [False, True]
     assert results["peer_events_per_s"] is None  # skipped parts are null
     assert "end to end, groups-consumer consume" in run.stdout

@@ -15,6 +15,7 @@ the bytes equal to what openedx-events' serializer and edx-event-bus-kafka's hea
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import socket
@@ -42,9 +43,12 @@ Message = tuple[bytes, bytes, list[tuple[str, str | bytes | None]]]
 
 
 def ce_id(namespace: uuid.UUID, row: OutboxRow) -> str:
-    """The event id of a row: the same for every publication of it."""
-    name = f"change/{row.change_id}" if row.change_id is not None else f"snapshot/{row.id}"
-    return str(uuid.uuid5(namespace, name))
+    """The event id of a row: the same for every publication of it (a version-5 UUID in ``namespace``)."""
+    return str(uuid.uuid5(namespace, _name(row)))
+
+
+def _name(row: OutboxRow) -> str:
+    return f"change/{row.change_id}" if row.change_id is not None else f"snapshot/{row.id}"
 
 
 def subjects(topic: str) -> tuple[str, str]:
@@ -73,7 +77,8 @@ class MembershipEventWriter:
     """Turns outbox rows into Kafka messages (key, value, headers)."""
 
     def __init__(self, namespace: uuid.UUID | str, schema_ids: SchemaIds, sourcehost: str | None = None):
-        self._namespace = uuid.UUID(str(namespace))
+        # ``uuid5`` hashes the namespace again for every id: start each hash from a copy of it instead.
+        self._namespace_hash = hashlib.sha1(uuid.UUID(str(namespace)).bytes, usedforsecurity=False)
         self._key_frame = _FRAME.pack(0, schema_ids.key)
         self._value_frame = _FRAME.pack(0, schema_ids.value)
         self._schema = fastavro.parse_schema(json.loads(VALUE_SCHEMA))
@@ -92,9 +97,15 @@ class MembershipEventWriter:
         value = io.BytesIO(self._value_frame)
         value.seek(0, io.SEEK_END)
         fastavro.schemaless_writer(value, self._schema, record(row))
-        headers = [*self._fixed_headers, ("ce_id", ce_id(self._namespace, row).encode()),
+        headers = [*self._fixed_headers, ("ce_id", self._ce_id(row).encode()),
                    ("ce_time", row.at.isoformat().encode())]
         return key.getvalue(), value.getvalue(), headers
+
+    def _ce_id(self, row: OutboxRow) -> str:
+        """``ce_id(namespace, row)``, hashing only the name."""
+        digest = self._namespace_hash.copy()
+        digest.update(_name(row).encode())
+        return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
 
 
 def record(row: OutboxRow) -> dict[str, Any]:
