@@ -146,6 +146,8 @@ try:
     GROUPS_CONSUMER_OUTBOX_MAX_PENDING = int(os.environ.get("MEMBERSHIP_OUTBOX_MAX_PENDING", 1_000_000))
 except ValueError as exc:
     raise ImproperlyConfigured(f"MEMBERSHIP_OUTBOX_RETENTION_HOURS / MEMBERSHIP_OUTBOX_MAX_PENDING: {exc}") from None
+if GROUPS_CONSUMER_OUTBOX_RETENTION_HOURS < 0 or GROUPS_CONSUMER_OUTBOX_MAX_PENDING < 1:
+    raise ImproperlyConfigured("MEMBERSHIP_OUTBOX_RETENTION_HOURS must be >= 0, MEMBERSHIP_OUTBOX_MAX_PENDING >= 1")
 
 # Backend clients by name, overriding the ``groups_consumer.backends`` entry points:
 # {"facts": "dotted.path.to.BackendClass"}.

@@ -63,7 +63,7 @@ class ServiceStatus:
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
     #: Membership-change events: the topic (None: publishing is off) and the outbox's backlog.
     publishing_topic: str | None = None
-    outbox: outbox.Backlog = field(default_factory=lambda: outbox.Backlog(0, 0.0))
+    outbox_backlog: outbox.Backlog = field(default_factory=lambda: outbox.Backlog(0, 0.0))
 
     @property
     def total_lag(self) -> int:
@@ -81,8 +81,8 @@ class ServiceStatus:
                 "consumer": {"total_lag": self.total_lag, "dead_letters": self.dead_letters,
                              "dead_letters_by_reason": self.dead_letter_reasons,
                              "partitions": [_plain(asdict(p)) for p in self.partitions]},
-                "publishing": {"topic": self.publishing_topic, "outbox_pending": self.outbox.pending,
-                               "outbox_oldest_age_s": round(self.outbox.oldest_age_s, 3)}}
+                "publishing": {"topic": self.publishing_topic, "outbox_pending": self.outbox_backlog.pending,
+                               "outbox_oldest_age_s": round(self.outbox_backlog.oldest_age_s, 3)}}
 
 
 def _plain(value: object) -> object:
@@ -120,7 +120,7 @@ def collect(now: datetime) -> ServiceStatus:
     for reason, count in DeadLetterTally.objects.values_list("reason", "count"):
         reasons[reason] = reasons.get(reason, 0) + count
     return ServiceStatus(now, groups, partitions, dict(sorted(reasons.items())),
-                         publishing_topic=PublishingSettings.current().topic, outbox=outbox.backlog(now))
+                         publishing_topic=PublishingSettings.current().topic, outbox_backlog=outbox.backlog(now))
 
 
 def group_state(row: Group, broken_reason: str) -> str:

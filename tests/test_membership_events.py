@@ -5,6 +5,7 @@ The process test (consumers killed mid-stream, two consumers, the relay and edx-
 their own processes) is ``test_membership_events_processes``.
 """
 
+import io
 import json
 import threading
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.serialization import MessageField, SerializationContext
+from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 from edx_event_bus_kafka.internal import consumer as lms_consumer
@@ -244,6 +246,9 @@ def test_a_broker_that_refuses_is_retried_with_backoff_and_nothing_is_lost(confi
     assert relay.failures == 2 and relay._backoff == 1.0
     assert outbox.backlog().pending == 1
     assert collect(NOW).as_json()["publishing"]["outbox_pending"] == 1
+    shown = io.StringIO()
+    call_command("groups_status", stdout=shown)
+    assert f"membership events to {topic}: 1 waiting in the outbox, the oldest for" in shown.getvalue()
     assert relay_for(config, topic).publish_batch() == 1 and outbox.backlog().pending == 0
 
 

@@ -46,7 +46,7 @@ class Migration(migrations.Migration):
                 ('published_at', models.DateTimeField(null=True)),
             ],
             options={
-                'indexes': [models.Index(condition=models.Q(('published_at__isnull', True)), fields=['id'], name='outbox_unpublished')],
+                'indexes': [models.Index(condition=models.Q(('published_at__isnull', True)), fields=['id'], name='outbox_unpublished'), models.Index(condition=models.Q(('published_at__isnull', False)), fields=['published_at'], name='outbox_published_at')],
             },
         ),
         migrations.RunPython(create_the_source, migrations.RunPython.noop),

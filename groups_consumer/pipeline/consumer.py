@@ -385,12 +385,14 @@ class EventConsumer:
                 "last_batch_ms": round(self.stats.last_batch_ms, 1)}
 
     def _outbox_fields(self) -> dict[str, float]:
-        """The outbox's backlog (publishing on), also into the metrics."""
+        """The outbox's backlog (publishing on), also into the metrics; nothing while the database is away."""
         if not PublishingSettings.current().enabled:
             return {}
-        backlog = outbox.backlog()
-        metrics.OUTBOX_PENDING.set(backlog.pending)
-        metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_s)
+        try:
+            backlog = outbox.report_backlog()
+        except TRANSIENT_DB_ERRORS:
+            connection.close()
+            return {}
         return {"outbox_pending": backlog.pending, "outbox_oldest_age_s": round(backlog.oldest_age_s, 1),
                 "outbox_full": self._outbox_gate.closed}
 

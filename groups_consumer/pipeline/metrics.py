@@ -24,6 +24,12 @@ BATCH_SECONDS = Histogram("groups_consumer_batch_seconds", "Time to decode, appl
 KAFKA_ERRORS = Counter("groups_consumer_kafka_errors", "Errors reported by the Kafka clients", ["code"])
 LAG = Gauge("groups_consumer_lag", "Messages behind the end of the partition", ["partition"])
 LAST_POLL = Gauge("groups_consumer_last_poll_timestamp_seconds", "When the consume loop last polled")
+OUTBOX_PENDING = Gauge("groups_consumer_outbox_pending", "Membership changes waiting to be published")
+OUTBOX_OLDEST_AGE = Gauge("groups_consumer_outbox_oldest_age_seconds",
+                          "Age of the oldest membership change waiting to be published")
+PUBLISHED = Counter("groups_consumer_published", "Membership-change events published")
+PUBLISH_FAILURES = Counter("groups_consumer_publish_failures",
+                           "Waits for acknowledgements that ended with membership-change events unacknowledged")
 
 
 class _Quiet(WSGIRequestHandler):
@@ -51,8 +57,3 @@ def serve(port: int, stale_after_s: float = 60.0) -> WSGIServer:
     server = make_server("", port, health_app(stale_after_s), handler_class=_Quiet)
     threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
     return server
-OUTBOX_PENDING = Gauge("groups_consumer_outbox_pending", "Membership changes waiting to be published")
-OUTBOX_OLDEST_AGE = Gauge("groups_consumer_outbox_oldest_age_seconds",
-                          "Age of the oldest membership change waiting to be published")
-PUBLISHED = Counter("groups_consumer_published", "Membership-change events published")
-PUBLISH_FAILURES = Counter("groups_consumer_publish_failures", "Membership-change events the broker refused")

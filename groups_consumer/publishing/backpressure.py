@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import structlog
+from django.db import DatabaseError, connection
 
 from groups_consumer.publishing import outbox
 from groups_consumer.publishing.config import PublishingSettings
@@ -27,14 +28,22 @@ class OutboxGate:
     def __init__(self, check_every_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         self._check_every_s, self._clock = check_every_s, clock
         self._next_check = 0.0
+        #: The last decision (``is_closed`` decides again when due).
         self.closed = False
 
     def is_closed(self) -> bool:
-        """True while consumers should not read events."""
+        """True while consumers should not read events; as last decided while the database is away."""
         if self._clock() < self._next_check:
             return self.closed
         self._next_check = self._clock() + self._check_every_s
-        settings = PublishingSettings.current()
+        try:
+            self._decide(PublishingSettings.current())
+        except DatabaseError as exc:  # the batch's own retries report and wait for the database
+            log.warning("outbox_not_counted", error=str(exc))
+            connection.close()
+        return self.closed
+
+    def _decide(self, settings: PublishingSettings) -> None:
         if not settings.enabled:
             self.closed = False
         elif self.closed:
@@ -44,5 +53,4 @@ class OutboxGate:
         elif outbox.over_limit(settings.max_pending):
             self.closed = True
             log.warning("outbox_full_pausing", max_pending=settings.max_pending,
-                        hint="the relay is not publishing: see publish_failed in its log")
-        return self.closed
+                        hint="the relay is not publishing: see publish_waiting in its log")

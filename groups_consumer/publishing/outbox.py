@@ -21,7 +21,10 @@ from django.utils import timezone
 
 from groups_consumer import bulk_sql
 from groups_consumer.models import EventSource, OutboxMessage
+from groups_consumer.pipeline import metrics
 
+#: The most rows one ``prune`` deletes (one statement, one short transaction).
+PRUNE_CHUNK = 10_000
 #: The cause of snapshot rows (not a change: the current members, for a new subscriber).
 SNAPSHOT = "snapshot"
 #: A change as the membership writer has it: (group id, user id, kind, at, cause, cause id).
@@ -132,15 +135,24 @@ def backlog(now: datetime | None = None) -> Backlog:
     return Backlog(pending.count(), max(((now or timezone.now()) - oldest).total_seconds(), 0.0))
 
 
+def report_backlog() -> Backlog:
+    """The backlog, also set into the outbox's metrics."""
+    measured = backlog()
+    metrics.OUTBOX_PENDING.set(measured.pending)
+    metrics.OUTBOX_OLDEST_AGE.set(measured.oldest_age_s)
+    return measured
+
+
 def over_limit(max_pending: int) -> bool:
     """True when more than ``max_pending`` rows wait (counts no further than that)."""
     return OutboxMessage.objects.filter(published_at__isnull=True).order_by("id")[max_pending:max_pending + 1].exists()
 
 
-def prune(retention: timedelta, chunk: int = 10_000, now: datetime | None = None) -> int:
-    """Delete up to ``chunk`` rows published more than ``retention`` ago (the oldest first); returns how many."""
+def prune(retention: timedelta, chunk: int = PRUNE_CHUNK, now: datetime | None = None) -> int:
+    """Delete up to ``chunk`` rows published more than ``retention`` ago (the oldest first, found through the
+    ``published_at`` index); returns how many."""
     cutoff = (now or timezone.now()) - retention
-    old = OutboxMessage.objects.filter(published_at__lt=cutoff).order_by("id")
+    old = OutboxMessage.objects.filter(published_at__lt=cutoff).order_by("published_at")
     ids = list(old.values_list("id", flat=True)[:chunk])
     if ids:
         table = bulk_sql.quote(OutboxMessage._meta.db_table)

@@ -1,13 +1,20 @@
 """The relay: publishes the outbox to Kafka, in id order, one relay at a time (``groups-consumer relay``).
 
 A loop: hold the ``membership-relay`` lease (another relay waits as a standby and takes over when it
-expires), read up to ``batch_size`` unpublished rows, produce them (idempotent producer, keyed by user id),
-wait for the broker's acknowledgements, mark the acknowledged rows published. A row is marked only after
-its acknowledgement, so a relay killed in between publishes it again, with the same ``ce_id``. When the broker
-refuses (or the acknowledgements do not come), the rows from the first refused one on stay unpublished and
-are retried with exponential backoff (0.5 s to 30 s), each failure logged as ``publish_failed`` and counted;
-writers go on recording changes meanwhile (see ``config``: consumers pause past ``max_pending``). Published
-rows are pruned after the retention.
+expires), read up to ``batch_size`` unpublished rows, produce them keyed by user id, wait for the broker's
+acknowledgements, mark the acknowledged rows published. A row is marked only after its acknowledgement, so a
+relay killed in between publishes it again, with the same ``ce_id``.
+
+The producer never gives a message up: it is idempotent with the gapless guarantee and no delivery timeout
+(``PRODUCER_PROPERTIES``), so while the broker refuses or cannot be reached librdkafka retries with its own
+backoff, and no later message of a partition is written before an earlier one. The relay sends nothing new
+while messages wait; each wait of ``ack_timeout_s`` that ends with messages still unacknowledged is logged as
+``publish_waiting`` (the broker's own errors as ``kafka_client_error``), counted, and followed by a pause that
+doubles from 0.5 s to 30 s. A producer that cannot go on (a fatal error, a message the broker refuses for
+good) is replaced after the pause, and the rows it had not delivered are sent again. Whatever is sent again
+comes after the copies already written, in the same order: a subscriber that keeps the first copy of each
+``ce_id`` sees each user's changes in order. Writers go on recording changes meanwhile (consumers pause past
+``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``). Published rows are pruned after the retention.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from django.db import DatabaseError, connection
 
@@ -30,24 +37,26 @@ from groups_consumer.scheduling.leases import LeaseLost, Leases, LeaseUnavailabl
 
 log = structlog.get_logger(__name__)
 LEASE = "membership-relay"
-#: Longer than a batch can take (its acknowledgements are awaited for the delivery timeout, 30 s, plus 5 s), so
-#: the active relay renews it (every third of it) before it can expire.
+#: Renewed every third of it, between batches; a batch takes at most ``ack_timeout_s`` plus its reads and
+#: writes. A standby takes over at most this long (plus ``standby_s``) after the active relay died.
 LEASE_TTL = timedelta(seconds=60)
-#: Idempotent (no duplicate or reordered message on the producer's own retries), every replica acknowledging;
-#: a few milliseconds of batching.
-PRODUCER_PROPERTIES = {"enable.idempotence": True, "acks": "all", "linger.ms": 5}
-#: How long a message may wait for its acknowledgement before it counts as refused (librdkafka's default is
-#: 300 s); ``KAFKA_PRODUCER_MESSAGE_TIMEOUT_MS`` overrides it.
-DELIVERY_TIMEOUT_MS = 30_000
+#: Idempotent and gapless (the producer's retries neither duplicate, reorder nor skip a message), every replica
+#: acknowledging, no delivery timeout (a message is retried until the broker takes it), a few milliseconds of
+#: batching. Set by the service: the guarantees depend on them.
+PRODUCER_PROPERTIES = {"enable.idempotence": True, "enable.gapless.guarantee": True, "acks": "all",
+                       "message.timeout.ms": 0, "linger.ms": 5}
+MAX_BACKOFF_S = 30.0
+#: Delivery errors of messages the relay dropped itself (handing the lease over, replacing the producer).
+PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
 class Relay:
-    """Publishes outbox rows with ``producer`` to ``settings.topic``; see the module docstring."""
+    """Publishes outbox rows to ``settings.topic``; see the module docstring."""
 
     def __init__(self, producer_factory: Callable[[], Producer], writer: MembershipEventWriter,
                  settings: PublishingSettings, *, batch_size: int = 5000, idle_s: float = 0.05,
-                 ack_timeout_s: float = DELIVERY_TIMEOUT_MS / 1000 + 5, prune_every_s: float = 60.0,
-                 stats_every_s: float = 10.0, standby_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+                 ack_timeout_s: float = 5.0, prune_every_s: float = 60.0, stats_every_s: float = 10.0,
+                 standby_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         if not settings.topic:
             raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
         self._new_producer, self._writer, self._settings = producer_factory, writer, settings
@@ -58,6 +67,11 @@ class Relay:
         self._clock = clock
         self._stopping = False
         self._backoff = 0.0
+        #: Rows produced and not yet acknowledged, by id; ids acknowledged and not yet marked; a producer that
+        #: must be replaced (the error).
+        self._in_flight: dict[int, outbox.OutboxRow] = {}
+        self._acknowledged: list[int] = []
+        self._broken: KafkaError | None = None
         self.published = 0
         self.failures = 0
 
@@ -65,16 +79,9 @@ class Relay:
     def connect(cls, kafka: KafkaClientSettings, registry: SchemaRegistryClient, settings: PublishingSettings,
                 **options: object) -> Relay:
         """A relay with the service's Kafka settings, its schemas registered with ``registry``."""
-        if not settings.topic:
-            raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
-        ids = register_schemas(registry, settings.topic)
+        ids = register_schemas(registry, settings.topic or "")
         writer = MembershipEventWriter(outbox.namespace(), ids)
-        properties: dict[str, object] = {**PRODUCER_PROPERTIES}
-        timeout_ms = kafka.config("producer").get("message.timeout.ms")
-        if timeout_ms is None:
-            properties["message.timeout.ms"] = timeout_ms = DELIVERY_TIMEOUT_MS
-        options.setdefault("ack_timeout_s", int(timeout_ms) / 1000 + 5)
-        return cls(lambda: kafka.producer(**properties), writer, settings, **options)  # type: ignore[arg-type]
+        return cls(lambda: kafka.producer(**PRODUCER_PROPERTIES), writer, settings, **options)  # type: ignore[arg-type]
 
     def stop(self) -> None:
         """Stop after the current batch."""
@@ -83,111 +90,148 @@ class Relay:
     def run(self, until: Callable[[Relay], bool] = lambda relay: False) -> None:
         """Publish until ``stop()`` or ``until(self)``; waits as a standby while another relay holds the lease."""
         log.info("relay_started", topic=self._topic)
-        try:
-            while not self._stopping and not until(self):
-                lease = Leases([LEASE], ttl=LEASE_TTL)
-                try:
-                    lease.acquire()
-                except LeaseUnavailable as exc:
-                    log.info("relay_standby", reason=str(exc))
-                    self._sleep(self._standby_s)
-                    continue
-                with lease:
-                    log.info("relay_active", holder=lease.holder)
-                    try:
-                        self._publish_while_held(lease, until)
-                    except LeaseLost:
-                        log.warning("relay_lease_lost")
-        finally:
-            self._producer.flush(self._ack_timeout_s)
-            log.info("relay_stopped", published=self.published, failures=self.failures)
+        while not self._stopping and not until(self):
+            metrics.LAST_POLL.set_to_current_time()
+            try:
+                lease = Leases([LEASE], ttl=LEASE_TTL).acquire()
+            except LeaseUnavailable as exc:
+                log.info("relay_standby", reason=str(exc))
+                self._sleep(self._standby_s)
+                continue
+            except DatabaseError as exc:
+                self._database_error(exc)
+                continue
+            log.info("relay_active", holder=lease.holder)
+            try:
+                self._publish_while_held(lease, until)
+            except LeaseLost:
+                log.warning("relay_lease_lost")
+            finally:
+                self._let_go(lease)
+        log.info("relay_stopped", published=self.published, failures=self.failures)
 
     def _publish_while_held(self, lease: Leases, until: Callable[[Relay], bool]) -> None:
         renewed = next_prune = next_stats = self._clock()
         while not self._stopping and not until(self):
-            now = self._clock()
-            if now - renewed > LEASE_TTL.total_seconds() / 3:
-                lease.renew()
-                renewed = now
-            if now >= next_stats:
-                self.report_backlog()
-                next_stats = now + self._stats_every_s
-            if now >= next_prune:
-                outbox.prune(self._settings.retention)
-                next_prune = now + self._prune_every_s
             metrics.LAST_POLL.set_to_current_time()
             try:
+                now = self._clock()
+                if now - renewed > LEASE_TTL.total_seconds() / 3:
+                    lease.renew()
+                    renewed = now
+                if now >= next_stats:
+                    self.report_backlog()
+                    next_stats = now + self._stats_every_s
+                if now >= next_prune:  # again at once while there is more to prune
+                    full = outbox.prune(self._settings.retention) == outbox.PRUNE_CHUNK
+                    next_prune = now + (0 if full else self._prune_every_s)
                 sent = self.publish_batch()
-            except DatabaseError as exc:  # the database is away: try again, holding the lease
-                log.warning("relay_database_error", error=str(exc))
-                connection.close()
-                self._backoff, sent = min(max(self._backoff * 2, 0.5), 30.0), 0
+            except DatabaseError as exc:
+                self._database_error(exc)
+                continue
             if self._backoff:
                 self._sleep(self._backoff)
             elif sent < self._batch_size:
                 self._sleep(self._idle_s)
 
     def publish_batch(self) -> int:
-        """Publish the next rows; returns how many were acknowledged and marked published."""
-        if len(self._producer) and self._producer.flush(self._ack_timeout_s):
-            self._failed(0, None)  # messages of a previous batch still unacknowledged: send nothing more yet
-            return 0
-        rows = outbox.unpublished(self._batch_size)
-        if not rows:
-            return 0
-        errors: dict[int, KafkaError] = {}
-        acknowledged: set[int] = set()
-
-        def delivered(index: int) -> Callable[[KafkaError | None, Message], None]:
-            def callback(error: KafkaError | None, _message: Message) -> None:
-                if error is None:
-                    acknowledged.add(index)
-                else:
-                    errors[index] = error
-            return callback
-
-        for index, row in enumerate(rows):
-            key, value, headers = self._writer.message(row)
-            while True:
-                try:
-                    self._producer.produce(self._topic, value, key, headers=headers, on_delivery=delivered(index))
-                    break
-                except BufferError:  # the local queue is full: let deliveries drain it
-                    self._producer.poll(0.1)
+        """Publish the next rows (or wait for those in flight); returns how many were marked published."""
+        if self._broken is not None:
+            self._replace_producer()
+        if not self._in_flight:
+            rows = outbox.unpublished(self._batch_size)
+            if not rows:
+                self._backoff = 0.0
+                return 0
+            self._produce(rows)
         self._producer.flush(self._ack_timeout_s)
-        # The acknowledged prefix: a row after a refused one waits for it (its user's order).
-        done = 0
-        while done < len(rows) and done in acknowledged:
-            done += 1
-        if done:
-            outbox.mark_published([row.id for row in rows[:done]])
-            self.published += done
-            metrics.PUBLISHED.inc(done)
-        if done < len(rows):
-            self._failed(len(rows) - done, errors.get(done))
+        done = self._mark_acknowledged()
+        if self._in_flight:
+            self._failed()
         else:
             self._backoff = 0.0
         return done
 
     def report_backlog(self) -> outbox.Backlog:
         """Measure the outbox's backlog into the metrics and the log."""
-        backlog = outbox.backlog()
-        metrics.OUTBOX_PENDING.set(backlog.pending)
-        metrics.OUTBOX_OLDEST_AGE.set(backlog.oldest_age_s)
+        backlog = outbox.report_backlog()
         log.info("relay_stats", published=self.published, failures=self.failures, outbox_pending=backlog.pending,
-                 outbox_oldest_age_s=round(backlog.oldest_age_s, 1))
+                 outbox_oldest_age_s=round(backlog.oldest_age_s, 1), in_flight=len(self._in_flight))
         return backlog
 
-    def _failed(self, unpublished: int, error: KafkaError | None) -> None:
+    def _produce(self, rows: list[outbox.OutboxRow]) -> None:
+        for row in rows:
+            key, value, headers = self._writer.message(row)
+            self._in_flight[row.id] = row
+            while self._broken is None:
+                try:
+                    self._producer.produce(self._topic, value, key, headers=headers,
+                                           on_delivery=self._delivered(row.id))
+                    break
+                except BufferError:  # the local queue is full: let deliveries drain it
+                    self._producer.poll(0.1)
+                except KafkaException as exc:  # the producer cannot go on
+                    self._broken = exc.args[0]
+
+    def _delivered(self, row_id: int) -> Callable[[KafkaError | None, Message], None]:
+        def callback(error: KafkaError | None, _message: Message) -> None:
+            if error is None:
+                self._acknowledged.append(row_id)
+            elif self._broken is None and error.code() not in PURGED:
+                self._broken = error  # with no delivery timeout, only what cannot be retried ends here
+        return callback
+
+    def _mark_acknowledged(self) -> int:
+        """Mark the acknowledged rows published (any order: one user's rows share a partition, acknowledged in
+        order)."""
+        done = [row_id for row_id in self._acknowledged if self._in_flight.pop(row_id, None) is not None]
+        self._acknowledged = []
+        if done:
+            outbox.mark_published(done)
+            self.published += len(done)
+            metrics.PUBLISHED.inc(len(done))
+        return len(done)
+
+    def _failed(self) -> None:
         self.failures += 1
-        metrics.PUBLISH_FAILURES.inc(unpublished)
-        self._backoff = min(max(self._backoff * 2, 0.5), 30.0)
-        reason = error.str() if error is not None else "no acknowledgement in time"
-        log.warning("publish_failed", unpublished=unpublished, error=reason, retry_in_s=self._backoff)
-        if error is not None and error.fatal():  # an idempotent producer that cannot go on: start a new one
-            self._producer = self._new_producer()
+        metrics.PUBLISH_FAILURES.inc()
+        self._backoff = _doubled(self._backoff)
+        log.warning("publish_waiting", unacknowledged=len(self._in_flight), retry_in_s=self._backoff,
+                    error=self._broken.str() if self._broken is not None else "no acknowledgement yet",
+                    hint="the broker's errors are logged as kafka_client_error")
+
+    def _replace_producer(self) -> None:
+        """A new producer; the rows the old one had not delivered are read and sent again."""
+        log.warning("producer_replaced", error=self._broken.str() if self._broken else "", resent=len(self._in_flight))
+        self._producer.purge()
+        self._producer = self._new_producer()
+        self._in_flight, self._acknowledged, self._broken = {}, [], None
+
+    def _let_go(self, lease: Leases) -> None:
+        """Before giving the lease back: wait for what is in flight, mark it, drop the rest (sent again by the
+        next relay)."""
+        try:
+            self._producer.flush(self._ack_timeout_s)
+            self._mark_acknowledged()
+            lease.release()
+        except DatabaseError as exc:  # the lease expires by itself
+            self._database_error(exc)
+        self._producer.purge()
+        self._in_flight, self._acknowledged = {}, []
+
+    def _database_error(self, exc: DatabaseError) -> None:
+        """The database is away: wait (with backoff) and try again."""
+        self._backoff = _doubled(self._backoff)
+        log.warning("relay_database_error", error=str(exc), retry_in_s=self._backoff)
+        connection.close()
+        self._sleep(self._backoff)
 
     def _sleep(self, seconds: float) -> None:
         deadline = self._clock() + seconds
         while not self._stopping and self._clock() < deadline:
+            metrics.LAST_POLL.set_to_current_time()
             time.sleep(min(0.1, seconds))
+
+
+def _doubled(backoff: float) -> float:
+    return min(max(backoff * 2, 0.5), MAX_BACKOFF_S)

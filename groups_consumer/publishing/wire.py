@@ -53,8 +53,8 @@ def _name(row: OutboxRow) -> str:
 
 def subjects(topic: str) -> tuple[str, str]:
     """The registry subjects of the key and value schemas: the value's as edx-event-bus-kafka names it
-    (``topic_record_subject_name_strategy``: topic and full record name), the key's as Confluent's default
-    strategy does (a primitive schema has no record name)."""
+    (``topic_record_subject_name_strategy``: topic and full record name); the key's is ours (that strategy
+    gives a primitive schema no subject), as Confluent's default strategy would name it."""
     return f"{topic}-key", f"{topic}-{EVENT_TYPE}.CloudEvent"
 
 

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer import api
+from groups_consumer.engine.full_sync import DEFAULT_CHUNK
 from groups_consumer.management.base import GroupsCommand
 from groups_consumer.publishing.snapshot import publish_snapshot
 
@@ -18,9 +19,12 @@ class Command(GroupsCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--group", help="group name")
         self.add_scope_argument(parser)
-        parser.add_argument("--chunk-size", type=int, default=20_000, help="users per transaction (default 20000)")
+        parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK,
+                            help=f"users per transaction (default {DEFAULT_CHUNK})")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["chunk_size"] < 1:
+            raise CommandError("--chunk-size: at least 1")
         groups = list(api.groups_matching(options["group"], api.parse_scope(options["scope"])))
         if not groups:
             raise CommandError("no group matches")

@@ -53,4 +53,6 @@ class Command(GroupsCommand):
             metrics.serve(int(os.environ["RELAY_METRICS_PORT"]))
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: relay.stop())
+        if stopping.is_set():  # asked to stop while connecting
+            return
         relay.run(until=lambda r: options["exit_when_empty"] and outbox.backlog().pending == 0)

@@ -54,10 +54,11 @@ def render(status: ServiceStatus) -> str:
                      + (f" ({reasons})" if reasons else ""))
     else:
         lines.append("no consumer has reported yet")
-    if status.publishing_topic or status.outbox.pending:
+    backlog = status.outbox_backlog
+    if status.publishing_topic or backlog.pending:
         lines.append(f"membership events to {status.publishing_topic or '(publishing off)'}: "
-                     f"{status.outbox.pending} waiting in the outbox"
-                     + (f", the oldest for {_age(status.outbox.oldest_age_s)}" if status.outbox.pending else ""))
+                     f"{backlog.pending} waiting in the outbox"
+                     + (f", the oldest for {_age(backlog.oldest_age_s)}" if backlog.pending else ""))
     return "\n".join(lines)
 
 
