@@ -317,3 +317,26 @@ def test_the_relay_waits_as_a_standby_while_another_publishes(config, topic):
     active = relay_for(config, topic)
     active.run(until=lambda relay: relay.published >= 1)
     assert outbox.backlog().pending == 0
+
+
+def test_the_rest_api_writes_are_recorded_too(topic, clock_at_now):
+    from django.contrib.auth.models import User
+    from rest_framework.authtoken.models import Token
+    from rest_framework.test import APIClient
+
+    for uid in (1, 2, 3):
+        user(uid)
+    client = APIClient()
+    staff = User.objects.create_user("ops", is_staff=True)
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=staff).key}")
+    doc = {"name": "picked", "scope": {"type": "instance"}, "rule": leaf("manual", "in", user_ids=[1, 2])}
+    group = client.post("/api/v1/groups/", doc, format="json").json()
+    url = f"/api/v1/groups/{group['id']}/"
+    assert client.put(url, {**doc, "rule": leaf("manual", "in", user_ids=[2, 3])}, format="json").status_code == 200
+    assert client.post(f"{url}disable/").status_code == 200
+    assert client.delete(url).status_code == 204
+    rows = list(OutboxMessage.objects.order_by("id").values_list("user_id", "kind"))
+    assert rows == [(1, "joined"), (2, "joined"), (1, "left"), (3, "joined"), (2, "left"), (3, "left")]
+    # The deleted group's change log went with it; its events stay, each with its own change id.
+    assert not MembershipChange.objects.exists()
+    assert len(set(OutboxMessage.objects.values_list("change_id", flat=True))) == 6
