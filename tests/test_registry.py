@@ -141,3 +141,52 @@ def test_criteria_work_over_a_second_backend(settings):
     assert sorted(diff.left) == sorted([(api.find_group("spain-struggling").id, 1), (api.find_group("away").id, 1)])
     assert InMemoryLearnerFacts.__name__ == registry.backend("facts").__class__.__name__
     call_command("groups_criteria")  # still lists the types with a replaced backend
+
+
+class _NoOperators(CriterionType):
+    name = "half-done"
+    Config = _NoConfig
+
+    def select(self, facts, now):
+        return facts.population("instance", "")
+
+    def test(self, learner, now):
+        return True
+
+
+class _NoTest(CriterionType):
+    name = "half-done"
+    Config = _NoConfig
+    operators = ("=",)
+
+    def select(self, facts, now):
+        return facts.population("instance", "")
+
+
+class _ConfigNotAModel(_AlwaysTrue):
+    name = "half-done"
+    Config = dict
+
+
+@pytest.mark.parametrize(("plugin", "reason"), [
+    (_NoOperators, "misses the class attribute operators"),
+    (_NoTest, "does not implement test"),
+    (_ConfigNotAModel, "Config is not a pydantic model class"),
+])
+@pytest.mark.django_db
+def test_an_incomplete_criterion_class_is_reported_and_breaks_only_its_groups(plugin, reason):
+    user(1, login=30)
+    with capture_logs() as logs:
+        registry.criterion_types().add(Plugin("half-done", plugin, "acme.half:Done", "acme-half"),
+                                       check=registry._check_criterion_type)
+    failure = next(entry for entry in logs if entry["event"] == "plugin_load_failed")
+    assert failure["name"] == "half-done" and "acme.half:Done (package acme-half)" in failure["reason"]
+    assert reason in failure["reason"]
+    scope = Scope.objects.create(type="instance", key="")
+    broken = Group.objects.create(name="uses-it", scope=scope, rule=leaf("half-done", "=", x=1))
+    healthy = Group.objects.create(name="inactive", scope=scope, rule=leaf("last_login", ">", days=10))
+    catalog = GroupCatalog.load()
+    full_sync(catalog, catalog.groups.values(), now=NOW)
+    broken.refresh_from_db()
+    assert reason in broken.broken_reason and "acme-half" in broken.broken_reason
+    assert list(Membership.objects.filter(group=healthy).values_list("user_id", flat=True)) == [1]

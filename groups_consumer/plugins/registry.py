@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import functools
 import importlib.metadata
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Self, TypeAlias, TypeVar, cast
 
+import pydantic
 import structlog
 from django.conf import settings
 from django.utils.module_loading import import_string
@@ -92,8 +94,8 @@ class PluginRegistry(Generic[PluginT]):
             return
         try:
             check(name, candidates[0].obj)
-        except (TypeError, ValueError) as exc:
-            self._fail(name, f"{candidates[0].target}: {exc}")
+        except Exception as exc:  # a plugin's own code (a property, a metaclass) may raise anything
+            self._fail(name, f"{candidates[0].target} (package {candidates[0].source}): {exc}")
             return
         self.plugins[name] = candidates[0]
 
@@ -122,8 +124,21 @@ CriterionRegistry: TypeAlias = PluginRegistry[CriterionClass]
 
 
 def _check_criterion_type(name: str, obj: object) -> None:
+    """A criterion type the engine can use: what it declares, complete and well-typed; refused otherwise (its
+    groups are then broken with the reason, the others work)."""
     if not (isinstance(obj, type) and issubclass(obj, CriterionType)):
         raise TypeError("is not a CriterionType subclass")
+    missing = [attribute for attribute in ("name", "Config", "operators") if not hasattr(obj, attribute)]
+    if missing:
+        raise TypeError(f"misses the class attribute{'s' * (len(missing) > 1)} {', '.join(missing)}")
+    if not (isinstance(obj.Config, type) and issubclass(obj.Config, pydantic.BaseModel)):
+        raise TypeError("Config is not a pydantic model class")
+    if not (isinstance(obj.operators, tuple) and obj.operators and all(isinstance(o, str) for o in obj.operators)):
+        raise TypeError("operators is not a non-empty tuple of strings")
+    if not (isinstance(obj.events, frozenset | set) and all(isinstance(e, str) for e in obj.events)):
+        raise TypeError("events is not a set of event types (strings)")
+    if inspect.isabstract(obj):
+        raise TypeError(f"does not implement {', '.join(sorted(obj.__abstractmethods__))}")
     if obj.name != name:
         raise ValueError(f"declares name {obj.name!r} but is registered as {name!r}")
 
