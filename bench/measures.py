@@ -38,7 +38,8 @@ from groups_consumer.kafka_clients import KafkaClientSettings
 from groups_consumer.models import MembershipChange, OutboxMessage
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
-from groups_consumer.pipeline.decode import EventDecoder, Origin, message_headers
+from groups_consumer.pipeline.decode import EventDecoder, message_headers
+from groups_consumer.plugins.events import Origin
 from groups_consumer.publishing import outbox
 
 

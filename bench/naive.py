@@ -12,17 +12,20 @@ from django.utils import timezone
 from bench.measures import Rate, consumer_config
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.membership_writer import reconcile
-from groups_consumer.engine.selection import EVERYONE
 from groups_consumer.models import Cause
-from groups_consumer.pipeline.decode import EventDecoder, Origin, message_headers
-from groups_consumer.pipeline.facts_update import apply_updates, updates_from
+from groups_consumer.pipeline.decode import EventDecoder, message_headers
+from groups_consumer.pipeline.facts_update import FactUpdater
 from groups_consumer.pipeline.route import EventRouter
+from groups_consumer.plugins import registry
+from groups_consumer.plugins.events import Origin
+from groups_consumer.shared import EVERYONE
 
 
 def naive_events_per_s(bootstrap_servers: str, topic: str, count: int, budget_s: float = 30.0) -> float:
     """Events per second of the naive loop over the first events of the stream (for at most ``budget_s``)."""
     catalog = GroupCatalog.load()
-    router = EventRouter(catalog)
+    updater = FactUpdater(registry.fact_sources())
+    router = EventRouter(catalog, updater.scope_events)
     consumer = consumer_config(bootstrap_servers, topic).new_consumer()
     consumer.subscribe([topic])
     decoder, rate = EventDecoder(), Rate()
@@ -36,7 +39,7 @@ def naive_events_per_s(bootstrap_servers: str, topic: str, count: int, budget_s:
             event = decoder.decode(message.value(), message_headers(message), Origin.of(message))
             now = timezone.now()
             with transaction.atomic():
-                changed = apply_updates(updates_from(event)).changed
+                changed = updater.apply(updater.updates_from(event)).changed
                 groups = {g.id: g for change in changed for g in router.groups_for(change)}
                 targets = catalog.with_exclusive_siblings(groups.values())
                 if targets:

@@ -35,10 +35,11 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 STAGES = {
-    "facts (apply_updates)": ("groups_consumer.pipeline.batch", "apply_updates"),
-    "  lock + read users": ("groups_consumer.facts.rows", "read_users"),
-    "  busy new users": ("groups_consumer.facts.rows", "known_users"),
-    "  create users": ("groups_consumer.facts.rows", "create_users"),
+    "facts (FactUpdater.apply)": ("groups_consumer.pipeline.facts_update.FactUpdater", "apply"),
+    "  lock users": ("groups_consumer.users", "lock"),
+    "  busy new users": ("groups_consumer.users", "known"),
+    "  create users": ("groups_consumer.users", "create"),
+    "  read users": ("groups_consumer.facts.rows", "read_users"),
     "  read courses": ("groups_consumer.facts.rows", "read_courses"),
     "  create courses": ("groups_consumer.facts.rows", "create_courses"),
     "  write users": ("groups_consumer.facts.rows", "write_users"),

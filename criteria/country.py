@@ -5,11 +5,11 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from groups_consumer.engine.selection import Selection
-from groups_consumer.event_types import PROFILE_CHANGED
+from groups_consumer.facts.events import PROFILE_CHANGED
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.shared import Selection
 
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{2}$"), AfterValidator(str.upper)]
 

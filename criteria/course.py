@@ -9,7 +9,8 @@ from groups_consumer.errors import DefinitionError
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import ScopeType
-from groups_consumer.plugins.criterion import CriterionType, course_org
+from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.shared import course_org
 
 
 class CourseConfig(BaseModel):

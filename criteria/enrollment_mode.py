@@ -5,10 +5,10 @@ from datetime import datetime
 from pydantic import Field
 
 from criteria.course import CourseConfig, CourseCriterion
-from groups_consumer.engine.selection import Selection
-from groups_consumer.event_types import ENROLLMENT_EVENTS
+from groups_consumer.facts.events import ENROLLMENT_EVENTS
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
+from groups_consumer.shared import Selection
 
 
 class EnrollmentModeConfig(CourseConfig):

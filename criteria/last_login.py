@@ -4,11 +4,11 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from groups_consumer.engine.selection import Selection
-from groups_consumer.event_types import LOGIN, REGISTRATION
+from groups_consumer.facts.events import LOGIN, REGISTRATION
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.shared import Selection
 
 
 class LastLoginConfig(BaseModel):

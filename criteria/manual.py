@@ -5,10 +5,10 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from groups_consumer.engine.selection import Ids, Selection
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.shared import Ids, Selection
 
 
 class ManualConfig(BaseModel):

@@ -13,24 +13,25 @@ from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.duration import duration_iso_string
 
+from groups_consumer import users
 from groups_consumer.definitions import GroupDefinition, ScopeDefinition, parse_definition, parse_documents
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.definitions_version import mark_definitions_changed
 from groups_consumer.engine.evaluability import evaluation_error
-from groups_consumer.engine.full_sync import SyncReport, user_ranges
+from groups_consumer.engine.full_sync import SyncReport
 from groups_consumer.engine.membership_writer import remove_members
 from groups_consumer.engine.preview import NEW_GROUP_ID, Preview
 from groups_consumer.engine.preview import preview as engine_preview
-from groups_consumer.engine.selection import Query
 from groups_consumer.errors import AmbiguousGroup, DefinitionError, UnknownGroup
 from groups_consumer.iteration import chunked
 from groups_consumer.models import Cause, Group, Membership, MembershipChange, Scope, ScopeType, UserFact
-from groups_consumer.pipeline.validate import MAX_USERNAME
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import UpdateMethod
+from groups_consumer.plugins.events import MAX_USERNAME
 from groups_consumer.plugins.ui_metadata import ui_metadata
 from groups_consumer.scheduling.sync_runner import group_leases, run_sync
+from groups_consumer.shared import Query
 
 log = structlog.get_logger(__name__)
 #: The largest user id the database stores (bigint).
@@ -260,7 +261,7 @@ def preview_count(doc: Any, *, now: datetime | None = None) -> int:
     members = _unsaved(definition, rule).members(now)
     if isinstance(members, Query):
         return members.count()
-    return sum(len(members.resolve(users)) for users in user_ranges(20_000))
+    return sum(len(members.resolve(within)) for within in users.ranges(20_000))
 
 
 def preview_definition(doc: Any, group: Group | None = None, *, now: datetime | None = None) -> Preview:
@@ -397,7 +398,7 @@ def explain(user_id: int, group: Group, *, now: datetime | None = None) -> Expla
         return Explanation(user_id, str(target), is_member, False, [f"not evaluated: {reason}"])
     siblings = catalog.exclusive_set(target.exclusive_set) if target.exclusive_set else [target]
     needed = set().union(*(g.backends for g in siblings if g.evaluable))
-    snapshots = {name: registry.backend(name).snapshots([user_id]) for name in needed}
+    snapshots = {name: catalog.readers.get(name).snapshots([user_id]) for name in needed}
     learner = snapshots["facts"].get(user_id)
     in_scope = learner is not None and learner.in_scope(target.scope.type, target.scope.key)
     lines = [f"{'✓' if in_scope else '✗'} scope {target.scope}"
@@ -439,9 +440,11 @@ def _explain_exclusive_set(target: CompiledGroup, siblings: list[CompiledGroup],
 
 def criterion_catalog(scope: ScopeDefinition | None = None) -> list[dict[str, Any]]:
     """Registered criterion types with their plugin package, operators, events, refresh frequency, update
-    methods, config schema and form metadata; then the names that cannot be used (broken or ambiguous plugins),
-    with the reason. With ``scope``, only the types available there."""
+    methods, config schema and form metadata; then the names that cannot be used (broken or ambiguous plugins,
+    or types reading a fact source that is not installed or listening to events none consumes), with the
+    reason. With ``scope``, only the types available there."""
     types = registry.criterion_types()
+    problems = {name: problem for name in types.plugins if (problem := registry.criterion_problem(name))}
     listing: list[dict[str, Any]] = [
         {"name": name, "available": True, "package": plugin.source, "class": plugin.target,
          "description": plugin.obj.description, "operators": list(plugin.obj.operators),
@@ -450,9 +453,10 @@ def criterion_catalog(scope: ScopeDefinition | None = None) -> list[dict[str, An
          "update_methods": sorted(m.value for m in plugin.obj.update_methods),
          "time_relative": plugin.obj.is_time_relative(), "config_schema": plugin.obj.config_schema(),
          "ui_metadata": ui_metadata(plugin.obj.Config)}
-        for name, plugin in sorted(types.plugins.items()) if scope is None or scope.type in plugin.obj.scopes]
-    listing += [{"name": name, "available": False, "error": types.unavailable_reason(name)}
-                for name in sorted({*types.conflicts, *types.failures})]
+        for name, plugin in sorted(types.plugins.items())
+        if name not in problems and (scope is None or scope.type in plugin.obj.scopes)]
+    listing += [{"name": name, "available": False, "error": problems.get(name) or types.unavailable_reason(name)}
+                for name in sorted({*types.conflicts, *types.failures, *problems})]
     return listing
 
 

@@ -19,8 +19,8 @@ from groups_consumer import definition_limits
 from groups_consumer.engine.rules import Node, parse_rule
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import ScopeType
-from groups_consumer.plugins.criterion import CriterionScope, course_org
 from groups_consumer.plugins.registry import CriterionRegistry
+from groups_consumer.shared import CriterionScope, course_org
 
 
 def _storable(text: str) -> str:

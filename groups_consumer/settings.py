@@ -4,6 +4,7 @@ Everything an operator sets comes from the environment (12-factor). A host Djang
 ``groups_consumer`` as an app uses its own settings instead and may set the ``GROUPS_CONSUMER_*`` keys below.
 """
 
+import importlib.metadata
 import json
 import os
 from pathlib import Path
@@ -38,6 +39,9 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "groups_consumer",
+    # Plugin packages whose fact sources keep their facts in Django models of their own declare their app
+    # under this entry-point group (``forum_activity = forum_activity.apps.ForumActivityConfig``).
+    *sorted({entry_point.value for entry_point in importlib.metadata.entry_points(group="groups_consumer.apps")}),
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from groups_consumer.models import CourseFact, UserFact
-from groups_consumer.plugins.criterion import course_org
+from groups_consumer.shared import course_org
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 COURSE = "course-v1:Demo+C1+2026"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import ClassVar
 
-from groups_consumer.engine.selection import Ids
 from groups_consumer.facts.interface import COMPARISONS, LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
+from groups_consumer.shared import Ids
 
 
 class InMemoryLearnerFacts(LearnerFacts):

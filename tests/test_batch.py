@@ -12,10 +12,10 @@ from groups_consumer.facts.snapshot import CourseState, LearnerSnapshot
 from groups_consumer.models import CourseFact, MembershipChange, UserFact
 from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder
-from groups_consumer.pipeline.facts_update import ChangedFact
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import CriterionType
 from groups_consumer.plugins.registry import Plugin
+from groups_consumer.plugins.source import ChangedFact
 from tests import lms
 from tests.facts import COURSE, NOW, OTHER_COURSE, leaf
 

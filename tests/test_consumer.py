@@ -102,16 +102,16 @@ def test_an_event_that_fails_to_apply_is_isolated_dead_lettered_and_the_rest_of_
     batch until the failing event is alone: it is dead-lettered with the exception, the others are applied and
     the offsets committed."""
     from groups_consumer.models import UserFact
-    from groups_consumer.pipeline import batch
+    from groups_consumer.pipeline.facts_update import FactUpdater
 
-    real_updates_from = batch.updates_from
+    real_updates_from = FactUpdater.updates_from
 
-    def buggy_for_user_13(event):
+    def buggy_for_user_13(self, event):
         if event.data.get("user", {}).get("id") == 13:
             raise ZeroDivisionError("a bug that only this event reaches")
-        return real_updates_from(event)
+        return real_updates_from(self, event)
 
-    monkeypatch.setattr(batch, "updates_from", buggy_for_user_13)
+    monkeypatch.setattr(FactUpdater, "updates_from", buggy_for_user_13)
     send_as_lms(config, *(lms.login(user_id, T[30]) for user_id in range(1, 21)))
     stats = consume(config, messages=20)
     assert stats.dead_letters == 1 and stats.events == 19
@@ -155,12 +155,12 @@ def test_too_many_dead_letters_stop_the_consumer_without_committing(config):
 def test_events_that_all_fail_to_apply_reach_the_dead_letter_limit(config, monkeypatch):
     """A bad deploy that makes every event fail (here a bug in the fact stage) stops the consumer at the limit
     instead of draining the topic into the DLQ: each failed event counts once, as a dead letter."""
-    from groups_consumer.pipeline import batch
+    from groups_consumer.pipeline.facts_update import FactUpdater
 
-    def always_failing(event):
+    def always_failing(self, event):
         raise RuntimeError("relation does not exist")
 
-    monkeypatch.setattr(batch, "updates_from", always_failing)
+    monkeypatch.setattr(FactUpdater, "updates_from", always_failing)
     send_as_lms(config, *(lms.login(user_id, T[30]) for user_id in range(1, 6)))
     limited = ConsumerConfig(**{**config.__dict__, "dead_letter_limit": DeadLetterLimit(max_consecutive=3)})
     with pytest.raises(DeadLetterLimitExceeded, match="4 undecodable messages in a row"):

@@ -20,13 +20,13 @@ from groups_consumer import api, definitions
 from groups_consumer.definition_limits import DefinitionLimits
 from groups_consumer.engine import evaluability
 from groups_consumer.engine.catalog import UNEVALUABLE, GroupCatalog
-from groups_consumer.engine.selection import Query
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import Group, Membership, Scope
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import CriterionType, UpdateMethod
 from groups_consumer.plugins.registry import Plugin
 from groups_consumer.scheduling.scheduler import Scheduler
+from groups_consumer.shared import Query
 from groups_consumer.status import collect
 from tests.facts import NOW, leaf, user
 

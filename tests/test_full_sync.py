@@ -3,8 +3,8 @@
 import pytest
 
 from groups_consumer import api
-from groups_consumer.engine.full_sync import user_ranges
 from groups_consumer.models import Membership, MembershipChange, UserFact
+from groups_consumer.users import ranges as user_ranges
 from tests.facts import NOW, course, days_ago, leaf, user
 
 pytestmark = pytest.mark.django_db

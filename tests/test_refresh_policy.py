@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.errors import DefinitionError
-from groups_consumer.event_types import PROFILE_CHANGED
+from groups_consumer.facts.events import PROFILE_CHANGED
 from groups_consumer.models import Group, Membership, UserFact
 from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder

@@ -106,7 +106,7 @@ def test_an_installed_plugin_package_appears_and_a_clash_is_reported(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(target), "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}"}
     out = subprocess.run([str(Path(sys.executable).parent / "groups-consumer"), "criteria", "--json"], env=env,
                          check=True, capture_output=True, text=True)
-    listing = {entry["name"]: entry for entry in json.loads(out.stdout)}
+    listing = {entry["name"]: entry for entry in json.loads(out.stdout)["criteria"]}
     assert listing["username_prefix"]["package"] == "demo-criteria-plugin"
     assert listing["username_prefix"]["config_schema"]["required"] == ["prefix"]
     assert "criteria.country:Country (package groups-consumer)" in listing["country"]["error"]

@@ -134,16 +134,16 @@ bad_event = st.one_of(
 
 def poisoned_fact_stage():
     """The fact stage with a bug that only events of POISON_USER reach (a plugin's, a constraint, anything)."""
-    from groups_consumer.pipeline import batch
+    from groups_consumer.pipeline.facts_update import FactUpdater
 
-    real = batch.updates_from
+    real = FactUpdater.updates_from
 
-    def updates_from(event):
+    def updates_from(self, event):
         if event.data.get("user", {}).get("id") == POISON_USER:
             raise RuntimeError("a bug only this event reaches")
-        return real(event)
+        return real(self, event)
 
-    return patch.object(batch, "updates_from", updates_from)
+    return patch.object(FactUpdater, "updates_from", updates_from)
 
 
 def consume_as_the_consumer(processor, wire, sizes, rejected):

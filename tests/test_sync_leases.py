@@ -8,7 +8,7 @@ from django.db import connection
 from django.utils import timezone
 
 from groups_consumer import api
-from groups_consumer.engine import full_sync as full_sync_module
+from groups_consumer import users as users_module
 from groups_consumer.models import Group, MembershipChange, SyncLease
 from groups_consumer.scheduling.leases import LeaseLost, Leases, LeaseUnavailable
 from groups_consumer.scheduling.scheduler import Scheduler
@@ -59,13 +59,13 @@ def test_concurrent_schedulers_never_run_one_groups_sync_twice(monkeypatch):
         user(uid, country="ES" if uid % 2 else "PT")
     api.apply_definitions([SPAIN, {**SPAIN, "name": "portugal", "rule": leaf("country", "in", countries=["PT"])}],
                           sync=False, now=NOW)
-    lock_users = full_sync_module.lock_users
+    lock_users = users_module.lock
 
     def slow_lock_users(users):  # a sync long enough for the other scheduler to arrive while it runs
         threading.Event().wait(0.5)
         return lock_users(users)
 
-    monkeypatch.setattr(full_sync_module, "lock_users", slow_lock_users)
+    monkeypatch.setattr(users_module, "lock", slow_lock_users)
     start, reports, errors = threading.Barrier(3), [], []
 
     def replica():

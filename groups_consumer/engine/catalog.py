@@ -14,12 +14,12 @@ from django.db import DatabaseError
 from groups_consumer.definition_limits import check_rule
 from groups_consumer.engine import rules
 from groups_consumer.engine.definitions_version import definitions_version
-from groups_consumer.engine.selection import Selection, all_of
+from groups_consumer.engine.readers import Readers
 from groups_consumer.errors import DefinitionError
-from groups_consumer.facts.interface import learner_facts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Group, ScopeType
-from groups_consumer.plugins.criterion import CriterionScope, UpdateMethod
+from groups_consumer.plugins.criterion import UpdateMethod
+from groups_consumer.shared import CriterionScope, Selection, all_of
 
 log = structlog.get_logger(__name__)
 FACTS = "facts"
@@ -34,6 +34,7 @@ class CompiledGroup:
     """A group ready to evaluate, or, with ``rule`` None, one that cannot be (see ``broken_reason``).
 
     ``refresh`` is the group's override of its fallback sync frequency; ``frozen`` groups keep their members.
+    ``readers`` are the backends its rule is evaluated with (those of the process by default).
     """
 
     id: int
@@ -45,6 +46,7 @@ class CompiledGroup:
     broken_reason: str = ""
     frozen: bool = False
     refresh: timedelta | None = None
+    readers: Readers = field(default_factory=Readers.installed, repr=False)
 
     @property
     def evaluable(self) -> bool:
@@ -94,8 +96,12 @@ class CompiledGroup:
 
     def members(self, now: datetime) -> Selection:
         """Set-based: every user of the scope the rule matches."""
-        population = learner_facts().population(self.scope.type, self.scope.key)
-        return all_of([population, rules.select(self.evaluable_rule, population, now)])
+        population = self.population()
+        return all_of([population, rules.select(self.evaluable_rule, population, now, self.readers)])
+
+    def population(self) -> Selection:
+        """Set-based: every user of the scope."""
+        return self.readers.scope.population(self.scope.type, self.scope.key)
 
     def qualifies(self, snapshots: rules.Snapshots, user_id: int, now: datetime) -> bool:
         """Per user: in the scope and matched by the rule."""
@@ -131,15 +137,17 @@ class CompiledGroup:
         return f"{self.name} ({self.scope})"
 
 
-def compile_group(group: Group) -> CompiledGroup:
-    """Compile one stored group; a disabled group, a rule beyond the definition limits or unparseable, or one
-    the database refused to evaluate (see ``UNEVALUABLE``) gives a non-evaluable group."""
+def compile_group(group: Group, readers: Readers | None = None) -> CompiledGroup:
+    """Compile one stored group (against ``readers``, default: the process's); a disabled group, a rule beyond
+    the definition limits or unparseable, or one the database refused to evaluate (see ``UNEVALUABLE``) gives a
+    non-evaluable group."""
     scope = CriterionScope(ScopeType(group.scope.type), group.scope.key)
+    readers = readers or Readers.installed()
 
     def compiled(rule: rules.Node | None, broken_reason: str = "") -> CompiledGroup:
         return CompiledGroup(id=group.id, name=group.name, scope=scope, exclusive_set=group.exclusive_set or None,
                              priority=group.priority, rule=rule, broken_reason=broken_reason, frozen=group.frozen,
-                             refresh=group.refresh)
+                             refresh=group.refresh, readers=readers)
     if not group.enabled:
         return compiled(None)
     if group.broken_reason.startswith(UNEVALUABLE):
@@ -156,11 +164,13 @@ class GroupCatalog:
     """All groups, compiled once; exclusive sets know their members in precedence order.
 
     ``version`` is the definitions' version it was compiled from (``engine.definitions_version``), read before
-    the groups: a change committed in between makes the catalog look older than it is, never newer.
+    the groups: a change committed in between makes the catalog look older than it is, never newer. ``readers``
+    are the backends every group of it is evaluated with, built once when it is loaded.
     """
 
     groups: dict[int, CompiledGroup] = field(default_factory=dict)
     version: int | None = None
+    readers: Readers = field(default_factory=Readers.installed, repr=False)
 
     def is_current(self) -> bool:
         """True while no definition changed since the catalog was loaded."""
@@ -169,9 +179,9 @@ class GroupCatalog:
     @classmethod
     def load(cls, record_broken: bool = True) -> GroupCatalog:
         """Compile every group. With ``record_broken``, store (or clear) each group's broken reason."""
-        catalog = cls(version=definitions_version())
+        catalog = cls(version=definitions_version(), readers=Readers.installed())
         for group in Group.objects.select_related("scope"):
-            compiled = compile_group(group)
+            compiled = compile_group(group, catalog.readers)
             catalog.groups[group.id] = compiled
             if record_broken and group.enabled and group.broken_reason != compiled.broken_reason:
                 Group.objects.filter(id=group.id).update(broken_reason=compiled.broken_reason)

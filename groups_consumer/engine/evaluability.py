@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from groups_consumer.engine.catalog import UNEVALUABLE, CompiledGroup, GroupCatalog
 from groups_consumer.engine.definitions_version import mark_definitions_changed
-from groups_consumer.engine.selection import Selection, UserRange, probe
 from groups_consumer.models import Group, UserFact
+from groups_consumer.shared import Selection, UserRange, probe
 
 log = structlog.get_logger(__name__)
 

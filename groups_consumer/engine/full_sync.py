@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -24,14 +24,15 @@ from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from groups_consumer import users as user_locks
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.evaluability import mark_broken, selection_error
 from groups_consumer.engine.membership_writer import reconcile
-from groups_consumer.engine.selection import Selection, UserRange
 from groups_consumer.engine.sync_changes import SyncChanges
 from groups_consumer.models import Cause, Group, UserFact
 from groups_consumer.plugins.criterion import UpdateMethod
 from groups_consumer.progress import Progress
+from groups_consumer.shared import Selection, UserRange
 
 log = structlog.get_logger(__name__)
 DEFAULT_CHUNK = 20_000
@@ -80,7 +81,7 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
     started = time.monotonic()
     log.info("sync_started", run_id=report.run_id, groups=report.groups)
     with Progress("sync", UserFact.objects.count(), "users", run_id=report.run_id) as progress:
-        for users in user_ranges(chunk_size):
+        for users in user_locks.ranges(chunk_size):
             locked = _sync_range(catalog, selections, users, report, cause=cause, now=now)
             report.users_scanned += len(locked)
             progress.advance(len(locked))
@@ -104,10 +105,13 @@ def _sync_range(catalog: GroupCatalog, selections: dict[int, Selection], users: 
     while True:
         try:
             with transaction.atomic():
-                locked = lock_users(users)
+                # Whoever writes a user's memberships holds the user: a sync never decides on facts a consumer
+                # batch is changing, nor overwrites what that batch decided from newer facts. A user a batch
+                # created in the range after the lock is left to that batch and to the next sync.
+                locked = user_locks.lock(users)
                 qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
                 report.changes.add(reconcile(catalog, qualifying, users, cause=cause, cause_id=report.run_id,
-                                             now=now, leave_alone=partial(unlocked_users, users, locked)), catalog)
+                                             now=now, leave_alone=partial(_created_since, users, locked)), catalog)
             return locked
         except DatabaseError:
             failing = {gid: reason for gid, selection in selections.items()
@@ -126,38 +130,6 @@ def _leave_out(catalog: GroupCatalog, group: CompiledGroup, reason: str, report:
     report.broken[str(group)] = reason
 
 
-def user_ranges(size: int) -> Iterator[UserRange]:
-    """Consecutive ranges of about ``size`` known users covering every user id; the last is open-ended."""
-    after = None
-    while True:
-        ids = UserFact.objects.order_by("user_id").values_list("user_id", flat=True)
-        if after is not None:
-            ids = ids.filter(user_id__gt=after)
-        upto = ids[size - 1:size].first()
-        yield UserRange(after, upto)
-        if upto is None:
-            return
-        after = upto
-
-
-def lock_users(users: UserRange) -> set[int]:
-    """Lock the fact rows of a range (in user-id order, like the consumer) until the transaction ends; returns
-    the users it holds.
-
-    Whoever writes a user's memberships holds that user's ``UserFact`` row: a sync never decides on facts a
-    concurrent consumer batch is changing, and never overwrites what that batch decided from newer facts.
-    A user a batch created in the range after the lock (``known_users`` minus the locked) is left to that
-    batch and to the next sync.
-    """
-    return set(UserFact.objects.select_for_update().filter(users.q()).order_by("user_id").values_list(
-        "user_id", flat=True))
-
-
-def known_users(users: UserRange) -> set[int]:
-    """The users of a range that have fact rows now."""
-    return set(UserFact.objects.filter(users.q()).values_list("user_id", flat=True))
-
-
-def unlocked_users(users: UserRange, locked: set[int]) -> set[int]:
-    """The users of a range that have fact rows now but were not locked: created since by a consumer batch."""
-    return known_users(users) - locked
+def _created_since(users: UserRange, locked: set[int]) -> set[int]:
+    """The users of a range that have rows now but were not locked: created since by a consumer batch."""
+    return user_locks.known(users) - locked

@@ -5,16 +5,15 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.membership_writer import CauseId, MembershipDiff, reconcile
-from groups_consumer.facts.snapshot import LearnerSnapshot
-from groups_consumer.plugins import registry
 from groups_consumer.plugins.criterion import UpdateMethod
 
 
 def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cause: str, cause_id: CauseId,
-             now: datetime, known: Mapping[str, Mapping[int, LearnerSnapshot]] | None = None) -> MembershipDiff:
+             now: datetime, known: Mapping[str, Mapping[int, Any]] | None = None) -> MembershipDiff:
     """Bring the memberships of the users of each group in ``pairs`` (group id -> user ids) up to date.
 
     Only the given users are evaluated in each group, with the users of every group of an exclusive set
@@ -31,7 +30,8 @@ def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cau
     users = set().union(*domains.values())
     needed = set().union(*(g.backends for g in targets.values()))
     known = known or {}
-    snapshots = {name: known[name] if name in known else registry.backend(name).snapshots(users) for name in needed}
+    snapshots = {name: known[name] if name in known else catalog.readers.get(name).snapshots(users)
+                 for name in needed}
     failed: set[tuple[int, int]] = set()
     qualifying = {}
     for gid, group in targets.items():

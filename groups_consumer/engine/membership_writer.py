@@ -19,14 +19,13 @@ from operator import itemgetter
 
 from django.db import transaction
 
-from groups_consumer import bulk_sql
+from groups_consumer import bulk_sql, users
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.exclusivity import arbitrate
-from groups_consumer.engine.selection import UserRange
-from groups_consumer.facts import rows
 from groups_consumer.models import Membership, MembershipChange
 from groups_consumer.publishing import outbox
 from groups_consumer.publishing.config import PublishingSettings
+from groups_consumer.shared import UserRange
 
 #: The users decided: one range for every group (syncs), or the users of each group (incremental evaluation;
 #: the groups of one exclusive set must then have the same users).
@@ -91,7 +90,7 @@ def remove_members(group: outbox.DescribedGroup, *, cause: str, cause_id: str, n
     every writer."""
     with transaction.atomic():
         members = Membership.objects.filter(group_id=group.id)
-        rows.read_users(list(members.values_list("user_id", flat=True)), lock=True)
+        users.lock(list(members.values_list("user_id", flat=True)))
         diff = MembershipDiff(left=[(group.id, uid) for uid in sorted(members.values_list("user_id", flat=True))])
         if diff:
             _write(diff, {group.id: group}, cause, cause_id, now)

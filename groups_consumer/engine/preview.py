@@ -12,8 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from groups_consumer import users as user_locks
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.engine.full_sync import DEFAULT_CHUNK, sync_targets, user_ranges
+from groups_consumer.engine.full_sync import DEFAULT_CHUNK, sync_targets
 from groups_consumer.engine.membership_writer import differences
 from groups_consumer.models import Membership
 
@@ -65,7 +66,7 @@ def preview(catalog: GroupCatalog, proposed: CompiledGroup, *, clears_members: b
     ``clears_members``: saving empties the group first (it is disabled or leaves its exclusive set).
     ``left_set``: the exclusive set the group leaves, whose groups are re-decided too.
     """
-    edited = GroupCatalog(groups={**catalog.groups, proposed.id: proposed})
+    edited = GroupCatalog(groups={**catalog.groups, proposed.id: proposed}, readers=catalog.readers)
     decides_itself = proposed.evaluable and not proposed.frozen
     seeds = [proposed, *(edited.exclusive_set(left_set) if left_set else [])]
     deciding = {g.id: g for g in sync_targets(edited, seeds) if g.id != proposed.id}
@@ -79,7 +80,7 @@ def preview(catalog: GroupCatalog, proposed: CompiledGroup, *, clears_members: b
     if not selections and not empties:
         return result
     by_group = {gid: ChangeSample() for gid in [*deciding, proposed.id]}
-    for users in user_ranges(chunk_size):
+    for users in user_locks.ranges(chunk_size):
         qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
         if empties:
             qualifying[proposed.id] = set()

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from groups_consumer.engine.selection import Selection, all_of, any_of, complement
+from groups_consumer.engine.readers import Readers
 from groups_consumer.errors import DefinitionError
 from groups_consumer.plugins import registry
-from groups_consumer.plugins.criterion import CriterionScope, CriterionType, UpdateMethod
+from groups_consumer.plugins.criterion import CriterionType, UpdateMethod
 from groups_consumer.plugins.registry import CriterionRegistry, PluginUnavailable
+from groups_consumer.shared import CriterionScope, Selection, all_of, any_of, complement
 
 LEAF_KEYS = {"type", "operator", "config"}
 
@@ -109,6 +110,8 @@ def _parse(doc: Any, scope: CriterionScope, types: CriterionRegistry, path: str)
         criterion_type = types.get(doc["type"])
     except PluginUnavailable as exc:
         raise DefinitionError(f"{path}.type", str(exc)) from exc
+    if problem := registry.criterion_problem(doc["type"], types):
+        raise DefinitionError(f"{path}.type", f"{doc['type']!r} cannot work here: {problem}")
     return Leaf(criterion_type.from_definition(doc.get("operator"), doc.get("config"), scope, path), path)
 
 
@@ -123,13 +126,14 @@ def leaves(node: Node) -> Iterator[Leaf]:
             yield from leaves(child)
 
 
-def select(node: Node, population: Selection, now: datetime) -> Selection:
-    """Set-based evaluation of the tree; ``population`` (the scope) is the universe ``not`` complements in."""
+def select(node: Node, population: Selection, now: datetime, readers: Readers) -> Selection:
+    """Set-based evaluation of the tree with the backends of ``readers``; ``population`` (the scope) is the
+    universe ``not`` complements in."""
     if isinstance(node, Leaf):
-        return node.criterion.select(registry.backend(node.criterion.backend), now)
+        return node.criterion.select(readers.get(node.criterion.backend), now)
     if isinstance(node, Not):
-        return complement(select(node.child, population, now), population)
-    parts = [select(child, population, now) for child in node.children]
+        return complement(select(node.child, population, now, readers), population)
+    parts = [select(child, population, now, readers) for child in node.children]
     return all_of(parts) if isinstance(node, AllOf) else any_of(parts)
 
 

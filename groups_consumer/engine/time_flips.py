@@ -21,14 +21,13 @@ from datetime import datetime
 import structlog
 from django.db import transaction
 
+from groups_consumer import users
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
-from groups_consumer.engine.selection import EVERYONE, all_of, any_of
-from groups_consumer.facts.interface import learner_facts
 from groups_consumer.iteration import chunked
-from groups_consumer.models import Cause, Group, UserFact
-from groups_consumer.plugins import registry
+from groups_consumer.models import Cause, Group
+from groups_consumer.shared import EVERYONE, all_of, any_of
 
 log = structlog.get_logger(__name__)
 #: Users re-evaluated per transaction.
@@ -64,18 +63,18 @@ def process_flips(catalog: GroupCatalog, now: datetime, groups: Iterable[Compile
     since = {g.id: mark for g in groups if (mark := watermarks.get(g.id)) is not None and mark < now}
     due = {g.id: g for g in groups if g.id in since}
     candidates: dict[int, set[int]] = {gid: flipping_users(group, since[gid], now) for gid, group in due.items()}
-    users = sorted(set().union(*candidates.values())) if candidates else []
-    for chunk in chunked(users, FLIP_CHUNK):
+    flipping = sorted(set().union(*candidates.values())) if candidates else []
+    for chunk in chunked(flipping, FLIP_CHUNK):
         in_chunk = set(chunk)
         with transaction.atomic():
-            _lock(chunk)
+            users.lock(chunk)  # held like the consumer and the sync hold them
             report.diff += evaluate(catalog, {gid: found & in_chunk for gid, found in candidates.items()},
                                     cause=Cause.TIME, cause_id=f"time:{now.isoformat()}", now=now)
         heartbeat()
     Group.objects.filter(id__in=list(due), flips_checked_until__lt=now).update(flips_checked_until=now)
     report.candidates = {str(due[gid]): len(found) for gid, found in candidates.items()}
     if due:
-        log.info("time_flips_processed", until=now.isoformat(), groups=len(due), users=len(users),
+        log.info("time_flips_processed", until=now.isoformat(), groups=len(due), users=len(flipping),
                  joined=len(report.diff.joined), left=len(report.diff.left))
     return report
 
@@ -83,13 +82,7 @@ def process_flips(catalog: GroupCatalog, now: datetime, groups: Iterable[Compile
 def flipping_users(group: CompiledGroup, after: datetime, upto: datetime) -> set[int]:
     """Users of the group's scope whose time-relative answers can change in ``(after, upto]``."""
     parts = [part for leaf in group.time_relative
-             if (part := leaf.criterion.flips(registry.backend(leaf.criterion.backend), after, upto)) is not None]
+             if (part := leaf.criterion.flips(group.readers.get(leaf.criterion.backend), after, upto)) is not None]
     if not parts:  # time-relative types whose flips answered None ("never by itself") this time
         return set()
-    population = learner_facts().population(group.scope.type, group.scope.key)
-    return all_of([population, any_of(parts)]).resolve(EVERYONE)
-
-
-def _lock(user_ids: list[int]) -> None:
-    """Hold the users' fact rows, in user-id order, as the consumer and the sync do."""
-    list(UserFact.objects.select_for_update().filter(user_id__in=user_ids).order_by("user_id").values_list("user_id"))
+    return all_of([group.population(), any_of(parts)]).resolve(EVERYONE)

@@ -1,24 +1,41 @@
-"""The default backend: the project's own fact tables, queried through the Django ORM."""
+"""The built-in fact source: learner facts in the project's own tables, kept from LMS events and queried through
+the Django ORM."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from django.db.models import FloatField, Q, QuerySet, Value
 from django.db.models.functions import Coalesce
 
-from groups_consumer.engine.selection import Query, Selection
-from groups_consumer.facts import rows
+from groups_consumer.facts import merge, rows
+from groups_consumer.facts.events import ENROLLMENT_EVENTS, LEARNER_EVENTS
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
-from groups_consumer.models import CourseFact, ScopeType
+from groups_consumer.models import CourseFact, ScopeType, UserFact
+from groups_consumer.plugins.events import PlatformEvent
+from groups_consumer.plugins.source import Applied, FactSource, FactUpdate, LockedUsers
+from groups_consumer.shared import Query, Selection
 
 _LOOKUPS = {"<": "lt", "<=": "lte", ">": "gt", ">=": "gte"}
 
 
-class FactTableBackend(LearnerFacts):
-    """``LearnerFacts`` over ``UserFact`` / ``CourseFact``: every answer is one SQL condition."""
+class FactTableBackend(LearnerFacts, FactSource[LearnerSnapshot]):
+    """``LearnerFacts`` over ``UserFact`` / ``CourseFact``, kept from login, registration, enrollment, grade,
+    passing and profile events: every answer is one SQL condition. Enrollments move users into and out of
+    org and course scopes, which this source answers (``population``)."""
+
+    description = "Logins, registration, country, enrollments, grades and passing status, from LMS events"
+    events = LEARNER_EVENTS
+    models = (UserFact, CourseFact)
+    scope_events = ENROLLMENT_EVENTS
+
+    def updates(self, event: PlatformEvent) -> list[FactUpdate]:
+        return merge.updates_from(event)
+
+    def apply(self, updates: Sequence[FactUpdate], users: LockedUsers) -> Applied:
+        return merge.apply(updates, users)
 
     def population(self, scope_type: ScopeType, key: str) -> Selection:
         if scope_type == ScopeType.INSTANCE:

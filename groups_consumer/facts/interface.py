@@ -7,11 +7,10 @@ import operator
 from collections.abc import Collection, Iterable, Mapping
 from datetime import datetime
 
-from groups_consumer.engine.selection import Selection
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import ScopeType
-from groups_consumer.plugins import registry
 from groups_consumer.plugins.backend import BackendClient
+from groups_consumer.shared import Selection
 
 #: Comparison operators of the numeric criteria, shared by both evaluators.
 COMPARISONS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
@@ -56,10 +55,3 @@ class LearnerFacts(BackendClient[LearnerSnapshot]):
     def snapshots(self, user_ids: Iterable[int]) -> Mapping[int, LearnerSnapshot]:
         """Snapshots of the known users among ``user_ids``."""
 
-
-def learner_facts() -> LearnerFacts:
-    """The backend named ``facts`` (one per process), which answers the scope questions of every group."""
-    backend = registry.backend(LearnerFacts.name)
-    if not isinstance(backend, LearnerFacts):
-        raise TypeError(f"the {LearnerFacts.name!r} backend must be a LearnerFacts, not {type(backend).__name__}")
-    return backend

@@ -17,7 +17,7 @@ from django.db.models import Model
 from groups_consumer import bulk_sql
 from groups_consumer.facts.snapshot import CourseState, LearnerSnapshot
 from groups_consumer.models import CourseFact, UserFact
-from groups_consumer.plugins.criterion import course_org
+from groups_consumer.shared import course_org
 
 _USERS, _COURSES = UserFact._meta.db_table, CourseFact._meta.db_table
 USER_FIELDS = ["username", "last_login", "registered_at", "country", "country_changed_at"]
@@ -56,29 +56,14 @@ class CourseRow:
     passing_changed_at: datetime | None
 
 
-def read_users(user_ids: Collection[int], *, lock: bool = False, skip_locked: bool = False) -> dict[int, UserRow]:
-    """The rows of the known users among ``user_ids``; ``lock`` locks them (in user-id order, so concurrent
-    lockers never deadlock) until the transaction ends; ``skip_locked`` leaves out, instead of waiting for them,
-    the rows another transaction holds."""
-    suffix = ""
-    if lock and bulk_sql.is_postgres():  # SQLite locks the whole database
-        suffix = "ORDER BY user_id FOR UPDATE SKIP LOCKED" if skip_locked else "ORDER BY user_id FOR UPDATE"
+def read_users(user_ids: Collection[int]) -> dict[int, UserRow]:
+    """The rows of the known users among ``user_ids``."""
     found = bulk_sql.select_where_in(f"SELECT user_id, {', '.join(USER_FIELDS)} FROM {_USERS} WHERE", "user_id",
-                                     sorted(user_ids) if lock else user_ids, suffix=suffix)
+                                     user_ids)
     if bulk_sql.is_postgres():  # values come typed as the records hold them
         return {row[0]: UserRow(*row) for row in found}
     dt = bulk_sql.py_datetime
     return {row[0]: UserRow(row[0], row[1], dt(row[2]), dt(row[3]), row[4], dt(row[5])) for row in found}
-
-
-def known_users(user_ids: Collection[int]) -> set[int]:
-    """The users among ``user_ids`` that have a row (without locking)."""
-    return {row[0] for row in bulk_sql.select_where_in(f"SELECT user_id FROM {_USERS} WHERE", "user_id", user_ids)}
-
-
-def create_users(user_ids: Collection[int]) -> None:
-    """Insert rows for users first heard of (existing rows are left as they are)."""
-    bulk_sql.insert_ignoring_conflicts(UserFact, ["user_id", "username"], [(u, "") for u in sorted(user_ids)])
 
 
 def read_courses(user_ids: Collection[int]) -> dict[tuple[int, str], CourseRow]:

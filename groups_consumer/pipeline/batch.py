@@ -28,14 +28,13 @@ from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.definitions_version import DefinitionsChanged, locked_definitions_version
 from groups_consumer.engine.incremental import evaluate
 from groups_consumer.engine.membership_writer import MembershipDiff
-from groups_consumer.facts.backend import FactTableBackend
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Cause
-from groups_consumer.pipeline.decode import PlatformEvent
-from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdate, apply_updates, updates_from
+from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdater, PendingUpdate
 from groups_consumer.pipeline.route import EventRouter
 from groups_consumer.plugins import registry
+from groups_consumer.plugins.events import PlatformEvent
 
 log = structlog.get_logger(__name__)
 
@@ -55,23 +54,24 @@ class BatchResult:
 class BatchProcessor:
     """Applies batches of decoded events to facts and memberships, against one catalog of groups."""
 
-    def __init__(self, catalog: GroupCatalog):
+    def __init__(self, catalog: GroupCatalog, updater: FactUpdater | None = None):
         self.catalog = catalog
-        self.router = EventRouter(catalog)
+        self.updater = updater or FactUpdater(registry.fact_sources())
+        self.router = EventRouter(catalog, self.updater.scope_events)
 
     def process(self, events: Sequence[PlatformEvent], now: datetime | None = None) -> BatchResult:
         """Apply a batch: in one transaction, then, if another consumer held some of its users, theirs in a
         second one (see the module docstring)."""
         now = now or timezone.now()
         result = BatchResult(events=len(events))
-        held = self._apply_current([update for event in events for update in updates_from(event)], result, now,
-                                   wait_for_locks=False)
+        held = self._apply_current([item for event in events for item in self.updater.updates_from(event)], result,
+                                   now, wait_for_locks=False)
         if held:
             self._apply_current(held, result, now, wait_for_locks=True)
         return result
 
-    def _apply_current(self, updates: list[FactUpdate], result: BatchResult, now: datetime, *,
-                       wait_for_locks: bool) -> list[FactUpdate]:
+    def _apply_current(self, updates: list[PendingUpdate], result: BatchResult, now: datetime, *,
+                       wait_for_locks: bool) -> list[PendingUpdate]:
         """``_apply`` with the definitions as they are: reloaded (and the transaction started again) when they
         changed since the catalog was compiled."""
         while True:
@@ -79,20 +79,20 @@ class BatchProcessor:
                 return self._apply(updates, result, now, wait_for_locks=wait_for_locks)
             except DefinitionsChanged:
                 self.catalog = GroupCatalog.load()
-                self.router = EventRouter(self.catalog)
+                self.router = EventRouter(self.catalog, self.updater.scope_events)
                 log.info("groups_loaded", groups=len(self.catalog.groups), version=self.catalog.version)
 
-    def _apply(self, updates: list[FactUpdate], result: BatchResult, now: datetime, *,
-               wait_for_locks: bool) -> list[FactUpdate]:
+    def _apply(self, updates: list[PendingUpdate], result: BatchResult, now: datetime, *,
+               wait_for_locks: bool) -> list[PendingUpdate]:
         """One transaction: facts, routing, evaluation; adds to ``result``; returns the updates left held.
         DefinitionsChanged, before anything is written, if the catalog is not the current definitions."""
         with transaction.atomic():
             if locked_definitions_version() != self.catalog.version:
                 raise DefinitionsChanged
             bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
-            applied = apply_updates(updates, wait_for_locks=wait_for_locks)
+            applied = self.updater.apply(updates, wait_for_locks=wait_for_locks)
             result.facts_changed += len(applied.changed)
-            known = self._known_snapshots(applied)
+            known = applied.snapshots
             learners = known.get(LearnerFacts.name, {})  # scope narrowing needs the scopes' own facts
             pairs, cause_of = self._route(applied, learners, result)
             # One evaluation round: each changed user in the groups their changes can affect.
@@ -130,8 +130,3 @@ class BatchProcessor:
                 if latest is None or latest.time < event.time:
                     result.last_event[group.id] = event
         return pairs, cause_of
-
-    def _known_snapshots(self, applied: AppliedFacts) -> dict[str, Mapping[int, LearnerSnapshot]]:
-        """The snapshots the fact stage leaves, for the backend that reads the same fact tables."""
-        facts = registry.backend(LearnerFacts.name)
-        return {LearnerFacts.name: applied.snapshots} if isinstance(facts, FactTableBackend) else {}

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -44,19 +44,15 @@ from django.db import InterfaceError, OperationalError, connection
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.errors import DecodeError
 from groups_consumer.pipeline import metrics
+from groups_consumer.pipeline.accounting import BatchOutcome, ConsumerLedger, ConsumerStats
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
-from groups_consumer.pipeline.decode import (
-    EventDecoder,
-    Origin,
-    PlatformEvent,
-    message_headers,
-    registry_writer_schemas,
-)
+from groups_consumer.pipeline.decode import EventDecoder, message_headers, registry_writer_schemas
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
 from groups_consumer.pipeline.isolate import apply_isolating
 from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
+from groups_consumer.plugins.events import Origin, PlatformEvent
 from groups_consumer.publishing import outbox
 from groups_consumer.publishing.backpressure import OutboxGate
 from groups_consumer.publishing.config import PublishingSettings
@@ -95,33 +91,6 @@ class StartPosition:
         return [p if p.offset >= 0 else TopicPartition(p.topic, p.partition, OFFSET_END) for p in found]
 
 
-@dataclass
-class ConsumerStats:
-    """Counters of a consumer process, logged periodically as ``consumer_stats``."""
-
-    messages: int = 0
-    events: int = 0
-    batches: int = 0
-    dead_letters: int = 0
-    retries: int = 0
-    membership_changes: int = 0
-    last_batch_ms: float = 0.0
-    started: float = field(default_factory=time.monotonic)
-    last_message: float = 0.0
-    last_assignment: float = 0.0
-
-    def idle_s(self) -> float:
-        """Seconds since the last message or partition assignment; 0 until partitions were first assigned
-        (a consumer waiting for a dead member's session to expire is not idle)."""
-        if not self.last_assignment:
-            return 0.0
-        return time.monotonic() - max(self.last_message, self.last_assignment)
-
-    def events_per_s(self) -> float:
-        """Mean decoded events per second since start."""
-        return self.events / max(time.monotonic() - self.started, 1e-9)
-
-
 def poll_batch(consumer: Consumer, config: ConsumerConfig) -> list[Message]:
     """The next batch: the messages already fetched, up to ``batch_size``, without waiting for more; when there
     are none, the first to arrive within ``batch_timeout_s`` and whatever came with it.
@@ -152,6 +121,8 @@ class EventConsumer:
             writer_schema=registry_writer_schemas(config.schema_registry_url) if config.schema_registry_url else None,
             max_clock_skew=timedelta(seconds=config.max_clock_skew_s))
         self.stats = ConsumerStats()
+        self._status = StatusReporter(config.group_id, report_partitions)
+        self._ledger = ConsumerLedger(self.stats, self._status, DeadLetterCounter(config.dead_letter_limit))
         self._clock = clock
         self._stats_every_s = stats_every_s
         self._consumer = config.new_consumer()
@@ -161,8 +132,6 @@ class EventConsumer:
         self._quiet_before_leaving_s = max(QUIET_BEFORE_LEAVING_S,
                                            int(settings.get("heartbeat.interval.ms", 3000)) / 1000 + 0.5)
         self._dead_letters = DeadLetterQueue(config.new_producer(), config.dlq_topic)
-        self._dead_letter_counter = DeadLetterCounter(config.dead_letter_limit)
-        self._status = StatusReporter(config.group_id, report_partitions)
         self._stopping = False
         self._rebalancing = True  # until the first assignment; again from a revocation to the next assignment
         self._rebalancing_since = time.monotonic()
@@ -203,7 +172,7 @@ class EventConsumer:
                 self._garbage.stop()
                 self._consumer.close()
                 self._dead_letters.close()
-                log.info("consumer_stopped", **self._stats_fields())
+                log.info("consumer_stopped", **self.stats.log_fields())
         return self.stats
 
     def _settle_rebalance(self) -> None:
@@ -229,69 +198,80 @@ class EventConsumer:
         log.warning("leaving_during_rebalance", waited_s=LEAVE_AFTER_REBALANCE_S)
 
     def handle(self, messages: list[Message]) -> list[BatchResult]:
-        """Decode, apply and commit one polled batch; the results of the transactions that applied it."""
+        """Decode, apply and commit one polled batch; the results of the transactions that applied it. The
+        batch is counted (``accounting``), and handed to ``on_batch``, once applied and committed."""
         started = time.monotonic()
-        events: list[PlatformEvent] = []
+        received = self._receive(messages)
+        events = self._decode(received)
+        results = self._apply(events, received)
+        self._acknowledge(messages)
+        self._ledger.record_batch(BatchOutcome.of(messages, results, seconds=time.monotonic() - started))
+        self._on_batch(messages)
+        return results
+
+    def _receive(self, messages: list[Message]) -> dict[Origin, Message]:
+        """The polled messages by where they were read: not the Kafka errors (logged, but partition ends), nor,
+        in a replay, the messages older than its start."""
         received: dict[Origin, Message] = {}
         for message in messages:
             if (kafka_error := message.error()) is not None:
                 if kafka_error.code() != KafkaError._PARTITION_EOF:
                     log.warning("kafka_error", error=str(kafka_error))
-                continue
-            if self._start is not None and self._start.is_before(message):
-                continue
-            origin = Origin.of(message)
-            received[origin] = message
+            elif self._start is None or not self._start.is_before(message):
+                received[Origin.of(message)] = message
+        return received
+
+    def _decode(self, received: dict[Origin, Message]) -> list[PlatformEvent]:
+        """The events of ``received`` that ``accept`` takes. A message that does not decode is dead-lettered; an
+        event ``accept`` leaves out counts as valid against the dead-letter limit (one it takes counts once
+        applied: ``_apply``)."""
+        events: list[PlatformEvent] = []
+        for origin, message in received.items():
             try:
                 event = self.decoder.decode(message.value(), message_headers(message), origin)
             except DecodeError as error:
                 self._dead_letter(message, origin, error)
+                continue
+            if self._accept(event):
+                events.append(event)
             else:
-                if self._accept(event):
-                    events.append(event)
-                else:
-                    self._dead_letter_counter.record(valid=True)
-        dead_before = self.stats.dead_letters
-        results = apply_isolating(self._apply_with_retries, events, partial(self._reject, received)) if events else []
-        # Counted once each, after applying: an event that failed to apply counts as a dead letter, not as valid.
-        for _ in range(len(events) - (self.stats.dead_letters - dead_before)):
-            self._dead_letter_counter.record(valid=True)
+                self._ledger.record_valid()
+        return events
+
+    def _apply(self, events: list[PlatformEvent], received: dict[Origin, Message]) -> list[BatchResult]:
+        """Apply ``events``; one that fails on its own is isolated (``isolate``) and dead-lettered. Each counts
+        once against the dead-letter limit, after applying: as a dead letter if it failed, as valid otherwise."""
+        if not events:
+            return []
+        failed: list[PlatformEvent] = []
+        results = apply_isolating(self._apply_with_retries, events, partial(self._reject, received, failed))
+        self._ledger.record_valid(len(events) - len(failed))
+        return results
+
+    def _acknowledge(self, messages: list[Message]) -> None:
+        """Once the batch is applied: wait for the broker to acknowledge its dead letters, then commit its
+        offsets."""
         self._dead_letters.flush()
         self._commit(messages)
-        changes, applied = sum(len(result.diff) for result in results), sum(result.events for result in results)
-        self.stats.messages += sum(1 for message in messages if not message.error())
-        self.stats.last_message = time.monotonic()
-        self.stats.events += applied
-        self.stats.batches += 1
-        self.stats.membership_changes += changes
-        for result in results:
-            self._status.record_batch(result)
-        self.stats.last_batch_ms = (time.monotonic() - started) * 1000
-        metrics.MESSAGES.inc(len(messages))
-        metrics.EVENTS.inc(applied)
-        metrics.MEMBERSHIP_CHANGES.inc(changes)
-        metrics.BATCH_SECONDS.observe(self.stats.last_batch_ms / 1000)
-        self._on_batch(messages)  # applied and committed
-        return results
 
     def _dead_letter(self, message: Message, origin: Origin, error: DecodeError) -> None:
         """Send one message to the dead-letter topic with why; counted against the dead-letter limit."""
-        metrics.DEAD_LETTERS.labels(error.reason).inc()
         log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
                     partition=origin.partition, offset=origin.offset)
         self._dead_letters.send(message, error)
-        self._status.record_dead_letter(origin.topic, origin.partition, error.reason)
-        self.stats.dead_letters += 1
-        self._dead_letter_counter.record(valid=False)
+        self._ledger.record_dead_letter(origin, error.reason)
 
-    def _reject(self, received: dict[Origin, Message], event: PlatformEvent, exc: Exception) -> None:
-        """Dead-letter an event that fails to apply on its own (``apply_failed``, with the exception)."""
+    def _reject(self, received: dict[Origin, Message], failed: list[PlatformEvent], event: PlatformEvent,
+                exc: Exception) -> None:
+        """Dead-letter an event that fails to apply on its own (``apply_failed``, with the exception) and add it
+        to ``failed``."""
         if event.origin is None:  # not read from Kafka: nothing to dead-letter
             raise exc
         log.error("event_failed", event_type=event.event_type, event_id=event.event_id,
                   error=f"{type(exc).__name__}: {exc}", exc_info=exc)
         self._dead_letter(received[event.origin], event.origin,
                           DecodeError("apply_failed", f"{type(exc).__name__}: {exc}", type(exc).__name__))
+        failed.append(event)
 
     def _apply_with_retries(self, events: Sequence[PlatformEvent]) -> BatchResult:
         delay = 0.2
@@ -377,13 +357,6 @@ class EventConsumer:
                 metrics.LAG.labels(f"{p.topic}[{p.partition}]").set(p.lag)
         return positions
 
-    def _stats_fields(self) -> dict[str, float]:
-        return {"messages": self.stats.messages, "events": self.stats.events, "batches": self.stats.batches,
-                "dead_letters": self.stats.dead_letters, "retries": self.stats.retries,
-                "membership_changes": self.stats.membership_changes,
-                "events_per_s": round(self.stats.events_per_s(), 1),
-                "last_batch_ms": round(self.stats.last_batch_ms, 1)}
-
     def _outbox_fields(self) -> dict[str, float]:
         """The outbox's backlog (publishing on), also into the metrics; nothing while the database is away."""
         if not PublishingSettings.current().enabled:
@@ -401,7 +374,7 @@ class EventConsumer:
             self._next_stats = self._clock() + self._stats_every_s
             positions = self.partition_positions()
             log.info("consumer_stats", lag={f"{p.topic}[{p.partition}]": p.lag for p in positions},
-                     **self._stats_fields(), **self._outbox_fields())
+                     **self.stats.log_fields(), **self._outbox_fields())
             self._status.flush(positions)
             if self._rebalancing and time.monotonic() - self._rebalancing_since > REBALANCE_WARNING_S:
                 log.warning("rebalance_not_completing", seconds=round(time.monotonic() - self._rebalancing_since))

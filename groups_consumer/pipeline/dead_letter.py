@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import KafkaError, Message, Producer
 
 from groups_consumer.errors import DecodeError
-from groups_consumer.pipeline.decode import Origin, message_headers
+from groups_consumer.pipeline.decode import message_headers
+from groups_consumer.plugins.events import Origin
 
 
 class DeadLetterLimitExceeded(RuntimeError):

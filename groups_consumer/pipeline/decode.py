@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 import fastavro
 from fastavro.types import Schema
-from openedx_events.event_bus.avro.schema import schema_from_signal
-from openedx_events.tooling import OpenEdxPublicSignal
 
 from groups_consumer.errors import DecodeError
-from groups_consumer.event_types import SIGNALS
-from groups_consumer.pipeline.validate import check_payload
+from groups_consumer.plugins import registry
+from groups_consumer.plugins.events import EventSpec, Origin, PlatformEvent
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -34,51 +32,29 @@ DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
 CONFLUENT_MAGIC = 0
 
 
-@dataclass(frozen=True)
-class Origin:
-    """Where a message was read."""
-
-    topic: str
-    partition: int
-    offset: int
-
-    @classmethod
-    def of(cls, message: Message) -> Origin:
-        """Where a consumed message was read (a consumed message has all three)."""
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        if topic is None or partition is None or offset is None:
-            raise ValueError("not a consumed message: no topic, partition or offset")
-        return cls(topic, partition, offset)
-
-
 def message_headers(message: Message) -> Headers:
     """The headers of a consumed message. librdkafka gives (str, bytes | None) pairs; confluent-kafka's type also
     covers the str values and the dict a producer may be given."""
     return cast(Headers, message.headers())
 
 
-@dataclass(frozen=True)
-class PlatformEvent:
-    """A decoded openedx-event: its CloudEvents attributes and the signal data as Avro records (dicts)."""
-
-    event_type: str
-    event_id: str
-    time: datetime
-    data: Mapping[str, Any]
-    origin: Origin | None = None
-
-
 class EventDecoder:
-    """Decodes messages of the consumed event types. ``writer_schema(id)`` resolves registry ids (optional)."""
+    """Decodes messages of the event types ``specs`` declare (default: those of the installed fact sources),
+    checking each payload against the rules of every spec of its type. ``writer_schema(id)`` resolves registry
+    ids (optional)."""
 
-    def __init__(self, signals: Mapping[str, OpenEdxPublicSignal] | None = None,
+    def __init__(self, specs: Iterable[EventSpec] | None = None,
                  writer_schema: Callable[[int], dict[str, Any]] | None = None,
                  max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        signals = SIGNALS if signals is None else signals
         self._max_clock_skew, self._clock = max_clock_skew, clock
-        self._schemas = {event_type: fastavro.parse_schema(schema_from_signal(signal))
-                         for event_type, signal in signals.items()}
+        self._unavailable = registry.unavailable_events() if specs is None else {}
+        self._specs: dict[str, list[EventSpec]] = defaultdict(list)
+        for spec in registry.event_specs() if specs is None else specs:
+            self._specs[spec.event_type].append(spec)
+        # One schema per type: sources consuming the same type share its signal's.
+        self._schemas = {event_type: fastavro.parse_schema(specs_of_type[0].schema)
+                         for event_type, specs_of_type in self._specs.items()}
         self._writer_schema = writer_schema
         self._writer_schemas: dict[int, Schema] = {}
 
@@ -94,6 +70,8 @@ class EventDecoder:
         if event_type is None:
             raise DecodeError("missing_header", "no ce_type header")
         if event_type not in self._schemas:
+            if event_type in self._unavailable:
+                raise DecodeError("source_unavailable", f"ce_type {event_type!r}: {self._unavailable[event_type]}")
             raise DecodeError("unknown_event_type", f"ce_type {event_type!r} is not consumed")
         event_id = found.get("ce_id")
         if not event_id:
@@ -105,7 +83,8 @@ class EventDecoder:
         if not value:
             raise DecodeError("empty_body", "the message has no value")
         data = self._body(event_type, value)
-        check_payload(event_type, data)
+        for spec in self._specs[event_type]:
+            spec.check(data)
         return PlatformEvent(event_type, event_id, time, data, origin)
 
     def _body(self, event_type: str, value: bytes) -> Mapping[str, Any]:

@@ -15,8 +15,9 @@ from datetime import datetime
 
 from confluent_kafka import TopicPartition
 
+from groups_consumer.pipeline.accounting import ConsumerStats
 from groups_consumer.pipeline.config import ConsumerConfig
-from groups_consumer.pipeline.consumer import ConsumerStats, EventConsumer, StartPosition
+from groups_consumer.pipeline.consumer import EventConsumer, StartPosition
 from groups_consumer.progress import Progress
 
 

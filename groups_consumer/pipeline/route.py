@@ -1,7 +1,7 @@
 """Stage 3: from changed facts to the groups that must be re-evaluated for each user.
 
 The index is built once from the catalog: event type -> groups with a criterion that declared it, plus,
-for enrollment events, every org / course group (an enrollment changes who is in their scope). An event
+for the scope events (enrollments: they change who is in an org or course scope), every org / course group. An event
 about a course only reaches groups whose scope can contain that course, and any change but an enrollment
 only reaches the org and course groups whose scope holds the user (by the batch's snapshot of them). A user
 heard of for the first time joins the instance population, so reaches every instance group (a rule such as
@@ -15,18 +15,20 @@ from functools import lru_cache
 
 from groups_consumer.engine import rules
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.event_types import ENROLLMENT_EVENTS
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import ScopeType
-from groups_consumer.pipeline.facts_update import BECAME_KNOWN, ChangedFact
-from groups_consumer.plugins.criterion import UpdateMethod, course_org
+from groups_consumer.pipeline.facts_update import BECAME_KNOWN
+from groups_consumer.plugins.criterion import UpdateMethod
+from groups_consumer.plugins.source import ChangedFact
+from groups_consumer.shared import course_org
 
 
 class EventRouter:
     """Maps a changed fact to the groups whose membership of that user it can change (among the groups
     events update: frozen, broken and sync-only groups are never routed to)."""
 
-    def __init__(self, catalog: GroupCatalog):
+    def __init__(self, catalog: GroupCatalog, scope_events: frozenset[str]):
+        self._scope_events = scope_events
         self._by_event: dict[str, _ScopedGroups] = defaultdict(_ScopedGroups)
         self._instance_groups: tuple[CompiledGroup, ...] = ()
         for group in catalog.groups.values():
@@ -36,7 +38,7 @@ class EventRouter:
                 self._instance_groups += (group,)
             listened = set().union(*(leaf.criterion.events for leaf in rules.leaves(group.evaluable_rule)))
             if group.scope.type != ScopeType.INSTANCE:
-                listened |= ENROLLMENT_EVENTS
+                listened |= scope_events
             for event_type in listened:
                 self._by_event[event_type].add(group)
 
@@ -44,8 +46,8 @@ class EventRouter:
         """Groups to re-evaluate for ``change.user_id``.
 
         ``learner``, the user's snapshot after the batch, narrows org and course groups to the scopes that hold
-        the user, for every change but an enrollment: a change that cannot move the user into or out of a
-        scope finds them outside it before as after, so in none of its groups. Equal routes are the same
+        the user, for every change but a scope event (an enrollment): a change that cannot move the user into
+        or out of a scope finds them outside it before as after, so in none of its groups. Equal routes are the same
         tuple (routes are cached), so callers may group users by route.
         """
         if change.fact == BECAME_KNOWN:
@@ -53,7 +55,7 @@ class EventRouter:
         scoped = self._by_event.get(change.event.event_type)
         if scoped is None:
             return ()
-        if learner is None or change.event.event_type in ENROLLMENT_EVENTS:
+        if learner is None or change.event.event_type in self._scope_events:
             return scoped.all if change.course_key is None else scoped.for_course(change.course_key)
         if change.course_key is None:
             return scoped.holding(learner.active_orgs, learner.active_courses)

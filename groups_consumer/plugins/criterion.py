@@ -37,19 +37,15 @@ from __future__ import annotations
 
 import abc
 import enum
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property, lru_cache
 from typing import Any, ClassVar, Generic, Self, TypeVar, cast
 
 import pydantic
-from opaque_keys import InvalidKeyError
-from opaque_keys.edx.keys import CourseKey
 
-from groups_consumer.engine.selection import Selection
 from groups_consumer.errors import DefinitionError
 from groups_consumer.models import ScopeType
 from groups_consumer.plugins.backend import BackendClient
+from groups_consumer.shared import CriterionScope, Selection
 
 ConfigT = TypeVar("ConfigT", bound=pydantic.BaseModel)
 BackendT = TypeVar("BackendT", bound=BackendClient[Any])
@@ -67,39 +63,6 @@ class UpdateMethod(enum.StrEnum):
 
 #: A criterion's fallback sync frequency unless it declares its own.
 DEFAULT_REFRESH = timedelta(days=7)
-
-
-@dataclass(frozen=True)
-class CriterionScope:
-    """The scope of the group a criterion belongs to."""
-
-    type: ScopeType
-    key: str = ""
-
-    @cached_property
-    def org(self) -> str | None:
-        """The organization of an org scope, or of a course scope's course."""
-        if self.type == ScopeType.ORG:
-            return self.key
-        if self.type == ScopeType.COURSE:
-            return course_org(self.key)
-        return None
-
-    def __str__(self) -> str:
-        return self.type.value if self.type == ScopeType.INSTANCE else f"{self.type.value}:{self.key}"
-
-
-@lru_cache(maxsize=8192)
-def course_org(course_key: str) -> str:
-    """The organization part of a course key; ValueError if it is not a course key (parsing costs tens of
-    microseconds and a platform has few courses: answers are cached)."""
-    try:
-        org = CourseKey.from_string(course_key).org
-    except InvalidKeyError as exc:
-        raise ValueError(f"{course_key!r} is not a valid course key") from exc
-    if org is None:  # typed optional by opaque-keys; every course key format has an org
-        raise ValueError(f"{course_key!r} names no organization")
-    return org
 
 
 class CriterionType(abc.ABC, Generic[ConfigT, BackendT, LearnerT]):

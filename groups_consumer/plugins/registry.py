@@ -1,4 +1,4 @@
-"""Plugin discovery: criterion types and backend clients from stevedore entry points.
+"""Plugin discovery: criterion types, fact sources and backend clients from stevedore entry points.
 
 Load everything in a namespace, detect duplicate names, report, serve by name. A broken or ambiguous plugin
 is reported and left out; only the groups that use it stop working.
@@ -16,20 +16,25 @@ from typing import Any, Generic, Self, TypeAlias, TypeVar, cast
 import pydantic
 import structlog
 from django.conf import settings
+from django.db.models import Model
 from django.utils.module_loading import import_string
 from stevedore import ExtensionManager
 
 from groups_consumer.plugins.backend import BackendClient
 from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.plugins.events import EventSpec
+from groups_consumer.plugins.source import FactSource
 
 CRITERIA_NAMESPACE = "groups_consumer.criteria"
 BACKENDS_NAMESPACE = "groups_consumer.backends"
+FACT_SOURCES_NAMESPACE = "groups_consumer.fact_sources"
 log = structlog.get_logger(__name__)
 
 #: What a registry serves: for criteria, classes of any config, backend and snapshot type (the engine mixes them).
 PluginT = TypeVar("PluginT")
 CriterionClass: TypeAlias = type[CriterionType[Any, Any, Any]]
 BackendClass: TypeAlias = type[BackendClient[Any]]
+FactSourceClass: TypeAlias = type[FactSource[Any]]
 #: ``check(name, obj)`` raises TypeError or ValueError to refuse an object that is not a valid plugin.
 Check: TypeAlias = Callable[[str, object], None]
 
@@ -146,6 +151,30 @@ def _check_criterion_type(name: str, obj: object) -> None:
 def _check_backend(name: str, obj: object) -> None:
     if not (isinstance(obj, type) and issubclass(obj, BackendClient)):
         raise TypeError("is not a BackendClient subclass")
+    if inspect.isabstract(obj):
+        raise TypeError(f"does not implement {', '.join(sorted(obj.__abstractmethods__))}")
+
+
+def _check_fact_source(name: str, obj: object) -> None:
+    """A fact source the consumer can use: its events have schemas, its facts live in models of an installed
+    Django app; refused otherwise (the criteria reading it then break their groups, the rest works)."""
+    if not (isinstance(obj, type) and issubclass(obj, FactSource)):
+        raise TypeError("is not a FactSource subclass")
+    _check_backend(name, obj)
+    if getattr(obj, "name", None) != name:
+        raise ValueError(f"declares name {getattr(obj, 'name', None)!r} but is registered as {name!r}")
+    events = getattr(obj, "events", None)
+    if not (isinstance(events, tuple) and events and all(isinstance(spec, EventSpec) for spec in events)):
+        raise TypeError("events is not a non-empty tuple of EventSpec")
+    for spec in events:
+        try:
+            spec.schema  # noqa: B018 (derived once, here, so that a bad signal is reported at start-up)
+        except Exception as exc:  # openedx-events raises plain Exception for data it cannot express
+            raise TypeError(f"event {spec.event_type}: no Avro schema can be derived from its signal ({exc})") from exc
+    models = getattr(obj, "models", None)
+    if not (isinstance(models, tuple) and models and all(isinstance(m, type) and issubclass(m, Model)
+                                                         for m in models)):
+        raise TypeError("models is not a non-empty tuple of Django model classes")
 
 
 @functools.cache
@@ -155,9 +184,28 @@ def criterion_types() -> CriterionRegistry:
 
 
 @functools.cache
+def fact_source_classes() -> PluginRegistry[FactSourceClass]:
+    """The fact source classes of this process (loaded once)."""
+    return PluginRegistry[FactSourceClass].discover(FACT_SOURCES_NAMESPACE, _check_fact_source)
+
+
+@functools.cache
 def backend_classes() -> PluginRegistry[BackendClass]:
-    """Backend client classes: entry points, overridden by ``settings.GROUPS_CONSUMER_BACKENDS``."""
+    """What criteria may read, by name: fact sources and backend clients (a name in both is ambiguous), then
+    ``settings.GROUPS_CONSUMER_BACKENDS``, which overrides either."""
     registry = PluginRegistry[BackendClass].discover(BACKENDS_NAMESPACE, _check_backend)
+    registry.namespace = f"{FACT_SOURCES_NAMESPACE} or {BACKENDS_NAMESPACE}"  # where a missing name may come from
+    # A fact source class is a backend class: the registries only differ in what their check verified.
+    sources = cast(PluginRegistry[BackendClass], fact_source_classes())
+    for name, plugin in sources.plugins.items():
+        if name in registry.plugins:
+            registry.add(registry.plugins.pop(name), plugin)
+        elif name not in registry.conflicts:
+            registry.plugins[name] = plugin
+    for name in sources.failures.keys() - registry.plugins.keys():
+        registry.failures[name] = sources.failures[name]
+    for name, candidates in sources.conflicts.items():
+        registry.conflicts[name] = candidates + registry.conflicts.get(name, ())
     for name, dotted in getattr(settings, "GROUPS_CONSUMER_BACKENDS", {}).items():
         registry.conflicts.pop(name, None)
         registry.plugins.pop(name, None)
@@ -172,7 +220,65 @@ def backend(name: str) -> BackendClient[Any]:
     return backend_classes().get(name)()
 
 
+def criterion_problem(name: str, types: CriterionRegistry | None = None) -> str | None:
+    """Why the criterion type ``name`` of ``types`` (default: the installed ones) cannot work in this process, or
+    None: the backend it reads is unavailable, or it listens to event types no available fact source consumes
+    (it would never update)."""
+    plugin = (types or criterion_types()).plugins[name]
+    criterion, where = plugin.obj, f"{plugin.target} (package {plugin.source})"
+    if criterion.backend not in backend_classes().plugins:
+        return f"{where} reads {criterion.backend!r}, which is unavailable: " \
+               f"{backend_classes().unavailable_reason(criterion.backend)}"
+    if unheard := sorted(criterion.events - {spec.event_type for spec in event_specs()}):
+        return f"{where} listens to {', '.join(unheard)}, which no installed fact source consumes"
+    return None
+
+
+@functools.cache
+def fact_sources() -> list[FactSource[Any]]:
+    """The available fact sources, one instance each: the one ``backend`` serves, unless the name is served by
+    another backend (``settings.GROUPS_CONSUMER_BACKENDS``): then criteria read that one, and events still
+    update the source's tables."""
+    found = []
+    for name, plugin in sorted(fact_source_classes().plugins.items()):
+        served = backend(name) if name in backend_classes().plugins else None
+        found.append(served if isinstance(served, plugin.obj) else plugin.obj())
+    return found
+
+
+def reads_through(source: FactSource[Any]) -> bool:
+    """True when criteria read ``source`` itself (so the snapshots its ``apply`` returns are theirs)."""
+    return source.name in backend_classes().plugins and backend(source.name) is source
+
+
+def event_specs() -> list[EventSpec]:
+    """What the available fact sources consume: every source's specs."""
+    return [spec for source in fact_sources() for spec in source.events]
+
+
+#: Event types of fact sources left out at start-up, with why (their messages are dead-lettered with it).
+_unavailable_events: dict[str, str] = {}
+
+
+def disable_fact_source(name: str, reason: str) -> None:
+    """Leave out an installed fact source for the rest of the process (a start-up check failed): the criteria
+    reading it break their groups with ``reason``, its events are dead-lettered as ``source_unavailable``."""
+    sources = fact_source_classes()
+    plugin = sources.plugins.pop(name)
+    sources._fail(name, f"{plugin.target} (package {plugin.source}): {reason}")
+    _unavailable_events.update({spec.event_type: f"fact source {name!r} is unavailable: {reason}"
+                                for spec in plugin.obj.events})
+    for cached in (backend_classes, backend, fact_sources):
+        cached.cache_clear()
+
+
+def unavailable_events() -> dict[str, str]:
+    """The event types of the fact sources left out at start-up, with why."""
+    return dict(_unavailable_events)
+
+
 def reset() -> None:
     """Forget loaded plugins (tests, or after installing a plugin in a running process)."""
-    for cached in (criterion_types, backend_classes, backend):
+    for cached in (criterion_types, fact_source_classes, backend_classes, backend, fact_sources):
         cached.cache_clear()
+    _unavailable_events.clear()

@@ -19,7 +19,8 @@ import structlog
 from django.db import transaction
 from django.utils import timezone
 
-from groups_consumer.engine.full_sync import DEFAULT_CHUNK, lock_users, user_ranges
+from groups_consumer import users as user_locks
+from groups_consumer.engine.full_sync import DEFAULT_CHUNK
 from groups_consumer.errors import GroupsError
 from groups_consumer.models import Group, Membership, UserFact
 from groups_consumer.progress import Progress
@@ -48,9 +49,9 @@ def publish_snapshot(groups: Iterable[Group], *, chunk_size: int = DEFAULT_CHUNK
     at, started = now or timezone.now(), time.monotonic()
     log.info("snapshot_started", run_id=report.run_id, groups=list(report.rows))
     with Progress("snapshot", UserFact.objects.count(), "users", run_id=report.run_id) as progress:
-        for users in user_ranges(chunk_size):
+        for users in user_locks.ranges(chunk_size):
             with transaction.atomic():
-                locked = lock_users(users)
+                locked = user_locks.lock(users)
                 members: dict[int, list[int]] = defaultdict(list)
                 for group_id, user_id in Membership.objects.filter(users.q(), group_id__in=list(by_id)).values_list(
                         "group_id", "user_id"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.plugins.criterion import CriterionScope
+from groups_consumer.shared import CriterionScope
 
 
 @dataclass(frozen=True)

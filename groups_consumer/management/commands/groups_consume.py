@@ -14,6 +14,7 @@ from groups_consumer.management.base import GroupsCommand
 from groups_consumer.pipeline import metrics
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer
+from groups_consumer.plugin_checks import check_plugins
 
 EMBEDDED_PORT = int(os.environ.get("EMBEDDED_KAFKA_PORT", 19092))
 
@@ -42,6 +43,7 @@ class Command(GroupsCommand):
                         "consumer", EmbeddedBroker.CONSUMER_PROPERTIES))
                     broker.create_topics([*config.topics, config.dlq_topic], config.kafka)
                     self.stderr.write(f"embedded broker (memory only) on {bootstrap_servers}")
+                check_plugins()
                 consumer = EventConsumer(config)
             except KafkaSettingsError as exc:
                 raise CommandError(str(exc)) from None

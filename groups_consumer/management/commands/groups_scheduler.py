@@ -8,6 +8,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer.management.base import GroupsCommand
+from groups_consumer.plugin_checks import check_plugins
 from groups_consumer.scheduling.scheduler import DEFAULT_TICK, Scheduler
 
 
@@ -24,6 +25,7 @@ class Command(GroupsCommand):
         parser.add_argument("--once", action="store_true", help="run one pass and exit (cron, tests)")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        check_plugins()
         scheduler = Scheduler(tick=timedelta(seconds=options["tick"]))
         if options["once"]:
             report = scheduler.run_once()

@@ -3,8 +3,8 @@
 from pydantic import BaseModel, Field
 
 from criteria.country import Country
-from groups_consumer.engine.selection import Ids
 from groups_consumer.plugins.criterion import CriterionType
+from groups_consumer.shared import Ids
 
 
 class PrefixConfig(BaseModel):

@@ -1,4 +1,6 @@
-"""Sets of users as the set-based evaluators describe them, resolved lazily in bounded user-id ranges.
+"""The types every layer shares (facts, plugins, engine, pipeline): sets of users, and group scopes.
+
+Sets of users are what the set-based evaluators describe, resolved lazily in bounded user-id ranges.
 
 A ``Query`` is a condition on the ``UserFact`` table (one SQL query whatever the tree below it); ``Ids`` is an
 explicit set, for backends without ORM access. ``all_of`` / ``any_of`` / ``complement`` fold ``Query`` parts
@@ -12,11 +14,13 @@ import abc
 import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from functools import reduce
+from functools import cached_property, lru_cache, reduce
 
 from django.db.models import Q
+from opaque_keys import InvalidKeyError
+from opaque_keys.edx.keys import CourseKey
 
-from groups_consumer.models import UserFact
+from groups_consumer.models import ScopeType, UserFact
 
 
 @dataclass(frozen=True)
@@ -189,3 +193,36 @@ def _split(parts: Iterable[Selection]) -> tuple[list[Query], list[Selection]]:
     if not queries and not others:
         raise ValueError("a combination needs at least one part")
     return queries, others
+
+
+@dataclass(frozen=True)
+class CriterionScope:
+    """The scope of the group a criterion belongs to."""
+
+    type: ScopeType
+    key: str = ""
+
+    @cached_property
+    def org(self) -> str | None:
+        """The organization of an org scope, or of a course scope's course."""
+        if self.type == ScopeType.ORG:
+            return self.key
+        if self.type == ScopeType.COURSE:
+            return course_org(self.key)
+        return None
+
+    def __str__(self) -> str:
+        return self.type.value if self.type == ScopeType.INSTANCE else f"{self.type.value}:{self.key}"
+
+
+@lru_cache(maxsize=8192)
+def course_org(course_key: str) -> str:
+    """The organization part of a course key; ValueError if it is not a course key (parsing costs tens of
+    microseconds and a platform has few courses: answers are cached)."""
+    try:
+        org = CourseKey.from_string(course_key).org
+    except InvalidKeyError as exc:
+        raise ValueError(f"{course_key!r} is not a valid course key") from exc
+    if org is None:  # typed optional by opaque-keys; every course key format has an org
+        raise ValueError(f"{course_key!r} names no organization")
+    return org

@@ -1,0 +1,58 @@
+"""Start-up checks of the installed plugins that need the database, and the report of what is installed.
+
+Run by the long-running commands before they start: a fact source whose Django app has migrations not yet
+applied is left out (its tables may not exist), so only what uses it stops: the criteria reading it break
+their groups with the reason, its events are dead-lettered as ``source_unavailable``, the rest works.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from groups_consumer.plugins import registry
+
+log = structlog.get_logger(__name__)
+
+
+def check_plugins() -> None:
+    """Leave out the fact sources with unapplied migrations, then log what is installed and what cannot work."""
+    executor = MigrationExecutor(connection)
+    for name, plugin in sorted(registry.fact_source_classes().plugins.items()):
+        app_label = plugin.obj.app_label()
+        leaves = [node for node in executor.loader.graph.leaf_nodes() if node[0] == app_label]
+        if pending := executor.migration_plan(leaves):
+            reason = (f"{len(pending)} migration(s) of app {app_label!r} not applied "
+                      f"(first {pending[0][0].name}): run groups-consumer migrate")
+            log.error("fact_source_unavailable", source=name, package=plugin.source, reason=reason)
+            registry.disable_fact_source(name, reason)
+    report = installed_plugins()
+    log.info("plugins_checked", fact_sources=[f"{s['name']} ({s['package']})" for s in report["fact_sources"]
+                                              if s["available"]],
+             event_types=len({e for s in report["fact_sources"] for e in s.get("events", [])}))
+    for entry in report["unavailable"]:
+        log.error("plugin_unavailable", **entry)
+
+
+def installed_plugins() -> dict[str, Any]:
+    """The fact sources (name, package, events, tables; or why they are unavailable), and every criterion type
+    or fact source that cannot work, with why."""
+    sources = registry.fact_source_classes()
+    listing: list[dict[str, Any]] = [
+        {"name": name, "available": True, "package": plugin.source, "class": plugin.target,
+         "description": plugin.obj.description, "events": [spec.event_type for spec in plugin.obj.events],
+         "tables": plugin.obj.tables(), "app": plugin.obj.app_label()}
+        for name, plugin in sorted(sources.plugins.items())]
+    listing += [{"name": name, "available": False, "error": sources.unavailable_reason(name)}
+                for name in sorted({*sources.conflicts, *sources.failures})]
+    types = registry.criterion_types()
+    unavailable = [{"kind": "fact_source", "name": entry["name"], "error": entry["error"]}
+                   for entry in listing if not entry["available"]]
+    unavailable += [{"kind": "criterion", "name": name, "error": problem} for name in sorted(types.plugins)
+                    if (problem := registry.criterion_problem(name))]
+    unavailable += [{"kind": "criterion", "name": name, "error": types.unavailable_reason(name)}
+                    for name in sorted({*types.conflicts, *types.failures})]
+    return {"fact_sources": listing, "unavailable": unavailable}

@@ -1,0 +1,151 @@
+"""Fact sources as plugins: the built-in one registered like any other, the checks at registration and at
+start-up, and what a wrong plugin breaks (only what uses it)."""
+
+import pytest
+from django.db.migrations.executor import MigrationExecutor
+from openedx_events.learning.signals import CERTIFICATE_CREATED, FORUM_THREAD_CREATED
+from structlog.testing import capture_logs
+
+from criteria.last_login import LastLogin
+from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.engine.full_sync import full_sync
+from groups_consumer.errors import DecodeError
+from groups_consumer.facts import events as learner_events
+from groups_consumer.facts.backend import FactTableBackend
+from groups_consumer.models import Group, Membership, Scope, UserFact
+from groups_consumer.pipeline.decode import EventDecoder
+from groups_consumer.plugin_checks import check_plugins, installed_plugins
+from groups_consumer.plugins import registry
+from groups_consumer.plugins.events import EventSpec
+from groups_consumer.plugins.registry import Plugin
+from groups_consumer.plugins.source import Applied, FactSource
+from tests import lms
+from tests.facts import NOW, leaf, user
+
+
+def test_the_learner_facts_are_a_fact_source_registered_by_entry_point():
+    [source] = registry.fact_sources()
+    assert isinstance(source, FactTableBackend) and registry.backend("facts") is source
+    plugin = registry.fact_source_classes().plugins["facts"]
+    assert plugin.source == "groups-consumer" and plugin.target == "groups_consumer.facts.backend:FactTableBackend"
+    assert {spec.event_type for spec in registry.event_specs()} == {
+        spec.event_type for spec in learner_events.LEARNER_EVENTS}
+    assert source.tables() == ["groups_consumer_userfact", "groups_consumer_coursefact"]
+
+
+class _Certificates(FactSource):
+    """A source whose parts the tests below break one at a time."""
+
+    name = "certs"
+    events = (EventSpec(CERTIFICATE_CREATED),)
+    models = (UserFact,)
+
+    def updates(self, event):
+        return []
+
+    def apply(self, updates, users):
+        return Applied()
+
+    def snapshots(self, user_ids):
+        return {}
+
+
+class _ForumPosts(_Certificates):
+    events = (EventSpec(FORUM_THREAD_CREATED),)
+
+
+class _NoModels(_Certificates):
+    models = ()
+
+
+class _NoApply(FactSource):
+    name = "certs"
+    events = (EventSpec(CERTIFICATE_CREATED),)
+    models = (UserFact,)
+
+    def updates(self, event):
+        return []
+
+    def snapshots(self, user_ids):
+        return {}
+
+
+@pytest.mark.parametrize(("plugin", "reason"), [
+    (_ForumPosts, "event org.openedx.learning.forum.thread.created.v1: no Avro schema can be derived"),
+    (_NoModels, "models is not a non-empty tuple of Django model classes"),
+    (_NoApply, "does not implement apply"),
+    (LastLogin, "is not a FactSource subclass"),
+])
+def test_a_wrong_fact_source_is_refused_at_registration_naming_its_package(plugin, reason):
+    sources = registry.fact_source_classes()
+    with capture_logs() as logs:
+        sources.add(Plugin("certs", plugin, "acme.certs:Source", "acme-certs"), check=registry._check_fact_source)
+    assert "certs" not in sources.plugins
+    failure = next(entry for entry in logs if entry["event"] == "plugin_load_failed")
+    assert "acme.certs:Source (package acme-certs)" in failure["reason"] and reason in failure["reason"]
+
+
+def test_a_fact_source_adds_its_events_to_what_the_consumer_decodes():
+    registry.fact_source_classes().add(Plugin("certs", _Certificates, "acme.certs:Source", "acme-certs"),
+                                       check=registry._check_fact_source)
+    for cached in (registry.backend_classes, registry.backend, registry.fact_sources):  # built before it came
+        cached.cache_clear()
+    assert CERTIFICATE_CREATED.event_type in EventDecoder().event_types
+    assert "certs" in {source.name for source in registry.fact_sources()}
+
+
+class _ListensToCertificates(LastLogin):
+    name = "certified"
+    events = frozenset({CERTIFICATE_CREATED.event_type})
+
+
+class _ReadsCertificates(LastLogin):
+    name = "certified"
+    backend = "certs"
+
+
+@pytest.mark.parametrize(("plugin", "reason"), [
+    (_ListensToCertificates, "listens to org.openedx.learning.certificate.created.v1, which no installed fact "
+                             "source consumes"),
+    (_ReadsCertificates, "reads 'certs', which is unavailable: 'certs' is not installed (no entry point 'certs' in "
+                         "groups_consumer.fact_sources or groups_consumer.backends)"),
+])
+@pytest.mark.django_db
+def test_a_criterion_without_its_events_or_source_breaks_only_its_groups(plugin, reason):
+    user(1, login=30)
+    registry.criterion_types().add(Plugin("certified", plugin, "acme.certs:Certified", "acme-certs"),
+                                   check=registry._check_criterion_type)
+    scope = Scope.objects.create(type="instance", key="")
+    broken = Group.objects.create(name="certified", scope=scope, rule=leaf("certified", ">", days=10))
+    healthy = Group.objects.create(name="inactive", scope=scope, rule=leaf("last_login", ">", days=10))
+    catalog = GroupCatalog.load()
+    full_sync(catalog, catalog.groups.values(), now=NOW)
+    broken.refresh_from_db()
+    assert "acme.certs:Certified (package acme-certs)" in broken.broken_reason and reason in broken.broken_reason
+    assert list(Membership.objects.filter(group=healthy).values_list("user_id", flat=True)) == [1]
+    [problem] = [entry for entry in installed_plugins()["unavailable"] if entry["name"] == "certified"]
+    assert reason in problem["error"]
+
+
+@pytest.mark.django_db
+def test_a_source_whose_migrations_are_not_applied_is_left_out_at_start_up(monkeypatch):
+    """Its events are dead-lettered as source_unavailable and the groups reading it are broken; nothing else
+    stops (here the built-in source, as if its latest migration were missing)."""
+    real_plan = MigrationExecutor.migration_plan
+
+    def plan(self, targets, clean_start=False):
+        if any(app == "groups_consumer" for app, _name in targets):
+            return [(self.loader.graph.nodes[targets[0]], False)]
+        return real_plan(self, targets, clean_start)
+
+    monkeypatch.setattr(MigrationExecutor, "migration_plan", plan)
+    with capture_logs() as logs:
+        check_plugins()
+    [unavailable] = [entry for entry in logs if entry["event"] == "fact_source_unavailable"]
+    assert unavailable["source"] == "facts" and "app 'groups_consumer' not applied" in unavailable["reason"]
+    assert registry.fact_sources() == []
+    _key, value, headers = lms.login(1, NOW).wire()
+    with pytest.raises(DecodeError) as refused:
+        EventDecoder().decode(value, headers)
+    assert refused.value.reason == "source_unavailable" and "fact source 'facts' is unavailable" in str(refused.value)
+    assert "not applied" in (registry.criterion_problem("last_login") or "")
