@@ -24,7 +24,7 @@ test-tools:
 ## Lint (ruff: rules and import order) and type checks (mypy, strict), configured in pyproject.toml; fails on any
 ## violation (both always run, to report everything at once). .ci/run runs it before the tests.
 lint: venv
-	$(BIN)/ruff check groups_consumer criteria bench tests demo; status=$$?; $(BIN)/mypy || status=1; exit $$status
+	$(BIN)/ruff check groups_consumer criteria bench tests demo examples; status=$$?; $(BIN)/mypy || status=1; exit $$status
 
 ## The whole suite, once on SQLite and once on PostgreSQL.
 test: test-sqlite test-postgres

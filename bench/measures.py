@@ -130,11 +130,15 @@ class Consumption:
 
 def steady_rate(consumptions: list[Consumption]) -> float:
     """Messages per second while every process was consuming: between the end of the last process's first batch
-    (group joins and rebalances are over) and the end of the first process's last batch."""
+    (group joins and rebalances are over) and the end of the first process's last batch. When the processes never
+    consumed at the same time (a short stream, one joining late), the rate between the end of the first batch
+    and the end of the last, whichever process read them."""
     active = [c.batches for c in consumptions if c.batches]
     if not active:
         return 0.0
     start, stop = max(b[0][0] for b in active), min(b[-1][0] for b in active)
+    if stop <= start:
+        start, stop = min(b[0][0] for b in active), max(b[-1][0] for b in active)
     count = sum(size for batches in active for at, size in batches if start < at <= stop)
     return count / (stop - start) if stop > start else 0.0
 

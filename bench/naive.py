@@ -39,7 +39,7 @@ def naive_events_per_s(bootstrap_servers: str, topic: str, count: int, budget_s:
             event = decoder.decode(message.value(), message_headers(message), Origin.of(message))
             now = timezone.now()
             with transaction.atomic():
-                changed = updater.apply(updater.updates_from(event)).changed
+                changed = updater.apply(updater.updates_from(event, [])).changed
                 groups = {g.id: g for change in changed for g in router.groups_for(change)}
                 targets = catalog.with_exclusive_siblings(groups.values())
                 if targets:

@@ -42,10 +42,12 @@ class GroupsError(Exception):
 class DecodeError(Exception):
     """A message cannot be applied as it is (undecodable, values no LMS sends, or applying it failed);
     ``reason`` is a short machine-readable code for the dead-letter header, ``detail`` says what is wrong and
-    ``exception`` names the exception class of an apply-time failure."""
+    ``exception`` names the exception class of an apply-time failure. ``poison`` is False when the message itself
+    is sound and only one plugin could not take it (it does not count against the dead-letter limit)."""
 
-    def __init__(self, reason: str, detail: str, exception: str | None = None):
+    def __init__(self, reason: str, detail: str, exception: str | None = None, *, poison: bool = True):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
         self.exception = exception
+        self.poison = poison

@@ -1,32 +1,40 @@
 """Start-up checks of the installed plugins that need the database, and the report of what is installed.
 
-Run by the long-running commands before they start: a fact source whose Django app has migrations not yet
-applied is left out (its tables may not exist), so only what uses it stops: the criteria reading it break
-their groups with the reason, its events are dead-lettered as ``source_unavailable``, the rest works.
+Run by the commands that apply events (``consume``, ``replay``) and the scheduler before they start: a plugin
+fact source whose Django app has migrations not yet applied is left out (its tables may not exist), so only
+what uses it stops: the criteria reading it break their groups with the reason, its events are dead-lettered
+as ``source_unavailable``, the rest works. The service's own migrations not applied stop the command instead.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any
 
 import structlog
-from django.db import connection
+from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
+from groups_consumer.errors import GroupsError
 from groups_consumer.plugins import registry
 
 log = structlog.get_logger(__name__)
+#: The service's own Django app.
+CORE_APP = "groups_consumer"
 
 
 def check_plugins() -> None:
-    """Leave out the fact sources with unapplied migrations, then log what is installed and what cannot work."""
-    executor = MigrationExecutor(connection)
+    """Leave out the fact sources with unapplied migrations, then log what is installed and what cannot work.
+    GroupsError if the service's own migrations are not applied."""
+    try:
+        unmigrated = _unmigrated_apps()
+    except DatabaseError as exc:  # the commands wait for the database themselves
+        log.warning("plugin_checks_deferred", error=str(exc))
+        unmigrated = {}
+    if CORE_APP in unmigrated:
+        raise GroupsError(f"the database is not up to date: {unmigrated[CORE_APP]}")
     for name, plugin in sorted(registry.fact_source_classes().plugins.items()):
-        app_label = plugin.obj.app_label()
-        leaves = [node for node in executor.loader.graph.leaf_nodes() if node[0] == app_label]
-        if pending := executor.migration_plan(leaves):
-            reason = (f"{len(pending)} migration(s) of app {app_label!r} not applied "
-                      f"(first {pending[0][0].name}): run groups-consumer migrate")
+        if reason := unmigrated.get(plugin.obj.app_label()):
             log.error("fact_source_unavailable", source=name, package=plugin.source, reason=reason)
             registry.disable_fact_source(name, reason)
     report = installed_plugins()
@@ -35,6 +43,16 @@ def check_plugins() -> None:
              event_types=len({e for s in report["fact_sources"] for e in s.get("events", [])}))
     for entry in report["unavailable"]:
         log.error("plugin_unavailable", **entry)
+
+
+def _unmigrated_apps() -> dict[str, str]:
+    """The apps with migrations not applied, with a sentence saying so."""
+    executor = MigrationExecutor(connection)
+    pending: dict[str, list[str]] = defaultdict(list)
+    for migration, _backwards in executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        pending[migration.app_label].append(migration.name)
+    return {app_label: f"{len(names)} migration(s) of app {app_label!r} not applied (first {names[0]}): "
+                       "run groups-consumer migrate" for app_label, names in pending.items()}
 
 
 def installed_plugins() -> dict[str, Any]:

@@ -41,7 +41,8 @@ INSTALLED_APPS = [
     "groups_consumer",
     # Plugin packages whose fact sources keep their facts in Django models of their own declare their app
     # under this entry-point group (``forum_activity = forum_activity.apps.ForumActivityConfig``).
-    *sorted({entry_point.value for entry_point in importlib.metadata.entry_points(group="groups_consumer.apps")}),
+    *sorted({entry_point.value.replace(":", ".")  # "pkg.apps:Config" and "pkg.apps.Config" alike
+             for entry_point in importlib.metadata.entry_points(group="groups_consumer.apps")}),
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",

@@ -2,9 +2,10 @@
 
 Every user any event mentioned has a ``UserFact`` row: the instance population. Whoever changes a user's facts
 or memberships (a consumer batch, a sync range, a time pass, a manual list, the API) first locks that row and
-keeps the lock until its transaction commits, always in user-id order, so concurrent writers never deadlock
-and never decide on facts another is changing. SQLite locks the whole database for each writing transaction,
-so there the row locks are implied.
+keeps the lock until its transaction commits, so no writer decides on facts another is changing. Each call
+locks in user-id order; a consumer batch locks its known users, then the users it has just created (which no
+other transaction can hold yet, as it does not know them), so concurrent writers never deadlock. SQLite
+locks the whole database for each writing transaction, so there the row locks are implied.
 """
 
 from __future__ import annotations

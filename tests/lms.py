@@ -107,6 +107,14 @@ def profile(user_id: int, country: str | None, time: datetime) -> LmsEvent:
                   profile=UserProfileData(user=user_data(user_id), country=country))
 
 
+def certificate(user_id: int, time: datetime, course_key: str = "course-v1:Demo+C1+2026",
+                status: str = "downloadable") -> LmsEvent:
+    """A certificate created, as the LMS sends it (no built-in source consumes it)."""
+    return _event(signals.CERTIFICATE_CREATED, time, "certificate.course.course_key",
+                  certificate=oed.CertificateData(user=user_data(user_id), course=_course(course_key), mode="verified",
+                                                  grade="0.9", current_status=status, download_url="", name=""))
+
+
 def use_mock_schema_registry() -> MockSchemaRegistryClient:
     """edx-event-bus-kafka's serializers (and its consumer) need a schema registry: confluent-kafka's in-process
     one stands in for the server that cannot run here. Returns it (the relay registers its schemas there in

@@ -106,10 +106,10 @@ def test_an_event_that_fails_to_apply_is_isolated_dead_lettered_and_the_rest_of_
 
     real_updates_from = FactUpdater.updates_from
 
-    def buggy_for_user_13(self, event):
+    def buggy_for_user_13(self, event, failures):
         if event.data.get("user", {}).get("id") == 13:
             raise ZeroDivisionError("a bug that only this event reaches")
-        return real_updates_from(self, event)
+        return real_updates_from(self, event, failures)
 
     monkeypatch.setattr(FactUpdater, "updates_from", buggy_for_user_13)
     send_as_lms(config, *(lms.login(user_id, T[30]) for user_id in range(1, 21)))
@@ -157,7 +157,7 @@ def test_events_that_all_fail_to_apply_reach_the_dead_letter_limit(config, monke
     instead of draining the topic into the DLQ: each failed event counts once, as a dead letter."""
     from groups_consumer.pipeline.facts_update import FactUpdater
 
-    def always_failing(self, event):
+    def always_failing(self, event, failures):
         raise RuntimeError("relation does not exist")
 
     monkeypatch.setattr(FactUpdater, "updates_from", always_failing)

@@ -1,24 +1,28 @@
 """Fact sources as plugins: the built-in one registered like any other, the checks at registration and at
 start-up, and what a wrong plugin breaks (only what uses it)."""
 
+from typing import ClassVar
+
 import pytest
-from django.db.migrations.executor import MigrationExecutor
-from openedx_events.learning.signals import CERTIFICATE_CREATED, FORUM_THREAD_CREATED
+from openedx_events.learning.signals import CERTIFICATE_CREATED, FORUM_THREAD_CREATED, SESSION_LOGIN_COMPLETED
+from pydantic import field_validator
 from structlog.testing import capture_logs
 
 from criteria.last_login import LastLogin
+from groups_consumer import plugin_checks
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.full_sync import full_sync
-from groups_consumer.errors import DecodeError
+from groups_consumer.errors import DecodeError, GroupsError
 from groups_consumer.facts import events as learner_events
 from groups_consumer.facts.backend import FactTableBackend
 from groups_consumer.models import Group, Membership, Scope, UserFact
+from groups_consumer.pipeline.batch import BatchProcessor
 from groups_consumer.pipeline.decode import EventDecoder
 from groups_consumer.plugin_checks import check_plugins, installed_plugins
 from groups_consumer.plugins import registry
-from groups_consumer.plugins.events import EventSpec
+from groups_consumer.plugins.events import EventPayload, EventSpec
 from groups_consumer.plugins.registry import Plugin
-from groups_consumer.plugins.source import Applied, FactSource
+from groups_consumer.plugins.source import Applied, FactSource, FactUpdate
 from tests import lms
 from tests.facts import NOW, leaf, user
 
@@ -105,7 +109,7 @@ class _ReadsCertificates(LastLogin):
 
 
 @pytest.mark.parametrize(("plugin", "reason"), [
-    (_ListensToCertificates, "listens to org.openedx.learning.certificate.created.v1, which no installed fact "
+    (_ListensToCertificates, "listens to org.openedx.learning.certificate.created.v1, which no available fact "
                              "source consumes"),
     (_ReadsCertificates, "reads 'certs', which is unavailable: 'certs' is not installed (no entry point 'certs' in "
                          "groups_consumer.fact_sources or groups_consumer.backends)"),
@@ -127,25 +131,104 @@ def test_a_criterion_without_its_events_or_source_breaks_only_its_groups(plugin,
     assert reason in problem["error"]
 
 
+class _MigratedLater(_Certificates):
+    """A source whose app (its tables) the database does not have yet."""
+
+    @classmethod
+    def app_label(cls):
+        return "certificate_facts"
+
+
 @pytest.mark.django_db
 def test_a_source_whose_migrations_are_not_applied_is_left_out_at_start_up(monkeypatch):
-    """Its events are dead-lettered as source_unavailable and the groups reading it are broken; nothing else
-    stops (here the built-in source, as if its latest migration were missing)."""
-    real_plan = MigrationExecutor.migration_plan
-
-    def plan(self, targets, clean_start=False):
-        if any(app == "groups_consumer" for app, _name in targets):
-            return [(self.loader.graph.nodes[targets[0]], False)]
-        return real_plan(self, targets, clean_start)
-
-    monkeypatch.setattr(MigrationExecutor, "migration_plan", plan)
+    """Its events are dead-lettered as source_unavailable (not counted as bad messages) and the groups reading it
+    are broken; the rest works."""
+    registry.fact_source_classes().add(Plugin("certs", _MigratedLater, "acme.certs:Source", "acme-certs"),
+                                       check=registry._check_fact_source)
+    registry.criterion_types().add(Plugin("certified", _ReadsCertificates, "acme.certs:Certified", "acme-certs"),
+                                   check=registry._check_criterion_type)
+    monkeypatch.setattr(plugin_checks, "_unmigrated_apps", lambda: {
+        "certificate_facts": "1 migration(s) of app 'certificate_facts' not applied"})
     with capture_logs() as logs:
         check_plugins()
     [unavailable] = [entry for entry in logs if entry["event"] == "fact_source_unavailable"]
-    assert unavailable["source"] == "facts" and "app 'groups_consumer' not applied" in unavailable["reason"]
-    assert registry.fact_sources() == []
-    _key, value, headers = lms.login(1, NOW).wire()
+    assert unavailable["source"] == "certs" and unavailable["package"] == "acme-certs"
+    assert [source.name for source in registry.fact_sources()] == ["facts"]
+    _key, value, headers = lms.certificate(1, NOW).wire()
     with pytest.raises(DecodeError) as refused:
         EventDecoder().decode(value, headers)
-    assert refused.value.reason == "source_unavailable" and "fact source 'facts' is unavailable" in str(refused.value)
-    assert "not applied" in (registry.criterion_problem("last_login") or "")
+    assert refused.value.reason == "source_unavailable" and not refused.value.poison
+    assert "fact source 'certs' is unavailable: 1 migration(s)" in str(refused.value)
+    assert "not applied" in (registry.criterion_problem("certified") or "")
+    assert registry.criterion_problem("last_login") is None
+
+
+@pytest.mark.django_db
+def test_the_service_s_own_migrations_not_applied_stop_the_command(monkeypatch):
+    monkeypatch.setattr(plugin_checks, "_unmigrated_apps", lambda: {
+        "groups_consumer": "1 migration(s) of app 'groups_consumer' not applied"})
+    with pytest.raises(GroupsError, match="the database is not up to date: 1 migration"):
+        check_plugins()
+
+
+@pytest.mark.django_db
+def test_the_migration_check_reads_the_database():
+    assert plugin_checks._unmigrated_apps() == {}
+
+
+class _LoginCounter(FactSource):
+    """A plugin source sharing the login events with the built-in one, with a bug only user 13 reaches and
+    stricter payload rules than the built-in ones (no user 99)."""
+
+    name = "logins"
+    models = (UserFact,)
+    applied: ClassVar[list[int]] = []
+
+    class Payload(EventPayload):
+        user: dict
+
+        @field_validator("user")
+        @classmethod
+        def not_99(cls, user):
+            if user["id"] == 99:
+                raise ValueError("user 99 is not counted")
+            return user
+
+    events = (EventSpec(SESSION_LOGIN_COMPLETED, Payload),)
+
+    def updates(self, event):
+        return [FactUpdate(event, event.data["user"]["id"], "login", event.time)]
+
+    def apply(self, updates, users):
+        if any(update.user_id == 13 for update in updates):
+            UserFact.objects.filter(user_id__in=users.ids).update(username="written before the bug")
+            raise ZeroDivisionError("a bug only user 13 reaches")
+        _LoginCounter.applied += [update.user_id for update in updates]
+        return Applied()
+
+    def snapshots(self, user_ids):
+        return {}
+
+
+@pytest.mark.django_db
+def test_a_source_s_failure_is_its_own_the_others_apply_the_event():
+    registry.fact_source_classes().add(Plugin("logins", _LoginCounter, "acme.logins:Counter", "acme-logins"),
+                                       check=registry._check_fact_source)
+    for cached in (registry.backend_classes, registry.backend, registry.fact_sources):
+        cached.cache_clear()
+    _LoginCounter.applied = []
+    decoder = EventDecoder(clock=lambda: NOW)
+    events = [decoder.decode(*lms.login(user_id, NOW).wire()[1:]) for user_id in (11, 12, 13, 14, 99)]
+    assert set(events[-1].refused_by) == {"logins"} and not events[-1].refused_by["logins"].poison
+
+    result = BatchProcessor(GroupCatalog.load()).process(events, now=NOW)
+
+    assert sorted(UserFact.objects.values_list("user_id", flat=True)) == [11, 12, 13, 14, 99]  # the built-in source
+    assert not UserFact.objects.filter(username="written before the bug").exists()  # the savepoint undid it
+    assert sorted(_LoginCounter.applied) == [11, 12, 14]
+    failures = {(failure.event.data["user"]["id"], failure.source, failure.error.reason)
+                for failure in result.source_failures}
+    assert failures == {(13, "logins", "source_failed"), (99, "logins", "invalid_value")}
+    assert all(not failure.error.poison for failure in result.source_failures)
+    [bug] = [f for f in result.source_failures if f.error.reason == "source_failed"]
+    assert "fact source 'logins' (apply): ZeroDivisionError: a bug only user 13 reaches" in bug.error.detail

@@ -138,10 +138,10 @@ def poisoned_fact_stage():
 
     real = FactUpdater.updates_from
 
-    def updates_from(self, event):
+    def updates_from(self, event, failures):
         if event.data.get("user", {}).get("id") == POISON_USER:
             raise RuntimeError("a bug only this event reaches")
-        return real(self, event)
+        return real(self, event, failures)
 
     return patch.object(FactUpdater, "updates_from", updates_from)
 

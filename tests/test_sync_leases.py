@@ -59,10 +59,10 @@ def test_concurrent_schedulers_never_run_one_groups_sync_twice(monkeypatch):
         user(uid, country="ES" if uid % 2 else "PT")
     api.apply_definitions([SPAIN, {**SPAIN, "name": "portugal", "rule": leaf("country", "in", countries=["PT"])}],
                           sync=False, now=NOW)
-    lock_users = users_module.lock
+    lock_users, another_replica_done = users_module.lock, threading.Event()
 
-    def slow_lock_users(users):  # a sync long enough for the other scheduler to arrive while it runs
-        threading.Event().wait(0.5)
+    def slow_lock_users(users):  # the sync lasts until another replica has come and gone, whatever the load
+        another_replica_done.wait(30)
         return lock_users(users)
 
     monkeypatch.setattr(users_module, "lock", slow_lock_users)
@@ -72,6 +72,7 @@ def test_concurrent_schedulers_never_run_one_groups_sync_twice(monkeypatch):
         try:
             start.wait()
             reports.append(Scheduler(clock=lambda: NOW).run_once())
+            another_replica_done.set()
         except Exception as error:  # any failure, surfaced by the assertion below
             errors.append(error)
         finally:

@@ -16,13 +16,15 @@ from groups_consumer.engine import rules
 from groups_consumer.engine.definitions_version import definitions_version
 from groups_consumer.engine.readers import Readers
 from groups_consumer.errors import DefinitionError
+from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Group, ScopeType
 from groups_consumer.plugins.criterion import UpdateMethod
 from groups_consumer.shared import CriterionScope, Selection, all_of
 
 log = structlog.get_logger(__name__)
-FACTS = "facts"
+#: The backend every group's scope is answered by (its snapshots are always loaded).
+FACTS = LearnerFacts.name
 #: How the broken reason of a group the database refused to evaluate starts. Unlike the other reasons (an
 #: invalid rule, a missing plugin), compiling the group cannot tell whether it still holds: it stays until
 #: the definition is applied again (which checks it on the database first).

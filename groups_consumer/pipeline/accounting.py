@@ -107,12 +107,15 @@ class ConsumerLedger:
         metrics.MEMBERSHIP_CHANGES.inc(outcome.membership_changes)
         metrics.BATCH_SECONDS.observe(outcome.seconds)
 
-    def record_dead_letter(self, origin: Origin, reason: str) -> None:
-        """Count the message read at ``origin``, sent to the dead-letter topic for ``reason``."""
+    def record_dead_letter(self, origin: Origin, reason: str, *, poison: bool = True) -> None:
+        """Count the message read at ``origin``, sent to the dead-letter topic for ``reason``; a ``poison``
+        message counts against the dead-letter limit (one only one plugin could not take is counted by the
+        caller, as valid)."""
         metrics.DEAD_LETTERS.labels(reason).inc()
         self._status.record_dead_letter(origin.topic, origin.partition, reason)
         self._stats.dead_letters += 1
-        self._limit.record(valid=False)
+        if poison:
+            self._limit.record(valid=False)
 
     def record_valid(self, count: int = 1) -> None:
         """Count ``count`` messages that are not dead letters against the dead-letter limit."""

@@ -31,7 +31,7 @@ from groups_consumer.engine.membership_writer import MembershipDiff
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Cause
-from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdater, PendingUpdate
+from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdater, PendingUpdate, SourceFailure
 from groups_consumer.pipeline.route import EventRouter
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.events import PlatformEvent
@@ -49,6 +49,8 @@ class BatchResult:
     diff: MembershipDiff = field(default_factory=MembershipDiff)
     #: The latest event (by event time) applied to each group the batch re-evaluated.
     last_event: dict[int, PlatformEvent] = field(default_factory=dict)
+    #: Events one fact source could not take (the others applied them): to dead-letter for that source.
+    source_failures: list[SourceFailure] = field(default_factory=list)
 
 
 class BatchProcessor:
@@ -64,8 +66,8 @@ class BatchProcessor:
         second one (see the module docstring)."""
         now = now or timezone.now()
         result = BatchResult(events=len(events))
-        held = self._apply_current([item for event in events for item in self.updater.updates_from(event)], result,
-                                   now, wait_for_locks=False)
+        pending = [item for event in events for item in self.updater.updates_from(event, result.source_failures)]
+        held = self._apply_current(pending, result, now, wait_for_locks=False)
         if held:
             self._apply_current(held, result, now, wait_for_locks=True)
         return result
@@ -92,6 +94,7 @@ class BatchProcessor:
             bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
             applied = self.updater.apply(updates, wait_for_locks=wait_for_locks)
             result.facts_changed += len(applied.changed)
+            result.source_failures += applied.failures
             known = applied.snapshots
             learners = known.get(LearnerFacts.name, {})  # scope narrowing needs the scopes' own facts
             pairs, cause_of = self._route(applied, learners, result)

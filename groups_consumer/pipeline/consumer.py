@@ -39,7 +39,7 @@ from functools import partial
 
 import structlog
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.errors import DecodeError
@@ -49,6 +49,7 @@ from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
 from groups_consumer.pipeline.decode import EventDecoder, message_headers, registry_writer_schemas
+from groups_consumer.pipeline.facts_update import TRANSIENT_DB_ERRORS
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
 from groups_consumer.pipeline.isolate import apply_isolating
 from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
@@ -58,7 +59,6 @@ from groups_consumer.publishing.backpressure import OutboxGate
 from groups_consumer.publishing.config import PublishingSettings
 
 log = structlog.get_logger(__name__)
-TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 COMMIT_ATTEMPTS = 5
 LEAVE_AFTER_REBALANCE_S = 15.0
 QUIET_BEFORE_LEAVING_S = 1.5  # at least; one heartbeat interval + 0.5 s (3 intervals of the test broker's 0.5 s)
@@ -231,6 +231,8 @@ class EventConsumer:
                 event = self.decoder.decode(message.value(), message_headers(message), origin)
             except DecodeError as error:
                 self._dead_letter(message, origin, error)
+                if not error.poison:  # sound, but its fact source is unavailable: not a bad message
+                    self._ledger.record_valid()
                 continue
             if self._accept(event):
                 events.append(event)
@@ -246,6 +248,11 @@ class EventConsumer:
         failed: list[PlatformEvent] = []
         results = apply_isolating(self._apply_with_retries, events, partial(self._reject, received, failed))
         self._ledger.record_valid(len(events) - len(failed))
+        for failure in (failure for result in results for failure in result.source_failures):
+            origin = failure.event.origin
+            if origin is None:  # not read from Kafka: nothing to dead-letter
+                raise failure.error
+            self._dead_letter(received[origin], origin, failure.error)  # counted as valid: it was applied
         return results
 
     def _acknowledge(self, messages: list[Message]) -> None:
@@ -255,11 +262,12 @@ class EventConsumer:
         self._commit(messages)
 
     def _dead_letter(self, message: Message, origin: Origin, error: DecodeError) -> None:
-        """Send one message to the dead-letter topic with why; counted against the dead-letter limit."""
+        """Send one message to the dead-letter topic with why; counted against the dead-letter limit when it is
+        poison (see ``DecodeError.poison``)."""
         log.warning("dead_letter", reason=error.reason, detail=error.detail, topic=origin.topic,
                     partition=origin.partition, offset=origin.offset)
         self._dead_letters.send(message, error)
-        self._ledger.record_dead_letter(origin, error.reason)
+        self._ledger.record_dead_letter(origin, error.reason, poison=error.poison)
 
     def _reject(self, received: dict[Origin, Message], failed: list[PlatformEvent], event: PlatformEvent,
                 exc: Exception) -> None:

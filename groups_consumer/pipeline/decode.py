@@ -20,8 +20,8 @@ import fastavro
 from fastavro.types import Schema
 
 from groups_consumer.errors import DecodeError
-from groups_consumer.plugins import registry
 from groups_consumer.plugins.events import EventSpec, Origin, PlatformEvent
+from groups_consumer.plugins.source import FactSource
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
@@ -39,21 +39,27 @@ def message_headers(message: Message) -> Headers:
 
 
 class EventDecoder:
-    """Decodes messages of the event types ``specs`` declare (default: those of the installed fact sources),
-    checking each payload against the rules of every spec of its type. ``writer_schema(id)`` resolves registry
+    """Decodes messages of the event types the fact sources declare (default: the installed ones), checking each
+    payload against the rules of every source that consumes its type: refused by all, it is a DecodeError;
+    refused by some, the others take it (``PlatformEvent.refused_by``). ``writer_schema(id)`` resolves registry
     ids (optional)."""
 
-    def __init__(self, specs: Iterable[EventSpec] | None = None,
+    def __init__(self, sources: Iterable[FactSource[Any]] | None = None,
                  writer_schema: Callable[[int], dict[str, Any]] | None = None,
                  max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        # Imported here: processes unpickle the consumer's configuration, which imports this module, before
+        # Django is set up, and the registry imports models.
+        from groups_consumer.plugins import registry
+
         self._max_clock_skew, self._clock = max_clock_skew, clock
-        self._unavailable = registry.unavailable_events() if specs is None else {}
-        self._specs: dict[str, list[EventSpec]] = defaultdict(list)
-        for spec in registry.event_specs() if specs is None else specs:
-            self._specs[spec.event_type].append(spec)
+        self._unavailable = registry.unavailable_events() if sources is None else {}
+        self._specs: dict[str, list[tuple[str, EventSpec]]] = defaultdict(list)
+        for source in registry.fact_sources() if sources is None else sources:
+            for spec in source.events:
+                self._specs[spec.event_type].append((source.name, spec))
         # One schema per type: sources consuming the same type share its signal's.
-        self._schemas = {event_type: fastavro.parse_schema(specs_of_type[0].schema)
+        self._schemas = {event_type: fastavro.parse_schema(specs_of_type[0][1].schema)
                          for event_type, specs_of_type in self._specs.items()}
         self._writer_schema = writer_schema
         self._writer_schemas: dict[int, Schema] = {}
@@ -71,7 +77,8 @@ class EventDecoder:
             raise DecodeError("missing_header", "no ce_type header")
         if event_type not in self._schemas:
             if event_type in self._unavailable:
-                raise DecodeError("source_unavailable", f"ce_type {event_type!r}: {self._unavailable[event_type]}")
+                raise DecodeError("source_unavailable", f"ce_type {event_type!r}: {self._unavailable[event_type]}",
+                                  poison=False)
             raise DecodeError("unknown_event_type", f"ce_type {event_type!r} is not consumed")
         event_id = found.get("ce_id")
         if not event_id:
@@ -83,9 +90,17 @@ class EventDecoder:
         if not value:
             raise DecodeError("empty_body", "the message has no value")
         data = self._body(event_type, value)
-        for spec in self._specs[event_type]:
-            spec.check(data)
-        return PlatformEvent(event_type, event_id, time, data, origin)
+        refused_by = {}
+        for source, spec in self._specs[event_type]:
+            try:
+                spec.check(data)
+            except DecodeError as error:
+                refused_by[source] = error
+        if len(refused_by) == len(self._specs[event_type]):
+            raise next(iter(refused_by.values()))
+        for refusal in refused_by.values():
+            refusal.poison = False  # the event is sound for another source
+        return PlatformEvent(event_type, event_id, time, data, origin, refused_by)
 
     def _body(self, event_type: str, value: bytes) -> Mapping[str, Any]:
         schema = self._schemas[event_type]

@@ -16,13 +16,21 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import structlog
+from django.db import InterfaceError, OperationalError, transaction
+
 from groups_consumer import users
+from groups_consumer.errors import DecodeError
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.events import PlatformEvent
-from groups_consumer.plugins.source import ChangedFact, FactSource, FactUpdate, LockedUsers
+from groups_consumer.plugins.source import Applied, ChangedFact, FactSource, FactUpdate, LockedUsers
+
+log = structlog.get_logger(__name__)
 
 #: The pseudo-fact of a user first heard of: they join the instance population.
 BECAME_KNOWN = "became_known"
+#: Database errors a retry may cure: they abort the whole batch (the consumer retries it), never one source.
+TRANSIENT_DB_ERRORS = (OperationalError, InterfaceError)
 
 
 class PendingUpdate(NamedTuple):
@@ -32,35 +40,64 @@ class PendingUpdate(NamedTuple):
     update: FactUpdate
 
 
+class SourceFailure(NamedTuple):
+    """An event one fact source could not take (its payload rules refused it, or its code raised): the other
+    sources applied it; it is dead-lettered for that source (re-injecting it changes nothing for the others,
+    whose facts are idempotent)."""
+
+    event: PlatformEvent
+    source: str
+    error: DecodeError
+
+
 @dataclass
 class AppliedFacts:
     """What a batch's updates did: the facts that changed (each with its last event), the snapshots sources
-    returned by source name (each covering every user applied; only those of sources criteria read), and the
-    updates left for later because another transaction held their users."""
+    returned by source name (only those of sources criteria read), the updates left for later because another
+    transaction held their users, and the events a source failed to apply."""
 
     changed: list[ChangedFact]
     snapshots: dict[str, Mapping[int, Any]] = field(default_factory=dict)
     held: list[PendingUpdate] = field(default_factory=list)
+    failures: list[SourceFailure] = field(default_factory=list)
 
 
 class FactUpdater:
-    """The installed fact sources, by the event types they consume."""
+    """The installed fact sources, by the event types they consume.
+
+    A source's failure is its own: an event its payload rules refuse, or on which its ``updates`` or ``apply``
+    raises, is a ``SourceFailure`` for that source only. ``apply`` runs in a savepoint per source; when it
+    raises, the source's updates are split by event, each half in a savepoint of its own, until the failing
+    events are alone (nothing is spent on this when no source fails).
+    """
 
     def __init__(self, sources: Iterable[FactSource[Any]]) -> None:
+        self._sources = list(sources)
         self._by_event: dict[str, list[FactSource[Any]]] = defaultdict(list)
         self.scope_events: frozenset[str] = frozenset()
         self._read_through: set[str] = set()
-        for source in sources:
+        for source in self._sources:
             self.scope_events |= source.scope_events
             if registry.reads_through(source):
                 self._read_through.add(source.name)
             for spec in source.events:
                 self._by_event[spec.event_type].append(source)
+        # Applied in every transaction, with or without updates: their snapshots narrow routing to scopes.
+        self._scope_sources = [s for s in self._sources if s.scope_events and s.name in self._read_through]
 
-    def updates_from(self, event: PlatformEvent) -> list[PendingUpdate]:
-        """The facts an event asserts, from every source that consumes its type."""
-        return [PendingUpdate(source, update) for source in self._by_event.get(event.event_type, ())
-                for update in source.updates(event)]
+    def updates_from(self, event: PlatformEvent, failures: list[SourceFailure]) -> list[PendingUpdate]:
+        """The facts an event asserts, from every source that consumes its type and took it; adds to
+        ``failures`` the sources that refused it or raised."""
+        pending = []
+        for source in self._by_event.get(event.event_type, ()):
+            if (refusal := event.refused_by.get(source.name)) is not None:
+                failures.append(SourceFailure(event, source.name, refusal))
+                continue
+            try:
+                pending += [PendingUpdate(source, update) for update in source.updates(event)]
+            except Exception as exc:  # a plugin's code may raise anything
+                failures.append(_failure(event, source, "updates", exc))
+        return pending
 
     def apply(self, pending: Sequence[PendingUpdate], *, wait_for_locks: bool = True) -> AppliedFacts:
         """Apply updates inside the caller's transaction, locking the users' rows until it ends.
@@ -87,15 +124,42 @@ class FactUpdater:
                                                                         key=lambda x: x.version).event)
                                 for u in sorted(new_users)], held=held)
         locked_users = LockedUsers(frozenset(by_user), frozenset(new_users))
-        by_source: dict[str, list[FactUpdate]] = defaultdict(list)
-        sources: dict[str, FactSource[Any]] = {}
+        by_source: dict[str, list[FactUpdate]] = {source.name: [] for source in self._scope_sources}
+        sources = {source.name: source for source in self._scope_sources}
         for items in by_user.values():
             for item in items:
-                by_source[item.source.name].append(item.update)
+                by_source.setdefault(item.source.name, []).append(item.update)
                 sources[item.source.name] = item.source
         for name, updates in by_source.items():
-            result = sources[name].apply(updates, locked_users)
+            result = self._apply_isolating(sources[name], updates, locked_users, applied.failures)
             applied.changed += result.changed
             if result.snapshots is not None and name in self._read_through:
                 applied.snapshots[name] = result.snapshots
         return applied
+
+    def _apply_isolating(self, source: FactSource[Any], updates: list[FactUpdate], locked_users: LockedUsers,
+                         failures: list[SourceFailure]) -> Applied:
+        """``source.apply`` in a savepoint; if it raises, the updates of each half of its events again, down to
+        single events, which become failures."""
+        try:
+            with transaction.atomic():
+                return source.apply(updates, locked_users)
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:  # a plugin's code may raise anything; the savepoint undid what it wrote
+            events = list(dict.fromkeys(update.event.event_id for update in updates))
+            if len(events) == 1:
+                failures.append(_failure(updates[0].event, source, "apply", exc))
+                return Applied()
+            halves = set(events[:len(events) // 2]), set(events[len(events) // 2:])
+            parts = [self._apply_isolating(source, [u for u in updates if u.event.event_id in half], locked_users,
+                                           failures) for half in halves]
+            return Applied([change for part in parts for change in part.changed])
+
+
+def _failure(event: PlatformEvent, source: FactSource[Any], step: str, exc: Exception) -> SourceFailure:
+    log.error("fact_source_failed", source=source.name, step=step, event_type=event.event_type,
+              event_id=event.event_id, error=f"{type(exc).__name__}: {exc}", exc_info=exc)
+    return SourceFailure(event, source.name, DecodeError(
+        "source_failed", f"fact source {source.name!r} ({step}): {type(exc).__name__}: {exc}", type(exc).__name__,
+        poison=False))

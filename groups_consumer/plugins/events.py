@@ -15,7 +15,7 @@ records (dicts).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Annotated, Any
@@ -55,13 +55,15 @@ class Origin:
 
 @dataclass(frozen=True)
 class PlatformEvent:
-    """A decoded openedx-event: its CloudEvents attributes and the signal data as Avro records (dicts)."""
+    """A decoded openedx-event: its CloudEvents attributes and the signal data as Avro records (dicts).
+    ``refused_by`` names the fact sources whose payload rules it breaks (the others take it), with why."""
 
     event_type: str
     event_id: str
     time: datetime
     data: Mapping[str, Any]
     origin: Origin | None = None
+    refused_by: Mapping[str, DecodeError] = field(default_factory=dict)
 
 
 class EventPayload(BaseModel):

@@ -224,13 +224,19 @@ def criterion_problem(name: str, types: CriterionRegistry | None = None) -> str 
     """Why the criterion type ``name`` of ``types`` (default: the installed ones) cannot work in this process, or
     None: the backend it reads is unavailable, or it listens to event types no available fact source consumes
     (it would never update)."""
-    plugin = (types or criterion_types()).plugins[name]
+    plugin = (criterion_types() if types is None else types).plugins[name]
     criterion, where = plugin.obj, f"{plugin.target} (package {plugin.source})"
+    consumed = {spec.event_type for spec in event_specs()}  # leaves out the sources that cannot start
     if criterion.backend not in backend_classes().plugins:
         return f"{where} reads {criterion.backend!r}, which is unavailable: " \
                f"{backend_classes().unavailable_reason(criterion.backend)}"
-    if unheard := sorted(criterion.events - {spec.event_type for spec in event_specs()}):
-        return f"{where} listens to {', '.join(unheard)}, which no installed fact source consumes"
+    try:
+        backend(criterion.backend)
+    except Exception as exc:  # a plugin's constructor may raise anything
+        return f"{where} reads {criterion.backend!r}, which failed to start: {exc!r}"
+    if unheard := sorted(criterion.events - consumed):
+        return f"{where} listens to {', '.join(unheard)}, which no available fact source consumes" + "".join(
+            f" ({_unavailable_events[event_type]})" for event_type in unheard if event_type in _unavailable_events)
     return None
 
 
@@ -239,10 +245,22 @@ def fact_sources() -> list[FactSource[Any]]:
     """The available fact sources, one instance each: the one ``backend`` serves, unless the name is served by
     another backend (``settings.GROUPS_CONSUMER_BACKENDS``): then criteria read that one, and events still
     update the source's tables."""
-    found = []
+    found: list[FactSource[Any]] = []
+    schemas: dict[str, tuple[str, dict[str, Any]]] = {}  # event type -> the first source declaring it, its schema
     for name, plugin in sorted(fact_source_classes().plugins.items()):
-        served = backend(name) if name in backend_classes().plugins else None
-        found.append(served if isinstance(served, plugin.obj) else plugin.obj())
+        try:
+            served = backend(name) if name in backend_classes().plugins else None
+            source = served if isinstance(served, plugin.obj) else plugin.obj()
+        except Exception as exc:  # a plugin's constructor may raise anything
+            _leave_out(name, f"failed to start: {exc!r}")
+            continue
+        clash = next(((spec.event_type, schemas[spec.event_type][0]) for spec in source.events
+                      if spec.event_type in schemas and schemas[spec.event_type][1] != spec.schema), None)
+        if clash:
+            _leave_out(name, f"declares {clash[0]} with another schema than fact source {clash[1]!r}")
+            continue
+        schemas.update((spec.event_type, (name, spec.schema)) for spec in source.events)
+        found.append(source)
     return found
 
 
@@ -263,12 +281,18 @@ _unavailable_events: dict[str, str] = {}
 def disable_fact_source(name: str, reason: str) -> None:
     """Leave out an installed fact source for the rest of the process (a start-up check failed): the criteria
     reading it break their groups with ``reason``, its events are dead-lettered as ``source_unavailable``."""
+    _leave_out(name, reason)
+    fact_sources.cache_clear()
+
+
+def _leave_out(name: str, reason: str) -> None:
+    """Move a registered fact source to the failures (see ``disable_fact_source``)."""
     sources = fact_source_classes()
     plugin = sources.plugins.pop(name)
     sources._fail(name, f"{plugin.target} (package {plugin.source}): {reason}")
     _unavailable_events.update({spec.event_type: f"fact source {name!r} is unavailable: {reason}"
-                                for spec in plugin.obj.events})
-    for cached in (backend_classes, backend, fact_sources):
+                                for spec in plugin.obj.events if spec.event_type not in _unavailable_events})
+    for cached in (backend_classes, backend):
         cached.cache_clear()
 
 

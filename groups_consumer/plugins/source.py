@@ -79,8 +79,10 @@ class LockedUsers:
 
 @dataclass
 class Applied:
-    """What a source's ``apply`` did: the facts that changed, and optionally the snapshots of the users applied
-    as the batch leaves them (read under the batch's locks), which spares evaluation from loading them again."""
+    """What a source's ``apply`` did: the facts that changed, and optionally the snapshots of the batch's users
+    as it leaves them (read under the batch's locks), which spares evaluation from loading them again: when
+    given, exactly what ``snapshots(users.ids)`` would return now (evaluation takes a user missing from it for
+    one the source knows nothing about)."""
 
     changed: list[ChangedFact] = field(default_factory=list)
     snapshots: Mapping[int, Any] | None = None

@@ -10,6 +10,7 @@ from groups_consumer.kafka_clients import KafkaSettingsError
 from groups_consumer.management.base import GroupsCommand
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.replay import replay
+from groups_consumer.plugin_checks import check_plugins
 
 
 def _instant(text: str) -> datetime:
@@ -35,6 +36,7 @@ class Command(GroupsCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
             raise CommandError("KAFKA_BOOTSTRAP_SERVERS is not set: replay reads an existing broker")
+        check_plugins()
         try:
             config = ConsumerConfig.from_env()
             stats = replay(config, since=options["from_time"], until=options["to_time"], idle_s=options["idle"])
