@@ -36,10 +36,9 @@ R = TypeVar("R")
 
 STAGES = {
     "facts (FactUpdater.apply)": ("groups_consumer.pipeline.facts_update.FactUpdater", "apply"),
-    "  lock users": ("groups_consumer.users", "lock"),
+    "  lock + read users": ("groups_consumer.users", "lock_reading"),
     "  busy new users": ("groups_consumer.users", "known"),
     "  create users": ("groups_consumer.users", "create"),
-    "  read users": ("groups_consumer.facts.rows", "read_users"),
     "  read courses": ("groups_consumer.facts.rows", "read_courses"),
     "  create courses": ("groups_consumer.facts.rows", "create_courses"),
     "  write users": ("groups_consumer.facts.rows", "write_users"),

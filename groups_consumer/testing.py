@@ -124,7 +124,11 @@ def dead_letter_reason(message: Message, now: datetime) -> str | None:
 def apply_events(messages: Iterable[Message], now: datetime) -> BatchResult:
     """Decode ``messages`` and apply them as one batch of the consumer at ``now``, against the groups stored now:
     facts through the installed fact sources, then routing, evaluation and membership changes, in one
-    transaction. DecodeError for a message the consumer would dead-letter."""
+    transaction. DecodeError for a message the consumer would dead-letter, including one a fact source failed
+    on while the others applied it (the batch is then committed, as the consumer commits it)."""
     decoder = EventDecoder(clock=lambda: now)
     events = [decoder.decode(value, headers) for _key, value, headers in messages]
-    return BatchProcessor(GroupCatalog.load()).process(events, now)
+    result = BatchProcessor(GroupCatalog.load()).process(events, now)
+    if result.source_failures:
+        raise result.source_failures[0].error
+    return result

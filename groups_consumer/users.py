@@ -10,7 +10,8 @@ locks the whole database for each writing transaction, so there the row locks ar
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
+from typing import Any
 
 from groups_consumer import bulk_sql
 from groups_consumer.models import UserFact
@@ -23,16 +24,24 @@ def lock(users: Collection[int] | UserRange, *, skip_locked: bool = False) -> se
     """Lock the rows of the known users among ``users`` (ids or a range) until the transaction ends, in
     user-id order; returns the users held. ``skip_locked`` leaves out, instead of waiting for them, the users
     another transaction holds."""
-    suffix = ""
-    if bulk_sql.is_postgres():
-        suffix = "ORDER BY user_id FOR UPDATE SKIP LOCKED" if skip_locked else "ORDER BY user_id FOR UPDATE"
     if isinstance(users, UserRange):
         query = UserFact.objects.filter(users.q()).order_by("user_id").values_list("user_id", flat=True)
         if bulk_sql.is_postgres():
             query = query.select_for_update(skip_locked=skip_locked)
         return set(query)
-    found = bulk_sql.select_where_in(f"SELECT user_id FROM {_TABLE} WHERE", "user_id", sorted(users), suffix=suffix)
-    return {row[0] for row in found}
+    return set(lock_reading(users, (), skip_locked=skip_locked))
+
+
+def lock_reading(user_ids: Collection[int], columns: Sequence[str], *,
+                 skip_locked: bool = False) -> dict[int, tuple[Any, ...]]:
+    """``lock`` for ids, reading ``columns`` of the rows it locks in the same statement (the built-in learner
+    facts live in this table): the values by user id, as the database driver gives them."""
+    suffix = ""
+    if bulk_sql.is_postgres():
+        suffix = "ORDER BY user_id FOR UPDATE SKIP LOCKED" if skip_locked else "ORDER BY user_id FOR UPDATE"
+    found = bulk_sql.select_where_in(f"SELECT {', '.join(['user_id', *columns])} FROM {_TABLE} WHERE", "user_id",
+                                     sorted(user_ids), suffix=suffix)
+    return {row[0]: row[1:] for row in found}
 
 
 def known(users: Collection[int] | UserRange) -> set[int]:

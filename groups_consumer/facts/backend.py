@@ -30,6 +30,7 @@ class FactTableBackend(LearnerFacts, FactSource[LearnerSnapshot]):
     events = LEARNER_EVENTS
     models = (UserFact, CourseFact)
     scope_events = ENROLLMENT_EVENTS
+    user_columns = tuple(rows.USER_FIELDS)
 
     def updates(self, event: PlatformEvent) -> list[FactUpdate]:
         return merge.updates_from(event)

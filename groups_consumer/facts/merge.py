@@ -55,11 +55,12 @@ def updates_from(event: PlatformEvent) -> list[FactUpdate]:
 
 
 def apply(updates: Sequence[FactUpdate], users: LockedUsers) -> Applied:
-    """Merge the updates into ``UserFact`` / ``CourseFact``; the snapshots cover every user of ``users``."""
+    """Merge the updates into ``UserFact`` / ``CourseFact``; the snapshots cover every user of ``users``, whose
+    ``rows`` hold their ``USER_FIELDS``."""
     by_user: dict[int, list[FactUpdate]] = defaultdict(list)
     for update in updates:
         by_user[update.user_id].append(update)
-    user_rows = rows.read_users(users.ids)
+    user_rows = rows.users_from(users.rows)  # read while locking them (``user_columns``)
     courses = rows.read_courses(users.ids)
     if missing := {(u.user_id, u.course_key) for u in updates if u.course_key} - courses.keys():
         courses.update(rows.create_courses(missing))

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.db.models import Model
 
@@ -60,10 +61,16 @@ def read_users(user_ids: Collection[int]) -> dict[int, UserRow]:
     """The rows of the known users among ``user_ids``."""
     found = bulk_sql.select_where_in(f"SELECT user_id, {', '.join(USER_FIELDS)} FROM {_USERS} WHERE", "user_id",
                                      user_ids)
+    return users_from({row[0]: row[1:] for row in found})
+
+
+def users_from(values: Mapping[int, tuple[Any, ...]]) -> dict[int, UserRow]:
+    """User rows from the values of ``USER_FIELDS`` by user id, as the database driver gives them."""
     if bulk_sql.is_postgres():  # values come typed as the records hold them
-        return {row[0]: UserRow(*row) for row in found}
+        return {user_id: UserRow(user_id, *row) for user_id, row in values.items()}
     dt = bulk_sql.py_datetime
-    return {row[0]: UserRow(row[0], row[1], dt(row[2]), dt(row[3]), row[4], dt(row[5])) for row in found}
+    return {user_id: UserRow(user_id, row[0], dt(row[1]), dt(row[2]), row[3], dt(row[4]))
+            for user_id, row in values.items()}
 
 
 def read_courses(user_ids: Collection[int]) -> dict[tuple[int, str], CourseRow]:

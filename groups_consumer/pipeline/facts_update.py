@@ -84,6 +84,7 @@ class FactUpdater:
                 self._by_event[spec.event_type].append(source)
         # Applied in every transaction, with or without updates: their snapshots narrow routing to scopes.
         self._scope_sources = [s for s in self._sources if s.scope_events and s.name in self._read_through]
+        self._user_columns = tuple(dict.fromkeys(c for source in self._sources for c in source.user_columns))
 
     def updates_from(self, event: PlatformEvent, failures: list[SourceFailure]) -> list[PendingUpdate]:
         """The facts an event asserts, from every source that consumes its type and took it; adds to
@@ -105,31 +106,29 @@ class FactUpdater:
         Without ``wait_for_locks``, the updates of users another transaction holds are not applied but returned
         in ``held`` (the caller applies them in a transaction of its own, waiting then).
         """
-        by_user: dict[int, list[PendingUpdate]] = defaultdict(list)
-        for item in pending:
-            by_user[item.update.user_id].append(item)
-        if not by_user:
+        user_ids = {item.update.user_id for item in pending}
+        if not user_ids:
             return AppliedFacts([])
-        locked = users.lock(by_user, skip_locked=not wait_for_locks)
-        new_users = set(by_user) - locked
+        locked = users.lock_reading(user_ids, self._user_columns, skip_locked=not wait_for_locks)
+        new_users = user_ids - locked.keys()
         held: list[PendingUpdate] = []
         if new_users and not wait_for_locks:
             busy = users.known(new_users)  # held by another transaction, or created by one since
-            new_users -= busy
-            held = [item for user_id in sorted(busy) for item in by_user.pop(user_id)]
+            if busy:
+                new_users -= busy
+                user_ids -= busy
+                held = [item for item in pending if item.update.user_id in busy]
+                pending = [item for item in pending if item.update.user_id not in busy]
         if new_users:
             users.create(new_users)
-            users.lock(new_users)
-        applied = AppliedFacts([ChangedFact(u, BECAME_KNOWN, None, min((i.update for i in by_user[u]),
-                                                                        key=lambda x: x.version).event)
-                                for u in sorted(new_users)], held=held)
-        locked_users = LockedUsers(frozenset(by_user), frozenset(new_users))
+            locked.update(users.lock_reading(new_users, self._user_columns))
+        applied = AppliedFacts(_became_known(pending, new_users), held=held)
+        locked_users = LockedUsers(frozenset(user_ids), frozenset(new_users), locked)
         by_source: dict[str, list[FactUpdate]] = {source.name: [] for source in self._scope_sources}
         sources = {source.name: source for source in self._scope_sources}
-        for items in by_user.values():
-            for item in items:
-                by_source.setdefault(item.source.name, []).append(item.update)
-                sources[item.source.name] = item.source
+        for item in pending:
+            by_source.setdefault(item.source.name, []).append(item.update)
+            sources[item.source.name] = item.source
         for name, updates in by_source.items():
             result = self._apply_isolating(sources[name], updates, locked_users, applied.failures)
             applied.changed += result.changed
@@ -155,6 +154,16 @@ class FactUpdater:
             parts = [self._apply_isolating(source, [u for u in updates if u.event.event_id in half], locked_users,
                                            failures) for half in halves]
             return Applied([change for part in parts for change in part.changed])
+
+
+def _became_known(pending: Sequence[PendingUpdate], new_users: set[int]) -> list[ChangedFact]:
+    """The instance-population change of each user first heard of, with the earliest of their updates' events."""
+    first: dict[int, FactUpdate] = {}
+    for item in pending:
+        user_id = item.update.user_id
+        if user_id in new_users and (user_id not in first or item.update.version < first[user_id].version):
+            first[user_id] = item.update
+    return [ChangedFact(user_id, BECAME_KNOWN, None, first[user_id].event) for user_id in sorted(first)]
 
 
 def _failure(event: PlatformEvent, source: FactSource[Any], step: str, exc: Exception) -> SourceFailure:

@@ -20,6 +20,7 @@ from django.db.models import Model
 from django.utils.module_loading import import_string
 from stevedore import ExtensionManager
 
+from groups_consumer.models import UserFact
 from groups_consumer.plugins.backend import BackendClient
 from groups_consumer.plugins.criterion import CriterionType
 from groups_consumer.plugins.events import EventSpec
@@ -171,6 +172,8 @@ def _check_fact_source(name: str, obj: object) -> None:
             spec.schema  # noqa: B018 (derived once, here, so that a bad signal is reported at start-up)
         except Exception as exc:  # openedx-events raises plain Exception for data it cannot express
             raise TypeError(f"event {spec.event_type}: no Avro schema can be derived from its signal ({exc})") from exc
+    if unknown := set(getattr(obj, "user_columns", ())) - {field.attname for field in UserFact._meta.fields}:
+        raise TypeError(f"user_columns names no column of UserFact: {', '.join(sorted(unknown))}")
     models = getattr(obj, "models", None)
     if not (isinstance(models, tuple) and models and all(isinstance(m, type) and issubclass(m, Model)
                                                          for m in models)):

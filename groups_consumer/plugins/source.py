@@ -71,10 +71,13 @@ class ChangedFact:
 @dataclass(frozen=True)
 class LockedUsers:
     """The users a batch holds while sources apply their updates: every one has a ``UserFact`` row, locked
-    until the transaction ends; ``new`` were first heard of in this batch."""
+    until the transaction ends; ``new`` were first heard of in this batch. ``rows`` holds, by user id, the
+    values of the ``UserFact`` columns the sources asked for (``FactSource.user_columns``), read by the statement
+    that locked them."""
 
     ids: frozenset[int]
     new: frozenset[int] = frozenset()
+    rows: Mapping[int, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +100,8 @@ class FactSource(BackendClient[SnapshotT]):
     models: ClassVar[tuple[type[Model], ...]]
     #: Event types that move users into or out of group scopes (only the source answering scopes has any).
     scope_events: ClassVar[frozenset[str]] = frozenset()
+    #: Columns of ``UserFact`` (the users table, where the built-in learner facts live) to read while locking.
+    user_columns: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def updates(self, event: PlatformEvent) -> Iterable[FactUpdate]:
