@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -73,7 +73,9 @@ def consumer_config(bootstrap_servers: str, topic: str) -> ConsumerConfig:
     run = uuid.uuid4().hex[:8]
     kafka = KafkaClientSettings.from_env(bootstrap_servers).with_properties("consumer",
                                                                          EmbeddedBroker.CONSUMER_PROPERTIES)
-    return ConsumerConfig(kafka=kafka, topics=(topic,), group_id=f"bench-{run}", dlq_topic=f"bench-dlq-{run}")
+    # The service's CONSUMER_* settings, as in production (``bench.compare`` varies them).
+    return replace(ConsumerConfig.from_env(bootstrap_servers), kafka=kafka, topics=(topic,), group_id=f"bench-{run}",
+                   dlq_topic=f"bench-dlq-{run}")
 
 
 def ceiling(bootstrap_servers: str, topic: str, count: int) -> float:

@@ -35,3 +35,19 @@ def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
     assert [run["outbox_rows"] > 0 for run in results["publishing_runs"]] == [False, True]
     assert results["peer_events_per_s"] is None  # skipped parts are null
     assert "end to end, groups-consumer consume" in run.stdout
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="the benchmark runs on PostgreSQL; checked once, in the PostgreSQL run")
+def test_a_tiny_comparison_alternates_the_two_values(tmp_path, bootstrap_servers):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
+    run = subprocess.run([sys.executable, "-m", "bench.compare", "--env", "CONSUMER_BATCH_SIZE=500,1000",
+                          "--rounds", "1", "--users", "300", "--events", "4000", "--groups", "20",
+                          "--database-url", "postgres://postgres@127.0.0.1:5432/gc_compare_smoke",
+                          "--results", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [saved] = tmp_path.glob("compare-CONSUMER_BATCH_SIZE-*.json")
+    results = json.loads(saved.read_text())
+    assert [r["value"] for r in results["runs"]] == ["500", "1000"]
+    assert all(r["events_per_s"] > 0 and r["cpu_s"]["consumer"] > 0 for r in results["runs"])
+    assert results["ratio_after_to_before"] > 0
