@@ -195,6 +195,21 @@ def prefer_index_scans() -> None:
         _execute("SET LOCAL enable_seqscan = off", [])
 
 
+def plan_for_ranges() -> None:
+    """Tell PostgreSQL, for the rest of the current transaction, how to plan a statement over one user range
+    (a full sync's range: ``engine.range_differences``).
+
+    What such a statement reads of each table is the rows of one range of users, which its first subquery
+    brings into memory for the others. At the default cost of a random read (4x a sequential one), the
+    planner reads every user of the range for each group instead of probing the few users a course subquery
+    gives (measured: about 9 ms against 3 ms per course group, for a range of 20,000 users among a million).
+    And a statement with many groups adds up to a cost at which PostgreSQL compiles it to machine code first
+    (JIT): measured for 50 groups on a range of 50,000 users, 2.2 to 3.3 s with it, 0.8 to 1.0 s without.
+    """
+    if is_postgres():
+        _execute("SELECT set_config('random_page_cost', '1.1', true), set_config('jit', 'off', true)", [])
+
+
 @contextmanager
 def cursor() -> Iterator[CursorWrapper]:
     """A cursor of the Django connection (its transaction, error wrapping and query logging).

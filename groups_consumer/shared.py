@@ -5,7 +5,9 @@ Sets of users are what the set-based evaluators describe, resolved lazily in bou
 A ``Query`` is a condition on the ``UserFact`` table (one SQL query whatever the tree below it); ``Ids`` is an
 explicit set, for backends without ORM access. ``all_of`` / ``any_of`` / ``complement`` fold ``Query`` parts
 into one condition and keep a composite only where explicit sets force Python set algebra. Resolving always
-happens one ``UserRange`` at a time, so memory stays bounded by the range, not by the population.
+happens one ``UserRange`` at a time, so memory stays bounded by the range, not by the population. On
+PostgreSQL a selection also gives itself as one SQL query (``Selection.sql``), for a full sync to compare it
+with the stored memberships in the database, where composites become set operations.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import operator
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache, reduce
+from typing import Any
 
 from django.db.models import Q
 from opaque_keys import InvalidKeyError
@@ -58,6 +61,11 @@ class Selection(abc.ABC):
         """The ``Query`` parts resolving the selection runs (none for an explicit set)."""
         yield from ()
 
+    def sql(self, within: UserRange) -> tuple[str, list[Any]]:
+        """The selected user ids inside ``within`` as one SQL query (PostgreSQL) of a ``user_id`` column, each id
+        once, and its parameters. By default the ids are resolved here and sent as an array."""
+        return "SELECT unnest(%s::bigint[]) AS user_id", [sorted(self.resolve(within))]
+
 
 @dataclass(frozen=True)
 class Query(Selection):
@@ -77,6 +85,14 @@ class Query(Selection):
 
     def resolve(self, within: UserRange) -> set[int]:
         return set(UserFact.objects.filter(self.q_for(within), within.q()).values_list("user_id", flat=True))
+
+    def sql(self, within: UserRange) -> tuple[str, list[Any]]:
+        rows = UserFact.objects.filter(self.q_for(within), within.q()).values("user_id")
+        if len(rows.query.alias_map) > 1:  # joined to a related table (``courses__...``): a row per match
+            rows = rows.distinct()
+        # Not elided when the condition can match no row (``__in=[]``): the query must still give its column.
+        sql, params = rows.query.get_compiler(using=rows.db, elide_empty=False).as_sql()
+        return sql, list(params)
 
     def queries(self) -> Iterator[Query]:
         yield self
@@ -108,6 +124,14 @@ class _Intersection(Selection):
             result &= part.resolve(within)
         return result
 
+    def sql(self, within: UserRange) -> tuple[str, list[Any]]:
+        # The first part (an explicit set when there is one, see ``all_of``) filtered by the others: the
+        # planner then probes the others per user of the set instead of reading every user they select.
+        (first, params), *others = (part.sql(within) for part in self.parts)
+        conditions = " AND ".join(f"user_id IN ({sql})" for sql, _ in others)
+        return (f"SELECT user_id FROM ({first}) AS s WHERE {conditions}",
+                [*params, *(param for _, part_params in others for param in part_params)])
+
     def queries(self) -> Iterator[Query]:
         for part in self.parts:
             yield from part.queries()
@@ -119,6 +143,9 @@ class _Union(Selection):
 
     def resolve(self, within: UserRange) -> set[int]:
         return set().union(*(part.resolve(within) for part in self.parts))
+
+    def sql(self, within: UserRange) -> tuple[str, list[Any]]:
+        return _compound("UNION", [part.sql(within) for part in self.parts])
 
     def queries(self) -> Iterator[Query]:
         for part in self.parts:
@@ -133,9 +160,18 @@ class _Difference(Selection):
     def resolve(self, within: UserRange) -> set[int]:
         return self.universe.resolve(within) - self.removed.resolve(within)
 
+    def sql(self, within: UserRange) -> tuple[str, list[Any]]:
+        return _compound("EXCEPT", [self.universe.sql(within), self.removed.sql(within)])
+
     def queries(self) -> Iterator[Query]:
         yield from self.universe.queries()
         yield from self.removed.queries()
+
+
+def _compound(set_operator: str, parts: list[tuple[str, list[Any]]]) -> tuple[str, list[Any]]:
+    """Queries of user ids combined by a set operator (which gives each id once)."""
+    return (f" {set_operator} ".join(f"SELECT user_id FROM ({sql}) AS s" for sql, _ in parts),
+            [param for _, params in parts for param in params])
 
 
 def probe(selection: Selection) -> None:

@@ -51,6 +51,11 @@ def known(users: Collection[int] | UserRange) -> set[int]:
     return {row[0] for row in bulk_sql.select_where_in(f"SELECT user_id FROM {_TABLE} WHERE", "user_id", users)}
 
 
+def count(users: UserRange) -> int:
+    """How many known users a range has now."""
+    return UserFact.objects.filter(users.q()).count()
+
+
 def create(user_ids: Collection[int]) -> None:
     """Insert rows for users first heard of, in user-id order (existing rows are left as they are)."""
     bulk_sql.insert_ignoring_conflicts(UserFact, ["user_id", "username"], [(u, "") for u in sorted(user_ids)])

@@ -1,11 +1,15 @@
 """Full sync writes only differences, in bounded batches, and converges."""
 
 import pytest
+from django.conf import settings
+from django.db import connection
+from django.db.models import Q
 
 from groups_consumer import api
 from groups_consumer.models import Membership, MembershipChange, UserFact
+from groups_consumer.shared import EVERYONE, Query
 from groups_consumer.users import ranges as user_ranges
-from tests.facts import NOW, course, days_ago, leaf, user
+from tests.facts import NOW, OTHER_COURSE, course, days_ago, leaf, user
 
 pytestmark = pytest.mark.django_db
 
@@ -79,3 +83,15 @@ def test_sync_reports_progress_in_logs(caplog):
     events = [entry["event"] for entry in logs]
     assert events[0] == "sync_started" and events[-1] == "sync_finished"
     assert logs[-1]["users"] == 5 and logs[-1]["joined"] == 2
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="selections as SQL: PostgreSQL only")
+def test_a_condition_joined_to_a_related_table_selects_each_user_once_in_sql():
+    user(1)
+    course(1)
+    course(1, OTHER_COURSE)
+    sql, params = Query(Q(courses__is_active=True)).sql(EVERYONE)  # a plugin's condition may join
+    with connection.cursor() as db:
+        db.execute(sql, params)
+        assert db.fetchall() == [(1,)]

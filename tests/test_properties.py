@@ -9,6 +9,7 @@
 
 import random
 from contextlib import contextmanager
+from unittest.mock import patch
 
 import pytest
 from django.db import transaction
@@ -16,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from groups_consumer import api
+from groups_consumer.engine import full_sync as sync_module
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.full_sync import full_sync
 from groups_consumer.engine.incremental import evaluate_users
@@ -143,6 +145,13 @@ def test_incremental_equals_full_sync_and_exclusivity_holds(before, after, specs
         assert memberships() == incremental
         assert_exclusive_and_by_precedence(catalog)
 
+        # Memberships drift (lost, or given to users outside the group): a sync in ranges of any size, which
+        # decides again only the users it finds changed, or whole ranges, converges back.
+        drift(rng, catalog)
+        with patch.object(sync_module, "LOCK_FIRST_ABOVE", rng.choice([1, 100])):
+            full_sync(catalog, catalog.groups.values(), now=NOW, chunk_size=rng.choice([1, 2, 1000]))
+        assert memberships() == incremental
+
         # Facts change: re-evaluating only the users whose facts changed converges to the full sync.
         store(after)
         changed = [uid for uid in set(before) | set(after) if before.get(uid) != after.get(uid)]
@@ -153,6 +162,22 @@ def test_incremental_equals_full_sync_and_exclusivity_holds(before, after, specs
         full_sync(catalog, catalog.groups.values(), now=NOW)
         assert memberships() == incremental
         assert_exclusive_and_by_precedence(catalog)
+
+
+def drift(rng, catalog):
+    """Delete half of the memberships and add some at random (never a user's second of one exclusive set)."""
+    stored = list(Membership.objects.all())
+    for membership in rng.sample(stored, k=len(stored) // 2):
+        membership.delete()
+    in_a_set = set(Membership.objects.filter(exclusive_set__isnull=False).values_list("user_id", flat=True))
+    for group in catalog.groups.values():
+        for uid in rng.sample(USER_IDS, k=2):
+            if group.exclusive_set is not None:
+                if uid in in_a_set:
+                    continue
+                in_a_set.add(uid)
+            Membership.objects.get_or_create(group_id=group.id, user_id=uid,
+                                             defaults={"exclusive_set": group.exclusive_set, "joined_at": NOW})
 
 
 def assert_exclusive_and_by_precedence(catalog):

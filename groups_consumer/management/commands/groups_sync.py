@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import CommandError, CommandParser
 
 from groups_consumer import api
+from groups_consumer.engine.full_sync import DEFAULT_CHUNK
 from groups_consumer.management.base import GroupsCommand
 
 
@@ -16,7 +17,7 @@ class Command(GroupsCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--group", help="group name")
         self.add_scope_argument(parser)
-        parser.add_argument("--chunk-size", type=int, help="users per batch (default 20000)")
+        parser.add_argument("--chunk-size", type=int, help=f"users per batch (default {DEFAULT_CHUNK})")
 
     def handle(self, *args: Any, **options: Any) -> None:
         groups = list(api.groups_matching(options["group"], api.parse_scope(options["scope"])))
