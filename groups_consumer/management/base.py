@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
+from django.core.checks import Tags
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from groups_consumer import api
@@ -13,7 +14,14 @@ from groups_consumer.models import Group
 
 
 class GroupsCommand(BaseCommand):
-    """A management command that shows as ``groups-consumer VERB`` and turns user errors into CommandError."""
+    """A management command that shows as ``groups-consumer VERB`` and turns user errors into CommandError.
+
+    Of Django's system checks it runs the models' only: the others (URLs, templates, security) are about the web
+    service (``serve`` runs them all), and the URL check alone imported the whole REST API, half a second of
+    every command's start.
+    """
+
+    requires_system_checks: list[str] | tuple[str, ...] | Literal["__all__"] = (Tags.models,)
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         verb = subcommand.removeprefix("groups_").replace("_", "-")

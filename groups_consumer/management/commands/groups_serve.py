@@ -30,6 +30,8 @@ class WebServer(BaseApplication):  # type: ignore[misc]  # gunicorn ships no typ
 class Command(GroupsCommand):
     """Serve the REST API under /api/v1/, the admin under /admin/ and /health with gunicorn."""
 
+    requires_system_checks = "__all__"
+
     help = "Serve the REST API (/api/v1/), the admin (/admin/) and /health (gunicorn)."
 
     def add_arguments(self, parser: CommandParser) -> None:
