@@ -10,7 +10,9 @@ On a fresh PostgreSQL database and the broker (``KAFKA_BOOTSTRAP_SERVERS`` or an
   edx-event-bus-kafka's consumer with no-op receivers (the operator's peer today), event-to-membership
   latency at a fixed produce rate, the cost of publishing membership changes (one consumer process with
   publishing off, then on with the relay in a process of its own, ``relay_process``, until the relay has
-  published every change; alternated on the same stream and state; CPU per process from ``cpu``), the
+  published every change; alternated on the same stream and state; CPU per process from ``cpu``), a replay
+  of the main stream from the beginning in one process and in ``--processes`` (into the platform loaded
+  again), the
   end-to-end figure at several populations, the first full sync and a re-sync (wall time and peak RSS of the
   ``groups-consumer sync`` process), and ``naive``: the obvious implementation, as a baseline;
 - ``report``: ``bench/results/latest.json`` (and a timestamped copy) and a table against the targets.

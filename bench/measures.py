@@ -39,6 +39,7 @@ from groups_consumer.models import MembershipChange, OutboxMessage
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
 from groups_consumer.pipeline.decode import EventDecoder, message_headers
+from groups_consumer.pipeline.replay import replay as replay_topics
 from groups_consumer.plugins.events import Origin
 from groups_consumer.publishing import outbox
 
@@ -354,6 +355,17 @@ def latency_at_rate(bootstrap_servers: str, messages: list[WireMessage], rate: f
     produce(bootstrap_servers, topic, messages, rate=rate)
     worker.join(timeout=600)
     return result[0]
+
+
+def replay(bootstrap_servers: str, topic: str, count: int, processes: int) -> float:
+    """``replay --from-beginning --processes N`` of the topic (``groups_consumer.pipeline.replay``): messages per
+    second from the call to the commit of its last batch, the processes' start and group joins included, the
+    idle wait that ends a replay not."""
+    started = time.monotonic()
+    stats = replay_topics(consumer_config(bootstrap_servers, topic), idle_s=3, processes=processes)
+    if stats.messages != count:
+        raise RuntimeError(f"the replay read {stats.messages} messages of {count}")
+    return stats.messages / (stats.last_message - started)  # a system-wide clock: the processes' times compare
 
 
 def peer(bootstrap_servers: str, topic: str, count: int) -> float:

@@ -55,7 +55,7 @@ class Benchmark:
 
     def _main_population(self) -> None:
         args = self.args
-        if not {"ceiling", "end_to_end", "peer", "latency", "publishing"} - self.skip:
+        if not {"ceiling", "end_to_end", "peer", "latency", "publishing", "replay"} - self.skip:
             return
         self._platform(args.users, args.groups)
         if {"ceiling", "end_to_end", "peer"} - self.skip:
@@ -68,6 +68,8 @@ class Benchmark:
                                 latency_p99_ms=result.percentile(99))
         if "publishing" not in self.skip and args.publishing_rounds > 0:
             self._publishing()
+        if "replay" not in self.skip:
+            self._replay()
 
     def _first_stream(self) -> None:
         """The throughput figures of the main population, on its first streams."""
@@ -144,6 +146,20 @@ class Benchmark:
             publishing_cost_ratio=1 - published / off if off else None,
             publishing_cost_ratio_vs_one_process=1 - published / one if one else None,
             publishing_others_cpu_share=max(busy, default=None), publishing_runs=[asdict(run) for run in measured])
+
+    def _replay(self) -> None:
+        """``replay --from-beginning`` of the main stream in one process and in ``--processes``, each into the main
+        population loaded again (none of the stream's facts applied: the work of a replay after an outage)."""
+        args = self.args
+        if self._main_stream is None:
+            topic, messages = self._stream(args.events)
+            self._main_stream = topic, len(messages)
+        topic, count = self._main_stream
+        rates = self.results.setdefault("replay_events_per_s", {})
+        for processes in sorted({1, args.processes}):
+            self._platform(args.users, args.groups)
+            rates[str(processes)] = self._step(f"replay, {processes} process(es)",
+                                               partial(measures.replay, self.servers, topic, count, processes))
 
     def _scaling(self) -> None:
         if "scaling" in self.skip:

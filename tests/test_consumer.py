@@ -185,6 +185,18 @@ def test_replay_from_the_beginning_rebuilds_and_is_idempotent(config):
     assert set(Membership.objects.values_list("group__name", "user_id")) == live
 
 
+def test_a_replay_member_resumes_a_partition_where_its_group_committed(config):
+    """In a replay in several processes, a partition that moves to another member in a rebalance resumes at the
+    offset its previous owner committed, not at the replay's start (its messages would be applied again)."""
+    from groups_consumer.pipeline.consumer import StartPosition
+
+    send_as_lms(config, *(lms.login(uid, T[1]) for uid in range(1, 9)))
+    replay_group = replace(config, group_id=f"{config.group_id}-replay")
+    first = consume(replay_group, messages=1, start=StartPosition())
+    rest = EventConsumer(replay_group, start=StartPosition()).run(until=lambda stats: stats.idle_s() > 3)
+    assert first.messages + rest.messages == 8
+
+
 def test_replay_from_a_time_and_up_to_a_time(config):
     from datetime import datetime
 

@@ -1,5 +1,5 @@
-"""Consumer processes: SIGKILL mid-stream then restart, two consumers in one group, and a consumer beside two
-scheduler replicas syncing all along, a rolling restart while a rebalance is in progress.
+"""Consumer processes: SIGKILL mid-stream then restart, two consumers in one group, a replay in two processes, a
+consumer beside two scheduler replicas syncing all along, a rolling restart while a rebalance is in progress.
 
 Each ends in exactly the state a full recompute gives: a full sync afterwards finds no difference.
 The processes use their own database (a SQLite file, or a fresh PostgreSQL database when the suite runs on
@@ -114,6 +114,15 @@ def test_two_consumers_in_one_group_agree_with_the_full_recompute(config, databa
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
     assert [w.wait(timeout=180) for w in workers] == [0, 0]
     assert_equals_full_recompute(env)
+
+
+def test_a_replay_in_two_processes_reads_each_message_once_and_ends_in_the_full_recompute_state(config,
+                                                                                               database_url):
+    env = prepared(config, database_url)  # the stream is on the topic, no event applied yet
+    replayed = run(env, "replay", "--from-beginning", "--processes", "2", "--idle", "5")
+    assert "replayed 4000 messages: 4000 events applied" in replayed.stdout
+    sizes = assert_equals_full_recompute(env)
+    assert sum(sizes.values()) > 0
 
 
 def test_schedulers_syncing_while_the_consumer_runs_find_no_drift_and_agree(config, database_url):

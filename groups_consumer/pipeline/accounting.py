@@ -33,6 +33,17 @@ class ConsumerStats:
     last_message: float = 0.0
     last_assignment: float = 0.0
 
+    @classmethod
+    def added_up(cls, parts: Sequence[ConsumerStats]) -> ConsumerStats:
+        """The counters of several consumers (a replay's processes) as one: counts added, the earliest start,
+        the latest message and assignment, the longest last batch."""
+        counts = ("messages", "events", "batches", "dead_letters", "retries", "membership_changes")
+        return cls(**{name: sum(getattr(part, name) for part in parts) for name in counts},
+                   last_batch_ms=max(part.last_batch_ms for part in parts),
+                   started=min(part.started for part in parts),
+                   last_message=max(part.last_message for part in parts),
+                   last_assignment=max(part.last_assignment for part in parts))
+
     def idle_s(self) -> float:
         """Seconds since the last message or partition assignment; 0 until partitions were first assigned
         (a consumer waiting for a dead member's session to expire is not idle)."""

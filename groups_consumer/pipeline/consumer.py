@@ -81,7 +81,14 @@ class StartPosition:
         return self.time is not None and millis >= 0 and millis < self.time.timestamp() * 1000
 
     def positions(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        """The partitions with their start offsets set."""
+        """The partitions with their start offsets set: a partition the replay's group already committed (read
+        by another member of a replay in several processes, before a rebalance gave it to this one) resumes
+        there, any other starts at the beginning or at the time."""
+        committed = consumer.committed(partitions, timeout=10)
+        fresh = [p for p in committed if p.offset < 0]
+        return [p for p in committed if p.offset >= 0] + (self._starts(consumer, fresh) if fresh else [])
+
+    def _starts(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
         if self.time is None:
             return [TopicPartition(p.topic, p.partition, OFFSET_BEGINNING) for p in partitions]
         millis = int(self.time.timestamp() * 1000)

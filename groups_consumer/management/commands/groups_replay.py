@@ -1,6 +1,7 @@
 """``groups-consumer replay --from-beginning | --from-time ISO [--to-time ISO]``."""
 
 import os
+from argparse import ArgumentTypeError
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,6 +22,13 @@ def _instant(text: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise ArgumentTypeError(f"{text} is not a positive number")
+    return number
+
+
 class Command(GroupsCommand):
     """Re-read the topics under a separate consumer group and converge (idempotent), with progress."""
 
@@ -32,6 +40,8 @@ class Command(GroupsCommand):
         start.add_argument("--from-time", type=_instant, metavar="ISO", help="first message at or after this time")
         parser.add_argument("--to-time", type=_instant, metavar="ISO", help="apply events up to this ce_time")
         parser.add_argument("--idle", type=float, default=5.0, help="seconds without messages that end the replay")
+        parser.add_argument("--processes", type=_positive, default=1,
+                            help="consumers of the replay, one per process: partitions replayed in parallel")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -39,7 +49,8 @@ class Command(GroupsCommand):
         check_plugins()
         try:
             config = ConsumerConfig.from_env()
-            stats = replay(config, since=options["from_time"], until=options["to_time"], idle_s=options["idle"])
+            stats = replay(config, since=options["from_time"], until=options["to_time"], idle_s=options["idle"],
+                           processes=options["processes"])
         except KafkaSettingsError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"replayed {stats.messages} messages: {stats.events} events applied, "
