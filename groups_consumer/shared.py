@@ -66,6 +66,12 @@ class Selection(abc.ABC):
         once, and its parameters. By default the ids are resolved here and sent as an array."""
         return "SELECT unnest(%s::bigint[]) AS user_id", [sorted(self.resolve(within))]
 
+    @property
+    def resolved_by_database(self) -> bool:
+        """True when ``sql`` is conditions on tables only, its parameters those conditions' values and the range's
+        bounds; False when it carries user ids resolved here (an explicit set)."""
+        return False
+
 
 @dataclass(frozen=True)
 class Query(Selection):
@@ -94,6 +100,10 @@ class Query(Selection):
         sql, params = rows.query.get_compiler(using=rows.db, elide_empty=False).as_sql()
         return sql, list(params)
 
+    @property
+    def resolved_by_database(self) -> bool:
+        return True
+
     def queries(self) -> Iterator[Query]:
         yield self
 
@@ -110,6 +120,18 @@ class Ids(Selection):
 
     def resolve(self, within: UserRange) -> set[int]:
         return {user_id for user_id in self.ids if user_id in within}
+
+    def sql(self, within: UserRange) -> tuple[str, list[Any]]:
+        # Every id, kept to the range by the database: the same parameters whatever the range but its bounds.
+        bounds = [("user_id > %s", within.after), ("user_id <= %s", within.upto)]
+        conditions = [(condition, bound) for condition, bound in bounds if bound is not None]
+        where = " AND ".join(condition for condition, _ in conditions) or "TRUE"
+        return (f"SELECT user_id FROM unnest(%s::bigint[]) AS ids (user_id) WHERE {where}",
+                [sorted(self.ids), *(bound for _, bound in conditions)])
+
+    @property
+    def resolved_by_database(self) -> bool:
+        return True
 
 
 @dataclass(frozen=True)
@@ -132,6 +154,10 @@ class _Intersection(Selection):
         return (f"SELECT user_id FROM ({first}) AS s WHERE {conditions}",
                 [*params, *(param for _, part_params in others for param in part_params)])
 
+    @property
+    def resolved_by_database(self) -> bool:
+        return all(part.resolved_by_database for part in self.parts)
+
     def queries(self) -> Iterator[Query]:
         for part in self.parts:
             yield from part.queries()
@@ -146,6 +172,10 @@ class _Union(Selection):
 
     def sql(self, within: UserRange) -> tuple[str, list[Any]]:
         return _compound("UNION", [part.sql(within) for part in self.parts])
+
+    @property
+    def resolved_by_database(self) -> bool:
+        return all(part.resolved_by_database for part in self.parts)
 
     def queries(self) -> Iterator[Query]:
         for part in self.parts:
@@ -162,6 +192,10 @@ class _Difference(Selection):
 
     def sql(self, within: UserRange) -> tuple[str, list[Any]]:
         return _compound("EXCEPT", [self.universe.sql(within), self.removed.sql(within)])
+
+    @property
+    def resolved_by_database(self) -> bool:
+        return self.universe.resolved_by_database and self.removed.resolved_by_database
 
     def queries(self) -> Iterator[Query]:
         yield from self.universe.queries()

@@ -7,9 +7,9 @@ from django.db.models import Q
 
 from groups_consumer import api
 from groups_consumer.models import Membership, MembershipChange, UserFact
-from groups_consumer.shared import EVERYONE, Query
+from groups_consumer.shared import EVERYONE, Query, Selection
 from groups_consumer.users import ranges as user_ranges
-from tests.facts import NOW, OTHER_COURSE, course, days_ago, leaf, user
+from tests.facts import COURSE, NOW, OTHER_COURSE, course, days_ago, leaf, user
 
 pytestmark = pytest.mark.django_db
 
@@ -95,3 +95,46 @@ def test_a_condition_joined_to_a_related_table_selects_each_user_once_in_sql():
     with connection.cursor() as db:
         db.execute(sql, params)
         assert db.fetchall() == [(1,)]
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="selections as SQL: PostgreSQL only")
+def test_the_range_statement_built_once_per_shape_is_the_one_built_for_each_range():
+    from groups_consumer.engine.catalog import GroupCatalog
+    from groups_consumer.engine.range_differences import RangeComparison
+    from groups_consumer.shared import UserRange
+
+    for uid in range(1, 13):
+        user(uid, login=uid, country="ES" if uid % 2 else "FR")
+        course(uid, grade=uid / 12)
+    api.apply_definitions([
+        {"name": "away", "rule": leaf("last_login", ">", days=6)},
+        {"name": "spain", "rule": leaf("country", "in", countries=["ES"]), "exclusive_set": "s", "priority": 1},
+        {"name": "passing", "rule": {"all": [leaf("course_grade", ">=", percent=0.5, course_key=COURSE),
+                                             {"not": leaf("country", "in", countries=["PT"])}]},
+         "exclusive_set": "s", "priority": 2},
+        {"name": "picked", "rule": leaf("manual", "in", user_ids=[2, 7])},
+    ], now=NOW)
+    catalog = GroupCatalog.load()
+    selections = {group.id: group.members(NOW) for group in catalog.groups.values()}
+    resolved_here = api.find_group("picked").id  # as a plugin's selection resolved in Python would be
+    selections[resolved_here] = ResolvedHere(selections[resolved_here])
+    for chosen in (selections, {gid: s for gid, s in selections.items() if gid != resolved_here}):
+        comparison = RangeComparison(catalog, chosen)
+        for users in (UserRange(None, 4), UserRange(4, 8), UserRange(8, 10), UserRange(10, None), UserRange(None, 6),
+                      UserRange(6, 9)):
+            for only in (None, [5, 9]):
+                assert comparison._statement(users, only) == RangeComparison(catalog, chosen)._build(users, only)
+        # User ids resolved per range: no template then; one per shape of range otherwise.
+        templates = list(comparison._templates.values())
+        assert templates == [] if chosen is selections else (len(templates) == 6 and None not in templates)
+
+
+class ResolvedHere(Selection):
+    """A selection resolved in Python (the default ``Selection.sql``)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def resolve(self, within):
+        return self.inner.resolve(within)

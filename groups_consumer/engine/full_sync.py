@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 import structlog
 from django.db import DatabaseError, transaction
@@ -31,7 +32,7 @@ from groups_consumer import users as user_locks
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.evaluability import mark_broken, selection_error
 from groups_consumer.engine.membership_writer import MembershipDiff, differences, write
-from groups_consumer.engine.range_differences import range_differences
+from groups_consumer.engine.range_differences import RangeComparison
 from groups_consumer.engine.sync_changes import SyncChanges
 from groups_consumer.models import Cause, Group, UserFact
 from groups_consumer.plugins.criterion import UpdateMethod
@@ -44,6 +45,8 @@ log = structlog.get_logger(__name__)
 #: ranges of 100,000 saved no more, and a first sync then peaked at 158 MB, not 119 MB. A first sync's range
 #: holds its users for about 1.5 s.
 DEFAULT_CHUNK = 50_000
+#: The differences of a range's users, of those of a set among them when given (``_comparison``).
+Compare = Callable[[UserRange, set[int] | None], MembershipDiff]
 #: A range where more than 1 user in this many changes is locked whole and computed under the locks
 #: (``_decide``), and so is the next one before any computation (a first sync): deciding 1,000 changed users of
 #: 50,000 again once they are locked took twice as long as locking the whole range (about 100 against 50 ms,
@@ -93,10 +96,11 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
         return report
     started = time.monotonic()
     log.info("sync_started", run_id=report.run_id, groups=report.groups)
+    compare = _comparison(catalog, selections)
     with Progress("sync", UserFact.objects.count(), "users", run_id=report.run_id) as progress:
         lock_first = False
         for users in user_locks.ranges(chunk_size):
-            decided, changed = _sync_range(catalog, selections, users, report, cause=cause, now=now,
+            decided, changed = _sync_range(catalog, selections, compare, users, report, cause=cause, now=now,
                                            lock_first=lock_first)
             lock_first = changed * LOCK_FIRST_ABOVE > decided
             report.users_scanned += decided
@@ -114,15 +118,15 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
     return report
 
 
-def _sync_range(catalog: GroupCatalog, selections: dict[int, Selection], users: UserRange, report: SyncReport,
-                *, cause: str, now: datetime, lock_first: bool) -> tuple[int, int]:
+def _sync_range(catalog: GroupCatalog, selections: dict[int, Selection], compare: Compare, users: UserRange,
+                report: SyncReport, *, cause: str, now: datetime, lock_first: bool) -> tuple[int, int]:
     """Decide the users of one range in one transaction (``_decide``); returns how many users it has and how
     many changed. A group whose query fails there is found, marked broken and removed from ``selections``, and
     the range is redone without it."""
     while True:
         try:
             with transaction.atomic():
-                decided, diff = _decide(catalog, selections, users, lock_first=lock_first)
+                decided, diff = _decide(compare, users, lock_first=lock_first)
                 write(catalog, diff, cause=cause, cause_id=report.run_id, now=now)
                 report.changes.add(diff, catalog)
             return decided, len(diff.users())
@@ -137,8 +141,7 @@ def _sync_range(catalog: GroupCatalog, selections: dict[int, Selection], users: 
                 _leave_out(catalog, catalog.groups[gid], reason, report)
 
 
-def _decide(catalog: GroupCatalog, selections: dict[int, Selection], users: UserRange, *,
-            lock_first: bool) -> tuple[int, MembershipDiff]:
+def _decide(compare: Compare, users: UserRange, *, lock_first: bool) -> tuple[int, MembershipDiff]:
     """How many users a range has, and the differences to write, computed once the users they change are held.
 
     Whoever writes a user's memberships holds the user, so a sync never decides on facts a consumer batch is
@@ -151,21 +154,20 @@ def _decide(catalog: GroupCatalog, selections: dict[int, Selection], users: User
     """
     if not lock_first:
         decided = user_locks.count(users)
-        found = _differences(catalog, selections, users)
+        found = compare(users, None)
         if len(found.users()) * LOCK_FIRST_ABOVE <= decided:
-            return decided, _decided_again(catalog, selections, users, found.users())
+            return decided, _decided_again(compare, users, found.users())
     locked = user_locks.lock(users)
-    diff = _differences(catalog, selections, users)
+    diff = compare(users, None)
     return len(locked), diff.without(user_locks.known(diff.users() - locked))  # created since the lock
 
 
-def _decided_again(catalog: GroupCatalog, selections: dict[int, Selection], users: UserRange,
-                   changing: set[int]) -> MembershipDiff:
+def _decided_again(compare: Compare, users: UserRange, changing: set[int]) -> MembershipDiff:
     """The differences of the users ``changing`` of a range, computed again once they are held."""
     if not changing:
         return MembershipDiff()
     user_locks.lock(changing)
-    return _differences(catalog, selections, users, only=changing)
+    return compare(users, changing)
 
 
 def _leave_out(catalog: GroupCatalog, group: CompiledGroup, reason: str, report: SyncReport) -> None:
@@ -174,12 +176,17 @@ def _leave_out(catalog: GroupCatalog, group: CompiledGroup, reason: str, report:
     report.broken[str(group)] = reason
 
 
-def _differences(catalog: GroupCatalog, selections: dict[int, Selection], users: UserRange,
-                 only: set[int] | None = None) -> MembershipDiff:
-    """The differences of a range's users (of those of ``only`` among them, when given): compared by the
-    database on PostgreSQL (only they come back), from the selections resolved into Python sets elsewhere."""
+def _comparison(catalog: GroupCatalog, selections: dict[int, Selection]) -> Compare:
+    """How the differences of a range's users (of those of a set among them, when given) are found: by the
+    database on PostgreSQL (``RangeComparison``: only they come back), from the selections resolved into Python
+    sets elsewhere. Both read ``selections`` at each call (a group left out of it is left out)."""
     if bulk_sql.is_postgres():
-        return range_differences(catalog, selections, users, only)
+        return RangeComparison(catalog, selections).differences
+    return partial(_compared_in_python, catalog, selections)
+
+
+def _compared_in_python(catalog: GroupCatalog, selections: dict[int, Selection], users: UserRange,
+                        only: set[int] | None) -> MembershipDiff:
     qualifying = {gid: selection.resolve(users) for gid, selection in selections.items()}
     if only is None:
         return differences(catalog, qualifying, users)
