@@ -128,3 +128,9 @@ def test_console_script_from_an_empty_database(tmp_path):
     failed = subprocess.run([command, "apply", "-"], env=env, input='{"name": "x", "rule": {"any": []}}',
                             capture_output=True, text=True)
     assert failed.returncode == 1 and "rule.any: must be a non-empty list of rules" in failed.stderr
+
+
+def test_replay_refuses_a_number_of_processes_below_one(monkeypatch):
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    with pytest.raises(CommandError, match="argument --processes: 0 is not a positive number"):
+        call_command("groups_replay", "--from-beginning", "--processes", "0")
