@@ -169,6 +169,8 @@ class EventConsumer:
                 metrics.LAST_POLL.set_to_current_time()
                 if messages:
                     self.handle(messages)
+                    # Dropped before collecting: the collector would scan their headers for nothing (``garbage``).
+                    del messages
                     self._garbage.after_batch()
                 self._log_stats_when_due()
             self._settle_rebalance()

@@ -4,7 +4,8 @@ A batch allocates hundreds of thousands of objects (messages, events, rows, snap
 batch ends. Left to its thresholds, the collector ran several times per batch and traversed them each time
 they survived, with the long-lived ones (Django, the catalog) on top: a third of the snapshot stage went to it
 (measured: 40 ms against 11 ms per 2,000-event batch). Collecting once per batch, when the batch's objects are
-gone, costs about 10 ms; the consumer gained 11-16% events/s.
+gone, costs about 0.2 ms (9 ms while the polled messages were still referenced: their headers alone are 22,500
+objects per batch of 2,000, all alive); the consumer gained 11-16% events/s.
 """
 
 from __future__ import annotations
