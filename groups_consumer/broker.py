@@ -31,7 +31,8 @@ class EmbeddedBroker:
     #: 45 s default would keep a starting consumer waiting for 20 s. And it answers a fetch only when the fetch's
     #: maximum wait is over, even when messages arrive meanwhile (a Kafka broker answers as soon as it has
     #: ``fetch.min.bytes``): at librdkafka's 500 ms, a message waited 129 ms (p50) and 259 ms (p99) for a plain
-    #: consumer at 5,000 messages/s, against 30 and 62 ms at 100 ms (docs/event-path.rst, "Latency").
+    #: consumer at 5,000 messages/s, against 30 and 62 ms at 100 ms (docs/event-path.rst, "The fetch wait on the
+    #: embedded broker").
     #: Production brokers need none of this.
     CONSUMER_PROPERTIES: ClassVar[Mapping[str, int]] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500,
                                                         "fetch.wait.max.ms": 100}

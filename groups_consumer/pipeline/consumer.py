@@ -165,12 +165,7 @@ class EventConsumer:
                     self._wait_in_group(1.0)
                     self._log_stats_when_due()
                     continue
-                messages = poll_batch(self._consumer, self.config)
-                metrics.LAST_POLL.set_to_current_time()
-                if messages:
-                    self.handle(messages)
-                    # Dropped before collecting: the collector would scan their headers for nothing (``garbage``).
-                    del messages
+                if self._poll_and_handle():
                     self._garbage.after_batch()
                 self._log_stats_when_due()
             self._settle_rebalance()
@@ -201,10 +196,17 @@ class EventConsumer:
             if self._rebalancing and not waiting_logged:
                 log.info("waiting_for_rebalance_before_leaving", timeout_s=LEAVE_AFTER_REBALANCE_S)
                 waiting_logged = True
-            messages = poll_batch(self._consumer, self.config)
-            if messages:
-                self.handle(messages)
+            self._poll_and_handle()
         log.warning("leaving_during_rebalance", waited_s=LEAVE_AFTER_REBALANCE_S)
+
+    def _poll_and_handle(self) -> bool:
+        """Poll a batch and handle it; True if it held messages. The batch's objects end with this call, before
+        the collector runs (it would scan the messages' headers, alive, for nothing: ``garbage``)."""
+        messages = poll_batch(self._consumer, self.config)
+        metrics.LAST_POLL.set_to_current_time()
+        if messages:
+            self.handle(messages)
+        return bool(messages)
 
     def handle(self, messages: list[Message]) -> list[BatchResult]:
         """Decode, apply and commit one polled batch; the results of the transactions that applied it. The
