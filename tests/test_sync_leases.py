@@ -8,8 +8,8 @@ from django.db import connection
 from django.utils import timezone
 
 from groups_consumer import api
-from groups_consumer import users as users_module
 from groups_consumer.models import Group, MembershipChange, SyncLease
+from groups_consumer.scheduling import sync_runner
 from groups_consumer.scheduling.leases import LeaseLost, Leases, LeaseUnavailable
 from groups_consumer.scheduling.scheduler import Scheduler
 from tests.facts import NOW, leaf, user
@@ -59,13 +59,16 @@ def test_concurrent_schedulers_never_run_one_groups_sync_twice(monkeypatch):
         user(uid, country="ES" if uid % 2 else "PT")
     api.apply_definitions([SPAIN, {**SPAIN, "name": "portugal", "rule": leaf("country", "in", countries=["PT"])}],
                           sync=False, now=NOW)
-    lock_users, another_replica_done = users_module.lock, threading.Event()
+    full_sync, another_replica_done = sync_runner.full_sync, threading.Event()
 
-    def slow_lock_users(users):  # the sync lasts until another replica has come and gone, whatever the load
+    def held_full_sync(*args, **kwargs):
+        # The sync, with its leases held, lasts until another replica has come and gone, whatever the load. It
+        # waits before its first transaction: on SQLite a writer waiting inside one would hold the database's
+        # write lock, and the others would time out on the lock instead of finding the leases taken.
         another_replica_done.wait(30)
-        return lock_users(users)
+        return full_sync(*args, **kwargs)
 
-    monkeypatch.setattr(users_module, "lock", slow_lock_users)
+    monkeypatch.setattr(sync_runner, "full_sync", held_full_sync)
     start, reports, errors = threading.Barrier(3), [], []
 
     def replica():
