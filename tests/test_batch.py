@@ -4,6 +4,8 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from pydantic import BaseModel
 
 from groups_consumer import api
@@ -84,6 +86,25 @@ def test_events_become_memberships_with_the_event_as_cause():
     assert members("struggling") == set()
     process(lms.grade(1, COURSE, 0.1, T[39]), lms.login(1, T[20]))  # an older login changes nothing
     assert members("struggling") == set()
+
+
+def test_a_batch_takes_no_savepoint_unless_a_fact_source_fails():
+    # Each savepoint is two round trips per batch (SAVEPOINT, RELEASE): the facts and the memberships are
+    # written in the batch's transaction, which is applied again with the sources isolated if one fails.
+    api.apply_definitions({"name": "spain", "rule": leaf("country", "in", countries=["ES"])}, now=NOW)
+
+    def savepoints(apply):
+        with CaptureQueriesContext(connection) as queries:
+            apply()
+        return sum(query["sql"].startswith("SAVEPOINT") for query in queries.captured_queries)
+
+    def empty_transaction():
+        with transaction.atomic():
+            pass
+
+    own = savepoints(empty_transaction)  # one inside the test's transaction, none outside
+    assert savepoints(lambda: process(lms.profile(1, "ES", T[1]), lms.registration(2, T[1]))) == own
+    assert members("spain") == {1}
 
 
 def test_events_reach_only_groups_they_can_affect():

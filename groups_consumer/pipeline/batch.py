@@ -31,7 +31,7 @@ from groups_consumer.engine.membership_writer import MembershipDiff
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Cause
-from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdater, PendingUpdate, SourceFailure
+from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdater, PendingUpdate, SourceFailed, SourceFailure
 from groups_consumer.pipeline.route import EventRouter
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.events import PlatformEvent
@@ -75,24 +75,30 @@ class BatchProcessor:
     def _apply_current(self, updates: list[PendingUpdate], result: BatchResult, now: datetime, *,
                        wait_for_locks: bool) -> list[PendingUpdate]:
         """``_apply`` with the definitions as they are: reloaded (and the transaction started again) when they
-        changed since the catalog was compiled."""
+        changed since the catalog was compiled; and again with the fact sources isolated if one of them failed
+        (``FactUpdater``)."""
+        isolate_sources = False
         while True:
             try:
-                return self._apply(updates, result, now, wait_for_locks=wait_for_locks)
+                return self._apply(updates, result, now, wait_for_locks=wait_for_locks,
+                                   isolate_sources=isolate_sources)
             except DefinitionsChanged:
                 self.catalog = GroupCatalog.load()
                 self.router = EventRouter(self.catalog, self.updater.scope_events)
                 log.info("groups_loaded", groups=len(self.catalog.groups), version=self.catalog.version)
+            except SourceFailed as failed:
+                log.warning("fact_source_failed_isolating", source=str(failed), error=repr(failed.__cause__))
+                isolate_sources = True
 
     def _apply(self, updates: list[PendingUpdate], result: BatchResult, now: datetime, *,
-               wait_for_locks: bool) -> list[PendingUpdate]:
+               wait_for_locks: bool, isolate_sources: bool) -> list[PendingUpdate]:
         """One transaction: facts, routing, evaluation; adds to ``result``; returns the updates left held.
         DefinitionsChanged, before anything is written, if the catalog is not the current definitions."""
         with transaction.atomic():
             if locked_definitions_version() != self.catalog.version:
                 raise DefinitionsChanged
             bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
-            applied = self.updater.apply(updates, wait_for_locks=wait_for_locks)
+            applied = self.updater.apply(updates, wait_for_locks=wait_for_locks, isolate_sources=isolate_sources)
             result.facts_changed += len(applied.changed)
             result.source_failures += applied.failures
             known = applied.snapshots

@@ -62,13 +62,20 @@ class AppliedFacts:
     failures: list[SourceFailure] = field(default_factory=list)
 
 
+class SourceFailed(Exception):
+    """A fact source's ``apply`` raised in a transaction applied without savepoints: roll it back and apply the
+    batch again with ``isolate_sources``."""
+
+
 class FactUpdater:
     """The installed fact sources, by the event types they consume.
 
     A source's failure is its own: an event its payload rules refuse, or on which its ``updates`` or ``apply``
-    raises, is a ``SourceFailure`` for that source only. ``apply`` runs in a savepoint per source; when it
-    raises, the source's updates are split by event, each half in a savepoint of its own, until the failing
-    events are alone (nothing is spent on this when no source fails).
+    raises, is a ``SourceFailure`` for that source only. Sources are applied optimistically, without
+    savepoints (two round trips to the database per source and batch); when one raises, ``apply`` raises
+    ``SourceFailed`` and the caller applies the batch again with ``isolate_sources``: each source's ``apply``
+    in a savepoint, and when it raises, its updates split by event, each half in a savepoint of its own, until
+    the failing events are alone.
     """
 
     def __init__(self, sources: Iterable[FactSource[Any]]) -> None:
@@ -100,11 +107,13 @@ class FactUpdater:
                 failures.append(_failure(event, source, "updates", exc))
         return pending
 
-    def apply(self, pending: Sequence[PendingUpdate], *, wait_for_locks: bool = True) -> AppliedFacts:
+    def apply(self, pending: Sequence[PendingUpdate], *, wait_for_locks: bool = True,
+              isolate_sources: bool = False) -> AppliedFacts:
         """Apply updates inside the caller's transaction, locking the users' rows until it ends.
 
         Without ``wait_for_locks``, the updates of users another transaction holds are not applied but returned
-        in ``held`` (the caller applies them in a transaction of its own, waiting then).
+        in ``held`` (the caller applies them in a transaction of its own, waiting then). Without
+        ``isolate_sources``, a source that raises raises ``SourceFailed`` (see the class docstring).
         """
         user_ids = {item.update.user_id for item in pending}
         if not user_ids:
@@ -130,7 +139,8 @@ class FactUpdater:
             by_source.setdefault(item.source.name, []).append(item.update)
             sources[item.source.name] = item.source
         for name, updates in by_source.items():
-            result = self._apply_isolating(sources[name], updates, locked_users, applied.failures)
+            result = (self._apply_isolating(sources[name], updates, locked_users, applied.failures)
+                      if isolate_sources else _apply_optimistically(sources[name], updates, locked_users))
             applied.changed += result.changed
             if result.snapshots is not None and name in self._read_through:
                 applied.snapshots[name] = result.snapshots
@@ -154,6 +164,16 @@ class FactUpdater:
             parts = [self._apply_isolating(source, [u for u in updates if u.event.event_id in half], locked_users,
                                            failures) for half in halves]
             return Applied([change for part in parts for change in part.changed])
+
+
+def _apply_optimistically(source: FactSource[Any], updates: list[FactUpdate], locked_users: LockedUsers) -> Applied:
+    """``source.apply`` without a savepoint; SourceFailed if it raises (but for what the consumer retries)."""
+    try:
+        return source.apply(updates, locked_users)
+    except TRANSIENT_DB_ERRORS:
+        raise
+    except Exception as exc:  # a plugin's code may raise anything
+        raise SourceFailed(source.name) from exc
 
 
 def _became_known(pending: Sequence[PendingUpdate], new_users: set[int]) -> list[ChangedFact]:
