@@ -30,10 +30,8 @@ def machine() -> dict[str, Any]:
     with connection.cursor() as cursor:
         cursor.execute("SHOW server_version")
         postgres = cursor.fetchone()[0]
-        settings = {}
-        for name in POSTGRES_SETTINGS:
-            cursor.execute(f"SHOW {name}")
-            settings[name] = cursor.fetchone()[0]
+        cursor.execute(f"SELECT {', '.join(['current_setting(%s)'] * len(POSTGRES_SETTINGS))}", POSTGRES_SETTINGS)
+        settings = dict(zip(POSTGRES_SETTINGS, cursor.fetchone(), strict=True))
     memory_kb = next((int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
                       if line.startswith("MemTotal")), 0)
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
