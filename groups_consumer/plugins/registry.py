@@ -66,6 +66,8 @@ class PluginRegistry(Generic[PluginT]):
     plugins: dict[str, Plugin[PluginT]] = field(default_factory=dict)
     conflicts: dict[str, tuple[Plugin[PluginT], ...]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    #: Plugins that loaded but were left out afterwards (``leave_out``), with why, in the order left out.
+    left_out: dict[str, tuple[Plugin[PluginT], str]] = field(default_factory=dict)
 
     @classmethod
     def discover(cls, namespace: str, check: Check = _accept_any) -> Self:
@@ -119,6 +121,12 @@ class PluginRegistry(Generic[PluginT]):
         if name in self.failures:
             return f"{name!r} could not be loaded: {self.failures[name]}"
         return f"{name!r} is not installed (no entry point {name!r} in {self.namespace})"
+
+    def leave_out(self, name: str, reason: str) -> None:
+        """Stop serving the registered plugin ``name``: it becomes a failure, with ``reason``."""
+        plugin = self.plugins.pop(name)
+        self.left_out[name] = (plugin, reason)
+        self._fail(name, f"{plugin.target} (package {plugin.source}): {reason}")
 
     def _fail(self, name: str, reason: str) -> None:
         self.failures[name] = reason
@@ -245,8 +253,9 @@ def criterion_problem(name: str, types: CriterionRegistry | None = None) -> str 
     except Exception as exc:  # a plugin's constructor may raise anything
         return f"{where} reads {criterion.backend!r}, which failed to start: {exc!r}"
     if unheard := sorted(criterion.events - consumed):
+        why = unavailable_events()
         return f"{where} listens to {', '.join(unheard)}, which no available fact source consumes" + "".join(
-            f" ({_unavailable_events[event_type]})" for event_type in unheard if event_type in _unavailable_events)
+            f" ({why[event_type]})" for event_type in unheard if event_type in why)
     return None
 
 
@@ -284,10 +293,6 @@ def event_specs() -> list[EventSpec]:
     return [spec for source in fact_sources() for spec in source.events]
 
 
-#: Event types of fact sources left out at start-up, with why (their messages are dead-lettered with it).
-_unavailable_events: dict[str, str] = {}
-
-
 def disable_fact_source(name: str, reason: str) -> None:
     """Leave out an installed fact source for the rest of the process (a start-up check failed): the criteria
     reading it break their groups with ``reason``, its events are dead-lettered as ``source_unavailable``."""
@@ -297,18 +302,19 @@ def disable_fact_source(name: str, reason: str) -> None:
 
 def _leave_out(name: str, reason: str) -> None:
     """Move a registered fact source to the failures (see ``disable_fact_source``)."""
-    sources = fact_source_classes()
-    plugin = sources.plugins.pop(name)
-    sources._fail(name, f"{plugin.target} (package {plugin.source}): {reason}")
-    _unavailable_events.update({spec.event_type: f"fact source {name!r} is unavailable: {reason}"
-                                for spec in plugin.obj.events if spec.event_type not in _unavailable_events})
+    fact_source_classes().leave_out(name, reason)
     for cached in (backend_classes, backend):
         cached.cache_clear()
 
 
 def unavailable_events() -> dict[str, str]:
-    """The event types of the fact sources left out at start-up, with why."""
-    return dict(_unavailable_events)
+    """The event types of the fact sources left out at start-up, with why (their messages are dead-lettered
+    with it); an event type of several, with the first one's reason."""
+    found: dict[str, str] = {}
+    for name, (plugin, reason) in fact_source_classes().left_out.items():
+        for spec in plugin.obj.events:
+            found.setdefault(spec.event_type, f"fact source {name!r} is unavailable: {reason}")
+    return found
 
 
 def reset() -> None:
@@ -316,4 +322,3 @@ def reset() -> None:
     for cached in (_distributions_of_modules, criterion_types, fact_source_classes, backend_classes, backend,
                    fact_sources):
         cached.cache_clear()
-    _unavailable_events.clear()
