@@ -38,6 +38,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
                              "on, off, ... (each on the main stream, the platform loaded again)")
     parser.add_argument("--skip", default="", help="comma-separated parts: ceiling,end_to_end,peer,latency,"
                                                    "publishing,replay,scaling,full_sync,naive")
+    parser.add_argument("--step-timeout", type=float, default=None, metavar="SECONDS",
+                        help="fail a step that runs longer, with the traceback of where it waited (default: none)")
     parser.add_argument("--quick", action="store_true", help="small sizes everywhere (checks the benchmark)")
     parser.add_argument("--database-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                                  "postgres://postgres@127.0.0.1:5432/gc_bench"))
