@@ -27,7 +27,7 @@ test-tools:
 ## cannot follow the editable install). .ci/run runs it before the tests.
 lint: venv
 	$(BIN)/ruff check groups_consumer criteria bench tests demo examples; status=$$?; $(BIN)/mypy || status=1; \
-	  (cd examples/certificates && PYTHONPATH=. MYPYPATH=$(CURDIR) $(CURDIR)/$(BIN)/mypy) || status=1; exit $$status
+	  (cd examples/certificates && PYTHONPATH=. MYPYPATH=$(CURDIR) $(abspath $(BIN))/mypy) || status=1; exit $$status
 
 ## The whole suite, once on SQLite and once on PostgreSQL.
 test: test-sqlite test-postgres

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import traceback
 from contextlib import nullcontext
 from pathlib import Path
+
+from bench.timeout import StepTimeout
 
 QUICK = {"users": 5000, "events": 10000, "latency_events": 5000, "scaling": "2000,5000", "scaling_events": 5000,
          "full_sync_users": 5000, "naive_users": 2000, "naive_events": 200, "naive_budget": 5.0,
@@ -68,4 +72,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except StepTimeout:
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(1)  # a thread the step started may still wait: do not wait for it at exit

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import statistics
 import sys
 import time
@@ -22,13 +21,10 @@ from bench.naive import naive_events_per_s
 from bench.platform import Platform, group_definitions
 from bench.report import machine, save, table
 from bench.stream import WireMessage, build_stream, produce
+from bench.timeout import within
 from groups_consumer import api
 
 T = TypeVar("T")
-
-
-class StepTimeout(Exception):
-    """A step ran longer than ``--step-timeout``: raised where it was waiting, so its traceback says where."""
 
 
 class Benchmark:
@@ -230,25 +226,8 @@ class Benchmark:
     def _step(self, title: str, work: Callable[[], T]) -> T:
         print(f"- {title} ...", end="", flush=True, file=sys.stderr)
         started = time.monotonic()
-        value = _within(self.args.step_timeout, title, work)
+        value = within(self.args.step_timeout, title, work)
         shown = f" {value:,.1f}" if isinstance(value, float) else ""
         print(f"{shown} ({time.monotonic() - started:.1f} s)", flush=True, file=sys.stderr)
         return value
 
-
-def _within(seconds: float | None, title: str, work: Callable[[], T]) -> T:
-    """``work()``, interrupted by ``StepTimeout`` after ``seconds`` (a signal in the main thread: the exception
-    is raised wherever the step waits; its ``finally`` blocks stop the processes it started)."""
-    if seconds is None:
-        return work()
-
-    def expired(_signum: int, _frame: object) -> None:
-        raise StepTimeout(f"step {title!r} ran longer than {seconds:g} s")
-
-    previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        return work()
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)

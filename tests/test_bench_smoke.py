@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -14,14 +15,18 @@ pytestmark = pytest.mark.slow
 ROOT = Path(__file__).parent.parent
 
 
-def bench_run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """``python -m bench`` with ``args``; killed after 10 minutes, failing with the end of what it printed."""
-    try:
-        return subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=600)
-    except subprocess.TimeoutExpired as exc:
-        printed = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
-        pytest.fail(f"the benchmark ran longer than 10 minutes; it printed:\n{printed[-3000:]}")
+def run_module(module: str, args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m module args`` in a process group of its own; after 10 minutes the whole group is killed (the
+    benchmark's consumer and relay processes too) and the test fails with the end of what it printed."""
+    with subprocess.Popen([sys.executable, "-m", module, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, start_new_session=True) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+            pytest.fail(f"python -m {module} ran longer than 10 minutes; it printed:\n{stderr[-3000:]}")
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
 @pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
@@ -31,10 +36,10 @@ def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
            "BENCH_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/gc_bench_smoke"}
     # 10,000 events: the steady rates need two batches (up to 2,000 events) or more in each of 2 processes. A
     # step that hangs fails with the traceback of where it waited (the whole run takes about a minute).
-    run = bench_run(["--quick", "--users", "300", "--events", "10000", "--latency-events", "200", "--rate", "500",
-                     "--scaling", "200", "--scaling-events", "200", "--full-sync-users", "300", "--naive-users",
-                     "200", "--naive-events", "20", "--naive-budget", "2", "--skip", "peer", "--step-timeout", "240",
-                     "--results", str(tmp_path)], env)
+    run = run_module("bench", [
+        "--quick", "--users", "300", "--events", "10000", "--latency-events", "200", "--rate", "500", "--scaling",
+        "200", "--scaling-events", "200", "--full-sync-users", "300", "--naive-users", "200", "--naive-events", "20",
+        "--naive-budget", "2", "--skip", "peer", "--step-timeout", "240", "--results", str(tmp_path)], env)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((tmp_path / "quick" / "latest.json").read_text())
     from bench.report import KEYS
@@ -53,10 +58,10 @@ def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
                     reason="the benchmark runs on PostgreSQL; checked once, in the PostgreSQL run")
 def test_a_tiny_comparison_alternates_the_two_values(tmp_path, bootstrap_servers):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
-    run = subprocess.run([sys.executable, "-m", "bench.compare", "--env", "CONSUMER_BATCH_SIZE=500,1000",
-                          "--rounds", "1", "--users", "300", "--events", "4000", "--groups", "20",
-                          "--database-url", "postgres://postgres@127.0.0.1:5432/gc_compare_smoke",
-                          "--results", str(tmp_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    run = run_module("bench.compare", ["--env", "CONSUMER_BATCH_SIZE=500,1000", "--rounds", "1", "--users", "300",
+                                       "--events", "4000", "--groups", "20", "--database-url",
+                                       "postgres://postgres@127.0.0.1:5432/gc_compare_smoke",
+                                       "--results", str(tmp_path)], env)
     assert run.returncode == 0, run.stderr[-3000:]
     [saved] = tmp_path.glob("compare-CONSUMER_BATCH_SIZE-*.json")
     results = json.loads(saved.read_text())
@@ -66,11 +71,11 @@ def test_a_tiny_comparison_alternates_the_two_values(tmp_path, bootstrap_servers
 
 
 def test_a_step_over_its_timeout_fails_where_it_waited():
-    from bench.run import StepTimeout, _within
+    from bench.timeout import StepTimeout, within
 
     started = time.monotonic()
     with pytest.raises(StepTimeout, match=r"'waiting' ran longer than 0\.2 s") as raised:
-        _within(0.2, "waiting", lambda: time.sleep(30))
+        within(0.2, "waiting", lambda: time.sleep(30))
     assert time.monotonic() - started < 5
     assert raised.traceback[-2].name == "<lambda>"  # the handler raised inside the sleeping step
-    assert _within(5, "quick", lambda: 42) == 42
+    assert within(5, "quick", lambda: 42) == 42
