@@ -163,6 +163,25 @@ def test_a_source_whose_migrations_are_not_applied_is_left_out_at_start_up(monke
     assert registry.criterion_problem("last_login") is None
 
 
+class _FailsToStart(_Certificates):
+    """A source whose constructor raises (a service it needs is down)."""
+
+    def __init__(self):
+        raise ConnectionError("certificate service down")
+
+
+@pytest.mark.django_db
+def test_the_events_of_a_source_that_fails_to_start_are_dead_lettered_as_unavailable():
+    """Even in a process that decodes before anything else asked for the sources (no start-up check ran)."""
+    registry.fact_source_classes().add(Plugin("certs", _FailsToStart, "acme.certs:Source", "acme-certs"),
+                                       check=registry._check_fact_source)
+    _key, value, headers = lms.certificate(1, NOW).wire()
+    with pytest.raises(DecodeError) as refused:
+        EventDecoder().decode(value, headers)
+    assert refused.value.reason == "source_unavailable" and not refused.value.poison
+    assert "fact source 'certs' is unavailable: failed to start: ConnectionError" in str(refused.value)
+
+
 @pytest.mark.django_db
 def test_the_service_s_own_migrations_not_applied_stop_the_command(monkeypatch):
     monkeypatch.setattr(plugin_checks, "_unmigrated_apps", lambda: {

@@ -56,9 +56,10 @@ class EventDecoder:
         from groups_consumer.plugins import registry
 
         self._max_clock_skew, self._clock = max_clock_skew, clock
-        self._unavailable = registry.unavailable_events() if sources is None else {}
+        available = registry.fact_sources() if sources is None else sources  # leaves out those that cannot start
+        self._unavailable = registry.unavailable_events() if sources is None else {}  # ... which it lists
         self._specs: dict[str, list[tuple[str, EventSpec]]] = defaultdict(list)
-        for source in registry.fact_sources() if sources is None else sources:
+        for source in available:
             for spec in source.events:
                 self._specs[spec.event_type].append((source.name, spec))
         # One schema per type: sources consuming the same type share its signal's.
