@@ -230,4 +230,3 @@ class Benchmark:
         shown = f" {value:,.1f}" if isinstance(value, float) else ""
         print(f"{shown} ({time.monotonic() - started:.1f} s)", flush=True, file=sys.stderr)
         return value
-

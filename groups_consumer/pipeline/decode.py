@@ -56,8 +56,9 @@ class EventDecoder:
         from groups_consumer.plugins import registry
 
         self._max_clock_skew, self._clock = max_clock_skew, clock
-        available = registry.fact_sources() if sources is None else sources  # leaves out those that cannot start
-        self._unavailable = registry.unavailable_events() if sources is None else {}  # ... which it lists
+        # The sources first: loading them leaves out those that cannot start, whose event types are then listed.
+        available = registry.fact_sources() if sources is None else sources
+        self._unavailable = registry.unavailable_events() if sources is None else {}
         self._specs: dict[str, list[tuple[str, EventSpec]]] = defaultdict(list)
         for source in available:
             for spec in source.events:
