@@ -6,9 +6,10 @@ of the event path are wrapped in wall-clock timers; the table gives milliseconds
 (stages nest: "facts" includes its statements). Also printed: the events/s of decode and of apply, the
 (group, user) pairs evaluated per batch, and per event the WAL written and the buffers PostgreSQL touched.
 ``--reuse`` keeps the loaded platform between runs (each run's stream is later than the last, so it still
-changes facts); ``--cprofile FILE`` writes a cProfile of the apply loop instead of timing; ``--publishing``
-turns publishing on (``KAFKA_MEMBERSHIP_TOPIC``: every change also written to the outbox, which no relay reads
-here), to see what the outbox costs the writers.
+changes facts, and is about the whole population loaded, whatever ``--users`` says); ``--cprofile FILE``
+writes a cProfile of the apply loop instead of timing; ``--publishing`` turns publishing on
+(``KAFKA_MEMBERSHIP_TOPIC``: every change also written to the outbox, which no relay reads here), to see what
+the outbox costs the writers.
 
 Examples: ``python -m bench.profile --users 100000 --events 20000``;
 ``python -m bench.profile --reuse --events 20000 --batch 500``.
@@ -95,7 +96,7 @@ def _resolve(dotted: str) -> object:
 def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     """The profiler's options."""
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=100_000, help="population loaded (with --reuse: the loaded one)")
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=2000, help="events per batch (the consumer's batch size)")
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.reuse:
         fresh_database(args.database_url)
     django_on(args.database_url)
+    from django.db.models import Max
     from django.utils import timezone
 
     from bench.platform import Platform, group_definitions
@@ -127,7 +129,9 @@ def main(argv: list[str] | None = None) -> None:
     from groups_consumer.pipeline.decode import EventDecoder
     from groups_consumer.pipeline.garbage import CollectBetweenBatches
 
-    platform = Platform(args.users, timezone.now())
+    # Reused, the stream is about the population loaded then (ids 1..n, then registered users), whatever --users.
+    population = UserFact.objects.aggregate(Max("user_id"))["user_id__max"] if args.reuse else args.users
+    platform = Platform(population or 0, timezone.now())
     if not args.reuse:
         platform.load()
         api.apply_definitions(group_definitions(args.groups), sync=True, wait_s=0)
