@@ -23,7 +23,8 @@ class Membership(models.Model):
     # (user, exclusive set) is unique: rows without a set never clash, as NULLs are distinct in a unique index
     # (PostgreSQL's default and SQLite's), so the same index refuses a second group of one set and serves the
     # lookups by user. One index, not a partial one plus one on the user: each membership written at a million
-    # users rewrites a leaf page of every index of the table (docs/event-path.rst, "Large populations").
+    # users rewrites a leaf page of every index of the table (docs/event-path.rst, "Population size and
+    # PostgreSQL's settings").
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["group", "user_id"], name="membership_unique_user_group"),
