@@ -177,7 +177,8 @@ def main(argv: list[str] | None = None) -> None:
 
     count = len(batches)
     print(f"{users:,} users, {len(processor.catalog.groups)} groups, {len(events):,} events in {count} batches "
-          f"of {args.batch}, publishing {'on' if args.publishing else 'off'}")
+          f"of {args.batch}, publishing {'on' if args.publishing else 'off'}; the stream is about users 1 to "
+          f"{population:,}")
     print(f"decode: {len(events) / decode_s:,.0f} events/s; apply: {len(events) / apply_s:,.0f} events/s "
           f"({apply_s / count * 1000:.1f} ms per batch); pairs evaluated per batch: {pairs[0] / count:,.0f}; "
           f"membership changes per batch: {changes / count:,.0f}")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +69,22 @@ def test_a_tiny_comparison_alternates_the_two_values(tmp_path, bootstrap_servers
     assert [r["value"] for r in results["runs"]] == ["500", "1000"]
     assert all(r["events_per_s"] > 0 and r["cpu_s"]["consumer"] > 0 for r in results["runs"])
     assert results["ratio_after_to_before"] > 0
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="the profiler runs on PostgreSQL; checked once, in the PostgreSQL run")
+def test_a_reused_profile_streams_over_the_population_loaded_not_the_users_option():
+    env = dict(os.environ)
+    database = ["--database-url", "postgres://postgres@127.0.0.1:5432/gc_profile_smoke", "--groups", "10"]
+    loaded = run_module("bench.profile", ["--users", "300", "--events", "400", "--batch", "200", "--seed", "1",
+                                          *database], env)
+    assert loaded.returncode == 0, loaded.stderr[-3000:]
+    assert "the stream is about users 1 to 300\n" in loaded.stdout and "write differences" in loaded.stdout
+    reused = run_module("bench.profile", ["--reuse", "--users", "10", "--events", "400", "--batch", "200",
+                                          "--seed", "2", *database], env)
+    assert reused.returncode == 0, reused.stderr[-3000:]
+    [population] = re.findall(r"the stream is about users 1 to ([\d,]+)", reused.stdout)
+    assert int(population.replace(",", "")) >= 300  # the first run's registrations may have added users
 
 
 def test_a_step_over_its_timeout_fails_where_it_waited():

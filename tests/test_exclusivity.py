@@ -62,6 +62,16 @@ def test_the_database_refuses_two_groups_of_one_set_for_a_user():
         Membership.objects.create(group=b, user_id=1, exclusive_set="engagement", joined_at=NOW)
 
 
+def test_the_database_lets_a_user_into_any_number_of_groups_outside_exclusive_sets():
+    # One unique (user, exclusive set) index without a condition serves both: NULLs are distinct in it.
+    user(1)
+    api.apply_definitions([set_member(name, leaf("manual", "in", user_ids=[]), exclusive_set=None)
+                           for name in ("a", "b", "c")], now=NOW)
+    for group in Group.objects.all():
+        Membership.objects.create(group=group, user_id=1, exclusive_set=None, joined_at=NOW)
+    assert Membership.objects.filter(user_id=1).count() == 3
+
+
 def test_a_group_that_cannot_be_evaluated_keeps_its_users_out_of_its_siblings():
     user(1)
     api.apply_definitions([set_member("top", leaf("manual", "in", user_ids=[1]), priority=10),
