@@ -210,6 +210,35 @@ def plan_for_ranges() -> None:
         _execute("SELECT set_config('random_page_cost', '1.1', true), set_config('jit', 'off', true)", [])
 
 
+#: A table is analyzed again once a writer changed at least this fraction of the rows PostgreSQL last counted
+#: in it (autovacuum's default analyze scale factor).
+STALE_STATISTICS_FRACTION = 0.1
+
+
+def refresh_statistics(model: type[Model], changed_rows: int) -> bool:
+    """``ANALYZE`` ``model``'s table when ``changed_rows`` (rows just inserted or deleted by a bulk writer) is
+    at least ``STALE_STATISTICS_FRACTION`` of the rows PostgreSQL last counted in it, or it was never counted.
+    Returns whether it did.
+
+    For writers that change a large part of a table at once (a first sync writes every membership): the event
+    path's statements are planned from these statistics, and without them PostgreSQL guesses. Measured after a
+    first sync of 100,000 users with no statistics of the memberships (autovacuum off, or not yet run): the
+    batch's read of its users' memberships scanned the whole (group, user) index, 31 to 35 ms per batch of
+    2,000 events, against 11 ms once analyzed. ``ANALYZE`` reads a sample of at most 30,000 rows, whatever the
+    table's size, and does not block reads or writes.
+    """
+    if not is_postgres() or changed_rows <= 0:
+        return False
+    table = quote(model._meta.db_table)
+    with cursor() as db:
+        db.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+        [(counted,)] = db.fetchall()
+        if counted >= 0 and changed_rows < STALE_STATISTICS_FRACTION * counted:
+            return False
+        db.execute(f"ANALYZE {table}")
+    return True
+
+
 @contextmanager
 def cursor() -> Iterator[CursorWrapper]:
     """A cursor of the Django connection (its transaction, error wrapping and query logging).

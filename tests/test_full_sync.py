@@ -4,6 +4,7 @@ import pytest
 from django.conf import settings
 from django.db import connection
 from django.db.models import Q
+from structlog.testing import capture_logs
 
 from groups_consumer import api
 from groups_consumer.models import Membership, MembershipChange, UserFact
@@ -74,7 +75,6 @@ def test_user_ranges_cover_every_id_with_bounded_batches():
 
 
 def test_sync_reports_progress_in_logs(caplog):
-    from structlog.testing import capture_logs
     for uid in range(1, 6):
         user(uid)
     api.apply_definitions({"name": "all", "rule": leaf("manual", "in", user_ids=[1, 2])}, sync=False)
@@ -138,3 +138,26 @@ class ResolvedHere(Selection):
 
     def resolve(self, within):
         return self.inner.resolve(within)
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="PostgreSQL's planner statistics")
+def test_a_sync_that_rewrites_much_of_the_memberships_refreshes_their_planner_statistics():
+    def counted(model):
+        with connection.cursor() as db:
+            db.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [model._meta.db_table])
+            return db.fetchone()[0]
+
+    for uid in range(1, 41):
+        user(uid, login=uid)
+    with capture_logs() as logs:
+        api.apply_definitions({"name": "away", "rule": leaf("last_login", ">", days=10)}, now=NOW)
+    [finished] = [entry for entry in logs if entry["event"] == "sync_finished"]
+    assert finished["analyzed"] == ["Membership", "MembershipChange"]
+    assert counted(Membership) == counted(MembershipChange) == 30  # what the event path is now planned from
+
+    UserFact.objects.filter(user_id=15).update(last_login=days_ago(0))  # 1 change against 30 rows: not stale
+    with capture_logs() as logs:
+        api.sync_groups([api.find_group("away")], now=NOW)
+    [finished] = [entry for entry in logs if entry["event"] == "sync_finished"]
+    assert finished["analyzed"] == []

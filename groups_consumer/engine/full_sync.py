@@ -34,7 +34,7 @@ from groups_consumer.engine.evaluability import mark_broken, selection_error
 from groups_consumer.engine.membership_writer import MembershipDiff, differences, write
 from groups_consumer.engine.range_differences import RangeComparison
 from groups_consumer.engine.sync_changes import SyncChanges
-from groups_consumer.models import Cause, Group, UserFact
+from groups_consumer.models import Cause, Group, Membership, MembershipChange, UserFact
 from groups_consumer.plugins.criterion import UpdateMethod
 from groups_consumer.progress import Progress
 from groups_consumer.shared import Selection, UserRange
@@ -112,9 +112,12 @@ def full_sync(catalog: GroupCatalog, groups: Iterable[CompiledGroup], *, now: da
     # Every time-relative answer is now evaluated as of ``now``: later windows start there.
     Group.objects.filter(Q(flips_checked_until__isnull=True) | Q(flips_checked_until__lt=now),
                          id__in=list(selections)).update(flips_checked_until=now)
+    # What the event path's statements are planned from, after a sync that rewrote much of it (a first sync).
+    analyzed = [model.__name__ for model in (Membership, MembershipChange)
+                if bulk_sql.refresh_statistics(model, len(report.changes))]
     report.seconds = time.monotonic() - started
     log.info("sync_finished", run_id=report.run_id, users=report.users_scanned, joined=report.changes.joined,
-             left=report.changes.left, seconds=round(report.seconds, 3))
+             left=report.changes.left, seconds=round(report.seconds, 3), analyzed=analyzed)
     return report
 
 
