@@ -45,13 +45,12 @@ STAGES = {
     "  write users": ("groups_consumer.facts.rows", "write_users"),
     "  write courses": ("groups_consumer.facts.rows", "write_courses"),
     "  snapshots": ("groups_consumer.facts.rows", "snapshots"),
-    "evaluate": ("groups_consumer.pipeline.batch", "evaluate"),
+    "decide": ("groups_consumer.pipeline.batch", "decide"),
     "  qualifying": ("groups_consumer.engine.catalog.CompiledGroup", "qualifying"),
-    "  reconcile": ("groups_consumer.engine.incremental", "reconcile"),
-    "    read memberships": ("groups_consumer.engine.membership_writer", "_memberships"),
-    "    write differences": ("groups_consumer.engine.membership_writer", "_write"),
-    "      change log, ids drawn": ("groups_consumer.bulk_sql", "insert_with_ids"),
-    "      outbox rows": ("groups_consumer.publishing.outbox", "record_changes"),
+    "  read memberships": ("groups_consumer.engine.membership_writer", "_memberships"),
+    "write differences": ("groups_consumer.engine.membership_writer", "_write"),
+    "  change log, ids drawn": ("groups_consumer.bulk_sql", "insert_with_ids"),
+    "  outbox rows": ("groups_consumer.publishing.outbox", "record_changes"),
 }
 
 
@@ -203,19 +202,19 @@ def _database_counters() -> tuple[int, int, int]:
 
 
 def _count_pairs() -> list[int]:
-    """Counts the (group, user) pairs the batches evaluate, by wrapping the ``evaluate`` the batch stage calls."""
+    """Counts the (group, user) pairs the batches evaluate, by wrapping the ``decide`` the batch stage calls."""
     from groups_consumer.pipeline import batch
 
     total = [0]
-    # The binding the batch stage calls (already timed when ``Timers`` is installed): batch imports ``evaluate``
+    # The binding the batch stage calls (already timed when ``Timers`` is installed): batch imports ``decide``
     # from the engine without re-exporting it, and is patched in place: hence the two ignores.
-    evaluate: Callable[..., MembershipDiff] = batch.evaluate  # type: ignore[attr-defined]
+    decide: Callable[..., MembershipDiff] = batch.decide  # type: ignore[attr-defined]
 
     def counting(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], **kwargs: Any) -> MembershipDiff:
         total[0] += sum(len(users) for users in pairs.values())
-        return evaluate(catalog, pairs, **kwargs)
+        return decide(catalog, pairs, **kwargs)
 
-    batch.evaluate = counting  # type: ignore[attr-defined]
+    batch.decide = counting  # type: ignore[attr-defined]
     return total
 
 

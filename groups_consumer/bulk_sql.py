@@ -28,7 +28,7 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, Model
 from django.utils.dateparse import parse_datetime
 from psycopg import Cursor as ServerBindingCursor
-from psycopg.pq import Format
+from psycopg.pq import Format, PipelineStatus
 
 #: Ids per ``IN (...)`` list where arrays are not available (SQLite): under its parameter limit.
 IN_CHUNK = 2000
@@ -45,8 +45,14 @@ def is_postgres() -> bool:
 
 
 def insert(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Insert rows (datetimes through ``db_datetime``): COPY on PostgreSQL."""
+    """Insert rows (datetimes through ``db_datetime``): COPY on PostgreSQL (one INSERT of arrays inside
+    ``overlapping``, where COPY cannot run)."""
     table, names = _table_and_columns(model, columns)
+    if is_postgres() and _overlapping():
+        if rows := list(rows):
+            _execute(f"INSERT INTO {table} ({names}) SELECT * FROM {_unnest(model, columns)}",
+                     _arrays_of(rows, len(columns)))
+        return
     if is_postgres():
         with cursor() as db, db.cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types([_type(model, c) for c in columns])
@@ -237,6 +243,32 @@ def refresh_statistics(model: type[Model], changed_rows: int) -> bool:
             return False
         db.execute(f"ANALYZE {table}")
     return True
+
+
+@contextmanager
+def overlapping() -> Iterator[None]:
+    """Statements run inside are sent without waiting for their answers (libpq's pipeline mode, on
+    PostgreSQL; elsewhere nothing changes): a write whose result nobody reads runs in the server while the
+    process goes on, and the first statement whose rows are read (``fetchall``) waits for the answers of every
+    statement sent before it, then its own. Leaving the block waits for every answer; an error of a statement
+    is raised there, or at the first read after it, as Django's database errors are.
+
+    For an event batch: its facts' writes run while it routes and evaluates (``pipeline.batch``). Measured
+    (``bench.profile``, 100,000 users, batches of 2,000): the writes of users and courses no longer cost the
+    batch their 21 ms, 12% of its time. Inside, a statement's ``rowcount`` is not known until its answer is
+    read, and server-side cursors (``QuerySet.iterator()`` on PostgreSQL) cannot be opened.
+    """
+    if not is_postgres():
+        yield
+        return
+    connection.ensure_connection()
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
+
+
+def _overlapping() -> bool:
+    """True inside ``overlapping``."""
+    return connection.connection is not None and connection.connection.pgconn.pipeline_status != PipelineStatus.OFF
 
 
 @contextmanager

@@ -4,6 +4,7 @@ as the values they were written from: odd strings, NULLs, booleans, floats given
 from datetime import UTC, datetime
 
 import pytest
+from django.db import IntegrityError, connection, transaction
 
 from groups_consumer import bulk_sql
 from groups_consumer.models import CourseFact, Group, MembershipChange, Scope, UserFact
@@ -48,3 +49,21 @@ def test_a_column_mixing_ints_and_floats_or_choices_and_strings_is_sent_whole():
     assert list(CourseFact.objects.values_list("course_key", flat=True)) == ["course-v1:O+C1+R"]
     assert bulk_sql.select_where_in(f"SELECT user_id FROM {UserFact._meta.db_table} WHERE", "user_id",
                                     {1, 2}) == [(1,)]
+
+
+def test_statements_sent_without_waiting_are_answered_in_order_and_inserts_go_without_copy():
+    with bulk_sql.overlapping():
+        # On PostgreSQL in libpq's pipeline mode, where COPY cannot run.
+        assert connection.vendor != "postgresql" or connection.connection.pgconn.pipeline_status
+        bulk_sql.insert(UserFact, ["user_id", "username"], [(n, name) for n, name in enumerate(NAMES, start=1)])
+        bulk_sql.update(UserFact, ["user_id"], ["username"], [(f"{name}!", n) for n, name in enumerate(NAMES, start=1)])
+        read = bulk_sql.select_where_in("SELECT user_id, username FROM groups_consumer_userfact WHERE", "user_id",
+                                        range(1, len(NAMES) + 1), suffix="ORDER BY user_id")
+    assert read == [(n, f"{name}!") for n, name in enumerate(NAMES, start=1)]  # the read waited for both writes
+
+
+def test_a_statement_refused_inside_the_overlap_raises_a_django_error_by_the_end_of_it():
+    UserFact.objects.create(user_id=1)
+    with pytest.raises(IntegrityError), transaction.atomic(), bulk_sql.overlapping():
+        bulk_sql.update(UserFact, ["user_id"], ["username"], [(None, 1)])  # NOT NULL
+    assert UserFact.objects.get(user_id=1).username == ""

@@ -1,6 +1,7 @@
 """Fact sources as plugins: the built-in one registered like any other, the checks at registration and at
 start-up, and what a wrong plugin breaks (only what uses it)."""
 
+from functools import partial
 from typing import ClassVar
 
 import pytest
@@ -9,7 +10,7 @@ from pydantic import field_validator
 from structlog.testing import capture_logs
 
 from criteria.last_login import LastLogin
-from groups_consumer import plugin_checks
+from groups_consumer import api, bulk_sql, plugin_checks
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.full_sync import full_sync
 from groups_consumer.errors import DecodeError, GroupsError
@@ -251,3 +252,48 @@ def test_a_source_s_failure_is_its_own_the_others_apply_the_event():
     assert all(not failure.error.poison for failure in result.source_failures)
     [bug] = [f for f in result.source_failures if f.error.reason == "source_failed"]
     assert "fact source 'logins' (apply): ZeroDivisionError: a bug only user 13 reaches" in bug.error.detail
+
+
+class _DeferredWriter(FactSource):
+    """A plugin source leaving its writes to the batch (``Applied.writes``), one of which the database refuses:
+    it names no user's username, which may not be NULL."""
+
+    name = "nicknames"
+    models = (UserFact,)
+    events = (EventSpec(SESSION_LOGIN_COMPLETED, EventPayload),)
+
+    def updates(self, event):
+        return [FactUpdate(event, event.data["user"]["id"], "nickname", f"nick{event.data['user']['id']}")]
+
+    def apply(self, updates, users):
+        rows = [[None if update.user_id == 13 else update.value, update.user_id] for update in updates]
+        return Applied(writes=[partial(bulk_sql.update, UserFact, ["user_id"], ["username"], rows)])
+
+    def snapshots(self, user_ids):
+        return {}
+
+
+@pytest.mark.django_db
+def test_a_deferred_write_the_database_refuses_fails_only_its_source_and_its_event():
+    registry.fact_source_classes().add(Plugin("nicknames", _DeferredWriter, "acme.nicknames:Source", "acme-nicknames"),
+                                       check=registry._check_fact_source)
+    for cached in (registry.backend_classes, registry.backend, registry.fact_sources):
+        cached.cache_clear()
+    api.apply_definitions({"name": "recent", "rule": leaf("last_login", "<=", days=1)}, now=NOW)
+    decoder = EventDecoder(clock=lambda: NOW)
+    events = [decoder.decode(*lms.login(user_id, NOW).wire()[1:]) for user_id in (11, 12, 13, 14)]
+
+    with capture_logs() as logs:
+        result = BatchProcessor(GroupCatalog.load()).process(events, now=NOW)
+
+    # Run by the batch after every source applied (and, on PostgreSQL, sent without waiting for the answer),
+    # the refused write fails the attempt; the batch is applied again with each source isolated, and each
+    # source's writes run in its savepoint, which finds the event.
+    assert [(f.event.data["user"]["id"], f.source, f.error.reason) for f in result.source_failures] == [
+        (13, "nicknames", "source_failed")]
+    assert "IntegrityError" in result.source_failures[0].error.detail
+    assert dict(UserFact.objects.values_list("user_id", "username")) == {
+        11: "nick11", 12: "nick12", 13: "user13", 14: "nick14"}  # user 13's own username, from the login
+    assert set(api.find_group("recent").memberships.values_list("user_id", flat=True)) == {11, 12, 13, 14}
+    assert [entry["source"] for entry in logs if entry["event"] == "fact_source_failed_isolating"] == [
+        "a deferred write"]

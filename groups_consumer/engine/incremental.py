@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
-from groups_consumer.engine.membership_writer import CauseId, MembershipDiff, reconcile
+from groups_consumer.engine.membership_writer import CauseId, MembershipDiff, differences, write
 from groups_consumer.plugins.criterion import UpdateMethod
 
 
@@ -23,6 +23,14 @@ def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cau
     every user); then the differences are written. A pair whose criterion raises keeps its membership (logged
     as ``criterion_failed``); every other pair is decided.
     """
+    diff = decide(catalog, pairs, now=now, known=known)
+    write(catalog, diff, cause=cause, cause_id=cause_id, now=now)
+    return diff
+
+
+def decide(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, now: datetime,
+           known: Mapping[str, Mapping[int, Any]] | None = None) -> MembershipDiff:
+    """What ``evaluate`` writes, without writing it: the differences, decided under the users' locks."""
     domains = _with_exclusive_siblings(catalog, pairs)
     if not domains:
         return MembershipDiff()
@@ -40,7 +48,7 @@ def evaluate(catalog: GroupCatalog, pairs: Mapping[int, Collection[int]], *, cau
         failed.update((gid, user_id) for user_id in failed_users)
     if failed:
         _hold(catalog, failed, domains, qualifying)
-    return reconcile(catalog, qualifying, domains, cause=cause, cause_id=cause_id, now=now)
+    return differences(catalog, qualifying, domains)
 
 
 def _hold(catalog: GroupCatalog, failed: set[tuple[int, int]], domains: dict[int, set[int]],

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 from groups_consumer.facts import events as types
 from groups_consumer.facts import rows
@@ -77,9 +78,10 @@ def apply(updates: Sequence[FactUpdate], users: LockedUsers) -> Applied:
                 key = (user_id, update.fact, update.course_key)
                 changed[key] = ChangedFact(user_id, update.fact, update.course_key, update.event)
                 (dirty_courses.add((user_id, update.course_key)) if update.course_key else dirty_users.add(user_id))
-    rows.write_users(user_rows[u] for u in dirty_users)
-    rows.write_courses(courses[key] for key in dirty_courses)
-    return Applied(list(changed.values()), rows.snapshots(user_rows, courses.values()))
+    # Left to the caller (``Applied.writes``): what the snapshots already hold.
+    writes = (partial(rows.write_users, [user_rows[u] for u in dirty_users]),
+              partial(rows.write_courses, [courses[key] for key in dirty_courses]))
+    return Applied(list(changed.values()), rows.snapshots(user_rows, courses.values()), writes)
 
 
 def _merge_user(row: rows.UserRow, update: FactUpdate) -> bool:

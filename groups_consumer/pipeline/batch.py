@@ -20,18 +20,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import structlog
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from groups_consumer import bulk_sql
 from groups_consumer.engine.catalog import CompiledGroup, GroupCatalog
 from groups_consumer.engine.definitions_version import DefinitionsChanged, locked_definitions_version
-from groups_consumer.engine.incremental import evaluate
-from groups_consumer.engine.membership_writer import MembershipDiff
+from groups_consumer.engine.incremental import decide
+from groups_consumer.engine.membership_writer import MembershipDiff, write
 from groups_consumer.facts.interface import LearnerFacts
 from groups_consumer.facts.snapshot import LearnerSnapshot
 from groups_consumer.models import Cause
-from groups_consumer.pipeline.facts_update import AppliedFacts, FactUpdater, PendingUpdate, SourceFailed, SourceFailure
+from groups_consumer.pipeline.facts_update import (
+    TRANSIENT_DB_ERRORS,
+    AppliedFacts,
+    FactUpdater,
+    PendingUpdate,
+    SourceFailed,
+    SourceFailure,
+)
 from groups_consumer.pipeline.route import EventRouter
 from groups_consumer.plugins import registry
 from groups_consumer.plugins.events import PlatformEvent
@@ -98,17 +105,27 @@ class BatchProcessor:
             if locked_definitions_version() != self.catalog.version:
                 raise DefinitionsChanged
             bulk_sql.prefer_index_scans()  # every statement of a batch reaches its rows by key
-            applied = self.updater.apply(updates, wait_for_locks=wait_for_locks, isolate_sources=isolate_sources)
+            applied = self.updater.apply(updates, wait_for_locks=wait_for_locks, isolate_sources=isolate_sources,
+                                         defer_writes=not isolate_sources)
             result.facts_changed += len(applied.changed)
             result.source_failures += applied.failures
             known = applied.snapshots
             learners = known.get(LearnerFacts.name, {})  # scope narrowing needs the scopes' own facts
-            pairs, cause_of = self._route(applied, learners, result)
-            # One evaluation round: each changed user in the groups their changes can affect.
+            try:
+                # The facts' writes run in PostgreSQL while the batch is routed and its users evaluated here.
+                with bulk_sql.overlapping():
+                    applied.write()
+                    pairs, cause_of = self._route(applied, learners, result)
+                    # One evaluation round: each changed user in the groups their changes can affect.
+                    diff = decide(self.catalog, pairs, now=now, known=known) if pairs else MembershipDiff()
+            except DatabaseError as exc:
+                if isinstance(exc, TRANSIENT_DB_ERRORS) or not applied.writes:
+                    raise
+                # A source's write failed where its source could not be told: find it with the sources isolated.
+                raise SourceFailed("a deferred write") from exc
+            write(self.catalog, diff, cause=Cause.EVENT, cause_id=cause_of, now=now)
             result.users_evaluated += len(cause_of)
-            if pairs:
-                result.diff += evaluate(self.catalog, pairs, cause=Cause.EVENT, cause_id=cause_of, now=now,
-                                        known=known)
+            result.diff += diff
         return applied.held
 
     def _route(self, applied: AppliedFacts, learners: Mapping[int, LearnerSnapshot],

@@ -12,7 +12,7 @@ of joins the instance population (the ``BECAME_KNOWN`` pseudo-fact), whichever s
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -54,12 +54,19 @@ class SourceFailure(NamedTuple):
 class AppliedFacts:
     """What a batch's updates did: the facts that changed (each with its last event), the snapshots sources
     returned by source name (only those of sources criteria read), the updates left for later because another
-    transaction held their users, and the events a source failed to apply."""
+    transaction held their users, the events a source failed to apply, and the writes left to the caller."""
 
     changed: list[ChangedFact]
     snapshots: dict[str, Mapping[int, Any]] = field(default_factory=dict)
     held: list[PendingUpdate] = field(default_factory=list)
     failures: list[SourceFailure] = field(default_factory=list)
+    #: The sources' writes left to the caller (``apply`` with ``defer_writes``), in the order of the sources.
+    writes: list[Callable[[], None]] = field(default_factory=list)
+
+    def write(self) -> None:
+        """Run the writes left to the caller."""
+        for write in self.writes:
+            write()
 
 
 class SourceFailed(Exception):
@@ -108,12 +115,15 @@ class FactUpdater:
         return pending
 
     def apply(self, pending: Sequence[PendingUpdate], *, wait_for_locks: bool = True,
-              isolate_sources: bool = False) -> AppliedFacts:
+              isolate_sources: bool = False, defer_writes: bool = False) -> AppliedFacts:
         """Apply updates inside the caller's transaction, locking the users' rows until it ends.
 
         Without ``wait_for_locks``, the updates of users another transaction holds are not applied but returned
         in ``held`` (the caller applies them in a transaction of its own, waiting then). Without
-        ``isolate_sources``, a source that raises raises ``SourceFailed`` (see the class docstring).
+        ``isolate_sources``, a source that raises raises ``SourceFailed`` (see the class docstring). With
+        ``defer_writes`` (and without ``isolate_sources``), the writes sources leave to their caller
+        (``Applied.writes``) are returned in ``writes`` for the caller to run; otherwise they run here, as part
+        of their source's ``apply``.
         """
         user_ids = {item.update.user_id for item in pending}
         if not user_ids:
@@ -139,8 +149,12 @@ class FactUpdater:
             by_source.setdefault(item.source.name, []).append(item.update)
             sources[item.source.name] = item.source
         for name, updates in by_source.items():
-            result = (self._apply_isolating(sources[name], updates, locked_users, applied.failures)
-                      if isolate_sources else _apply_optimistically(sources[name], updates, locked_users))
+            if isolate_sources:
+                result = self._apply_isolating(sources[name], updates, locked_users, applied.failures)
+            else:
+                result = _apply_optimistically(sources[name], updates, locked_users, run_writes=not defer_writes)
+                if defer_writes:
+                    applied.writes += result.writes
             applied.changed += result.changed
             if result.snapshots is not None and name in self._read_through:
                 applied.snapshots[name] = result.snapshots
@@ -152,7 +166,7 @@ class FactUpdater:
         single events, which become failures."""
         try:
             with transaction.atomic():
-                return source.apply(updates, locked_users)
+                return _written(source.apply(updates, locked_users))
         except TRANSIENT_DB_ERRORS:
             raise
         except Exception as exc:  # a plugin's code may raise anything; the savepoint undid what it wrote
@@ -166,14 +180,24 @@ class FactUpdater:
             return Applied([change for part in parts for change in part.changed])
 
 
-def _apply_optimistically(source: FactSource[Any], updates: list[FactUpdate], locked_users: LockedUsers) -> Applied:
-    """``source.apply`` without a savepoint; SourceFailed if it raises (but for what the consumer retries)."""
+def _apply_optimistically(source: FactSource[Any], updates: list[FactUpdate], locked_users: LockedUsers, *,
+                          run_writes: bool) -> Applied:
+    """``source.apply`` without a savepoint, and its writes unless ``run_writes`` is false; SourceFailed if
+    either raises (but for what the consumer retries)."""
     try:
-        return source.apply(updates, locked_users)
+        applied = source.apply(updates, locked_users)
+        return _written(applied) if run_writes else applied
     except TRANSIENT_DB_ERRORS:
         raise
     except Exception as exc:  # a plugin's code may raise anything
         raise SourceFailed(source.name) from exc
+
+
+def _written(applied: Applied) -> Applied:
+    """``applied`` once the writes it left to its caller have run."""
+    for write in applied.writes:
+        write()
+    return applied
 
 
 def _became_known(pending: Sequence[PendingUpdate], new_users: set[int]) -> list[ChangedFact]:

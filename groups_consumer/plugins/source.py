@@ -22,7 +22,7 @@ its criteria's ``select`` / ``flips``. A criterion reads a source by naming it a
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar, TypeVar
@@ -85,10 +85,18 @@ class Applied:
     """What a source's ``apply`` did: the facts that changed, and optionally the snapshots of the batch's users
     as it leaves them (read under the batch's locks), which spares evaluation from loading them again: when
     given, exactly what ``snapshots(users.ids)`` would return now (evaluation takes a user missing from it for
-    one the source knows nothing about)."""
+    one the source knows nothing about).
+
+    ``writes``, optionally: statements the source left to its caller, to run in the same transaction once the
+    sources are applied (each a callable running one or more ``bulk_sql`` writes whose results nobody reads,
+    and on which nothing read in the batch depends: the snapshots must already hold what they write). An
+    event batch sends them without waiting for PostgreSQL's answers and routes and evaluates meanwhile
+    (``bulk_sql.overlapping``); anywhere else they run at once.
+    """
 
     changed: list[ChangedFact] = field(default_factory=list)
     snapshots: Mapping[int, Any] | None = None
+    writes: Sequence[Callable[[], None]] = ()
 
 
 class FactSource(BackendClient[SnapshotT]):
