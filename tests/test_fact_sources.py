@@ -28,6 +28,13 @@ from tests import lms
 from tests.facts import NOW, leaf, user
 
 
+def install_source(plugin):
+    """Register a fact source as its entry point would, and drop what was built before it came."""
+    registry.fact_source_classes().add(plugin, check=registry._check_fact_source)
+    for cached in (registry.backend_classes, registry.backend, registry.fact_sources):
+        cached.cache_clear()
+
+
 def test_the_learner_facts_are_a_fact_source_registered_by_entry_point():
     [source] = registry.fact_sources()
     assert isinstance(source, FactTableBackend) and registry.backend("facts") is source
@@ -91,10 +98,7 @@ def test_a_wrong_fact_source_is_refused_at_registration_naming_its_package(plugi
 
 
 def test_a_fact_source_adds_its_events_to_what_the_consumer_decodes():
-    registry.fact_source_classes().add(Plugin("certs", _Certificates, "acme.certs:Source", "acme-certs"),
-                                       check=registry._check_fact_source)
-    for cached in (registry.backend_classes, registry.backend, registry.fact_sources):  # built before it came
-        cached.cache_clear()
+    install_source(Plugin("certs", _Certificates, "acme.certs:Source", "acme-certs"))
     assert CERTIFICATE_CREATED.event_type in EventDecoder().event_types
     assert "certs" in {source.name for source in registry.fact_sources()}
 
@@ -232,10 +236,7 @@ class _LoginCounter(FactSource):
 
 @pytest.mark.django_db
 def test_a_source_s_failure_is_its_own_the_others_apply_the_event():
-    registry.fact_source_classes().add(Plugin("logins", _LoginCounter, "acme.logins:Counter", "acme-logins"),
-                                       check=registry._check_fact_source)
-    for cached in (registry.backend_classes, registry.backend, registry.fact_sources):
-        cached.cache_clear()
+    install_source(Plugin("logins", _LoginCounter, "acme.logins:Counter", "acme-logins"))
     _LoginCounter.applied = []
     decoder = EventDecoder(clock=lambda: NOW)
     events = [decoder.decode(*lms.login(user_id, NOW).wire()[1:]) for user_id in (11, 12, 13, 14, 99)]
@@ -275,10 +276,7 @@ class _DeferredWriter(FactSource):
 
 @pytest.mark.django_db
 def test_a_deferred_write_the_database_refuses_fails_only_its_source_and_its_event():
-    registry.fact_source_classes().add(Plugin("nicknames", _DeferredWriter, "acme.nicknames:Source", "acme-nicknames"),
-                                       check=registry._check_fact_source)
-    for cached in (registry.backend_classes, registry.backend, registry.fact_sources):
-        cached.cache_clear()
+    install_source(Plugin("nicknames", _DeferredWriter, "acme.nicknames:Source", "acme-nicknames"))
     api.apply_definitions({"name": "recent", "rule": leaf("last_login", "<=", days=1)}, now=NOW)
     decoder = EventDecoder(clock=lambda: NOW)
     events = [decoder.decode(*lms.login(user_id, NOW).wire()[1:]) for user_id in (11, 12, 13, 14)]
