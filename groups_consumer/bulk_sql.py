@@ -253,10 +253,10 @@ def overlapping() -> Iterator[None]:
     statement sent before it, then its own. Leaving the block waits for every answer; an error of a statement
     is raised there, or at the first read after it, as Django's database errors are.
 
-    For an event batch: its facts' writes run while it routes and evaluates (``pipeline.batch``). Measured
-    (``bench.profile``, 100,000 users, batches of 2,000): the writes of users and courses no longer cost the
-    batch their 21 ms, 12% of its time. Inside, a statement's ``rowcount`` is not known until its answer is
-    read, and server-side cursors (``QuerySet.iterator()`` on PostgreSQL) cannot be opened.
+    For an event batch: its facts' writes run while it routes and evaluates (``pipeline.batch``; measured in
+    docs/event-path.rst: about a tenth of a batch's time at 100,000 users, a fifth to a quarter at a million).
+    Inside, a statement's ``rowcount`` is not known until its answer is read, and server-side cursors
+    (``QuerySet.iterator()`` on PostgreSQL) cannot be opened.
     """
     if not is_postgres():
         yield
