@@ -254,7 +254,7 @@ def overlapping() -> Iterator[None]:
     is raised there, or at the first read after it, as Django's database errors are.
 
     For an event batch: its facts' writes run while it routes and evaluates (``pipeline.batch``; measured in
-    docs/event-path.rst: about a tenth of a batch's time at 100,000 users, a fifth to a quarter at a million).
+    docs/event-path.rst: about a tenth of a batch's time at 100,000 users, a sixth to a quarter at a million).
     Inside, a statement's ``rowcount`` is not known until its answer is read, and server-side cursors
     (``QuerySet.iterator()`` on PostgreSQL) cannot be opened.
     """
