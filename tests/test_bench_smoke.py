@@ -96,3 +96,22 @@ def test_a_step_over_its_timeout_fails_where_it_waited():
     assert time.monotonic() - started < 5
     assert raised.traceback[-2].name == "<lambda>"  # the handler raised inside the sleeping step
     assert within(5, "quick", lambda: 42) == 42
+
+
+def test_the_commit_recorded_with_the_figures_says_when_the_code_is_not_committed(tmp_path, monkeypatch):
+    from bench.report import _commit
+
+    monkeypatch.chdir(tmp_path)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "latest.json").write_text("{}\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "first"], check=True)
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+    (tmp_path / "bench" / "results" / "latest.json").write_text('{"a": 1}\n')  # results do not count
+    assert _commit() == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert _commit() == f"{head}+uncommitted"

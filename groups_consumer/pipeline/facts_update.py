@@ -65,8 +65,7 @@ class AppliedFacts:
 
     def write(self) -> None:
         """Run the writes left to the caller."""
-        for write in self.writes:
-            write()
+        _run(self.writes)
 
 
 class SourceFailed(Exception):
@@ -195,9 +194,13 @@ def _apply_optimistically(source: FactSource[Any], updates: list[FactUpdate], lo
 
 def _written(applied: Applied) -> Applied:
     """``applied`` once the writes it left to its caller have run."""
-    for write in applied.writes:
-        write()
+    _run(applied.writes)
     return applied
+
+
+def _run(writes: Iterable[Callable[[], None]]) -> None:
+    for write in writes:
+        write()
 
 
 def _became_known(pending: Sequence[PendingUpdate], new_users: set[int]) -> list[ChangedFact]:
