@@ -5,8 +5,10 @@ The change is switched by an environment variable the consumer reads (``--env NA
 alternated before, after, after, before, ... (an order that cancels a linear drift of the machine), each run
 from the same state: the platform loaded and synced again. Printed and saved (``compare-*.json`` in the
 results folder): events/s and CPU seconds by process group of every run, and the median ratio after / before.
+With ``--processes N`` (N > 1), N consumer processes share the stream in one consumer group, as the
+benchmark's main figure runs them: events/s only (``measures.end_to_end``), no CPU breakdown.
 
-Example: ``python -m bench.compare --env CONSUMER_BATCH_SIZE=2000,5000 --rounds 3``.
+Example: ``python -m bench.compare --env CONSUMER_BATCH_SIZE=2000,5000 --rounds 3 [--processes 2]``.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.compare", description=__doc__)
     parser.add_argument("--env", required=True, help="NAME=BEFORE,AFTER: the variable and its two values")
     parser.add_argument("--rounds", type=int, default=2, help="pairs of runs")
+    parser.add_argument("--processes", type=int, default=1, help="consumer processes sharing the stream")
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--groups", type=int, default=50)
@@ -65,12 +68,17 @@ def main(argv: list[str] | None = None) -> None:
         for value in order:
             bench._platform(args.users, args.groups)
             os.environ[name] = value
+            if args.processes > 1:
+                shared = measures.end_to_end(servers, topic, len(messages), args.processes)
+                runs.append({"value": value, "processes": args.processes, "events_per_s": shared.events_per_s})
+                print(f"{name}={value}: {shared.events_per_s:,.0f} events/s", file=sys.stderr)
+                continue
             run = measures.end_to_end_publishing(servers, topic, len(messages), None)
             runs.append({"value": value, **asdict(run)})
             print(f"{name}={value}: {run.events_per_s:,.0f} events/s; CPU s: {run.cpu_s}", file=sys.stderr)
     medians = {v: statistics.median(r["events_per_s"] for r in runs if r["value"] == v) for v in (before, after)}
     result = {"machine": machine(), "variable": name, "before": before, "after": after, "users": args.users,
-              "events": args.events, "groups": args.groups, "median_events_per_s": medians,
+              "events": args.events, "groups": args.groups, "processes": args.processes, "median_events_per_s": medians,
               "ratio_after_to_before": medians[after] / medians[before], "runs": runs}
     path = args.results / f"compare-{name}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
     path.write_text(json.dumps(result, indent=1))

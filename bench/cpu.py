@@ -118,6 +118,12 @@ class CpuSampler:
         return None
 
 
+def process_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process of this machine so far (every thread); None once it is gone."""
+    stat = _stat(pid)
+    return None if stat is None else stat[2] * TICK_S
+
+
 def _stat(pid: int) -> tuple[str, int, int] | None:
     """Name, parent pid and user + system CPU ticks (every thread) of a process; None once it is gone."""
     try:

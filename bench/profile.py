@@ -4,7 +4,9 @@ Loads a platform (as the benchmark does) on its own PostgreSQL database, builds 
 format, decodes it in process and applies it batch by batch with the service's ``BatchProcessor``. The stages
 of the event path are wrapped in wall-clock timers; the table gives milliseconds per batch for each stage
 (stages nest: "facts" includes its statements). Also printed: the events/s of decode and of apply, the
-(group, user) pairs evaluated per batch, and per event the WAL written and the buffers PostgreSQL touched.
+(group, user) pairs evaluated per batch, and per event the CPU of this process and of its PostgreSQL backend
+while applying (less noisy than the wall time on a shared machine), the WAL written and the buffers PostgreSQL
+touched.
 ``--reuse`` keeps the loaded platform between runs (each run's stream is later than the last, so it still
 changes facts, and is about the whole population loaded, whatever ``--users`` says); ``--cprofile FILE``
 writes a cProfile of the apply loop instead of timing; ``--publishing`` turns publishing on
@@ -26,6 +28,8 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+
+from bench.cpu import process_cpu_s
 
 #: Timed stages: label -> (module, attribute). Patched where the callers look them up.
 if TYPE_CHECKING:
@@ -159,7 +163,8 @@ def main(argv: list[str] | None = None) -> None:
     garbage.start()
     profiler = cProfile.Profile() if args.cprofile else None
     database_before = _database_counters()
-    started = time.perf_counter()
+    backend_cpu = _BackendCpu()
+    started, cpu_started = time.perf_counter(), time.process_time()
     if profiler:
         profiler.enable()
     changes = 0
@@ -169,7 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.cprofile)
-    apply_s = time.perf_counter() - started
+    apply_s, apply_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+    backend_cpu_s = backend_cpu.since()
     garbage.stop()
     wal_bytes, reads, hits = (after - before
                               for after, before in zip(_database_counters(), database_before, strict=True))
@@ -181,12 +187,37 @@ def main(argv: list[str] | None = None) -> None:
     print(f"decode: {len(events) / decode_s:,.0f} events/s; apply: {len(events) / apply_s:,.0f} events/s "
           f"({apply_s / count * 1000:.1f} ms per batch); pairs evaluated per batch: {pairs[0] / count:,.0f}; "
           f"membership changes per batch: {changes / count:,.0f}")
+    backend = "" if backend_cpu_s is None else f", its PostgreSQL backend {backend_cpu_s / len(events) * 1e6:.1f} µs"
+    print(f"CPU per event while applying: this process {apply_cpu_s / len(events) * 1e6:.1f} µs{backend}")
     print(f"per event: {wal_bytes / len(events):,.0f} WAL bytes, {(reads + hits) / len(events):,.1f} buffer accesses "
           f"of which {reads / len(events):,.2f} outside PostgreSQL's shared buffers")
     if not profiler:
         print(f"\n{'stage':<28}{'ms/batch':>10}{'calls/batch':>13}")
         for label in [*STAGES, "commit"]:
             print(f"{label:<28}{timers.seconds[label] / count * 1000:>10.1f}{timers.calls[label] / count:>13.1f}")
+
+
+class _BackendCpu:
+    """CPU seconds of this process's PostgreSQL backend since it was made (None if the server is not on this
+    machine, or not PostgreSQL)."""
+
+    def __init__(self) -> None:
+        from django.db import connection
+
+        self._pid: int | None = None
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                self._pid = cursor.fetchone()[0]
+        self._started = self._now()
+
+    def _now(self) -> float | None:
+        return None if self._pid is None else process_cpu_s(self._pid)
+
+    def since(self) -> float | None:
+        """CPU seconds the backend used since this object was made."""
+        now = self._now()
+        return None if now is None or self._started is None else now - self._started
 
 
 def _database_counters() -> tuple[int, int, int]:
