@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import partial
+from operator import attrgetter
 
 from groups_consumer.facts import events as types
 from groups_consumer.facts import rows
@@ -25,6 +26,9 @@ class LearnerUpdate(FactUpdate):
     """A learner fact update, with the user's username when the event carries it."""
 
     username: str | None = None
+
+
+_VERSION = attrgetter("version")
 
 
 def updates_from(event: PlatformEvent) -> list[FactUpdate]:
@@ -69,7 +73,7 @@ def apply(updates: Sequence[FactUpdate], users: LockedUsers) -> Applied:
     dirty_users, dirty_courses = set(), set()
     for user_id, user_updates in by_user.items():
         row = user_rows[user_id]
-        for update in sorted(user_updates, key=lambda u: u.version):
+        for update in sorted(user_updates, key=_VERSION) if len(user_updates) > 1 else user_updates:
             if isinstance(update, LearnerUpdate) and update.username and not row.username:
                 row.username = update.username
                 dirty_users.add(user_id)

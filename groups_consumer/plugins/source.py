@@ -54,7 +54,10 @@ class FactUpdate:
 def is_newer(update: FactUpdate, stored_time: datetime | None, stored_value: Any) -> bool:
     """True when ``update`` must replace a fact stored with ``stored_value`` from an event of ``stored_time``
     (None: never set): equal times resolve by value, so any order of the same updates ends in the same fact."""
-    return stored_time is None or update.version > (stored_time, repr(stored_value))
+    if stored_time is None:
+        return True
+    time = update.event.time  # ``version`` compared with the stored one, the values' repr only on a tie
+    return time > stored_time or (time == stored_time and repr(update.value) > repr(stored_value))
 
 
 @dataclass(frozen=True)
