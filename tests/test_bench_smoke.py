@@ -72,6 +72,22 @@ def test_a_tiny_comparison_alternates_the_two_values(tmp_path, bootstrap_servers
 
 
 @pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                    reason="the benchmark runs on PostgreSQL; checked once, in the PostgreSQL run")
+def test_a_comparison_can_run_several_consumer_processes(tmp_path, bootstrap_servers):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers}
+    run = run_module("bench.compare", ["--env", "CONSUMER_BATCH_SIZE=500,1000", "--rounds", "1", "--processes", "2",
+                                       "--users", "300", "--events", "4000", "--groups", "20", "--database-url",
+                                       "postgres://postgres@127.0.0.1:5432/gc_compare_smoke",
+                                       "--results", str(tmp_path)], env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    [saved] = tmp_path.glob("compare-CONSUMER_BATCH_SIZE-*.json")
+    results = json.loads(saved.read_text())
+    assert results["processes"] == 2
+    assert [(r["value"], r["processes"]) for r in results["runs"]] == [("500", 2), ("1000", 2)]
+    assert all(r["events_per_s"] > 0 for r in results["runs"])
+
+
+@pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
                     reason="the profiler runs on PostgreSQL; checked once, in the PostgreSQL run")
 def test_a_reused_profile_streams_over_the_population_loaded_not_the_users_option():
     env = dict(os.environ)
@@ -80,6 +96,8 @@ def test_a_reused_profile_streams_over_the_population_loaded_not_the_users_optio
                                           *database], env)
     assert loaded.returncode == 0, loaded.stderr[-3000:]
     assert "the stream is about users 1 to 300\n" in loaded.stdout and "write differences" in loaded.stdout
+    assert re.search(r"CPU per event while applying: this process [\d.]+ µs, its PostgreSQL backend [\d.]+ µs",
+                     loaded.stdout)
     reused = run_module("bench.profile", ["--reuse", "--users", "10", "--events", "400", "--batch", "200",
                                           "--seed", "2", *database], env)
     assert reused.returncode == 0, reused.stderr[-3000:]
