@@ -178,12 +178,19 @@ def _unnest(model: type[Model], columns: Sequence[str]) -> str:
 def _arrays_of(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[Any]:
     """One array parameter per column of ``rows`` (values of ``columns``), for ``_unnest``."""
     values = zip(*rows, strict=True) if rows else [() for _ in columns]
-    return [pg_arrays.array(_uniform(column), _type(model, name)) for name, column in zip(columns, values, strict=True)]
+    return [_array(column, _type(model, name)) for name, column in zip(columns, values, strict=True)]
+
+
+def _array(values: Sequence[Any], pg_type: str) -> Any:
+    """An array parameter: packed by ``pg_arrays`` (which takes ints among floats), else a list psycopg can
+    dump (``_uniform``)."""
+    packed = pg_arrays.array(values, pg_type)
+    return _uniform(packed) if isinstance(packed, list) else packed
 
 
 def _keys_of(model: type[Model], column: str, keys: Iterable[Any]) -> Any:
     """The array parameter of ``_join_on``'s ``= ANY``: the distinct values of ``column``."""
-    return pg_arrays.array(list(keys), _type(model, column))
+    return _array(list(keys), _type(model, column))
 
 
 def _uniform(values: Sequence[Any]) -> list[Any]:
