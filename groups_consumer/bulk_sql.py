@@ -19,8 +19,9 @@ than psycopg's).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,8 @@ from groups_consumer import pg_arrays
 
 #: Ids per ``IN (...)`` list where arrays are not available (SQLite): under its parameter limit.
 IN_CHUNK = 2000
+#: The work ``filling_waits`` gives the waits for PostgreSQL's answers.
+_WAIT_WORK: ContextVar[Callable[[], bool] | None] = ContextVar("wait_work", default=None)
 
 
 def quote(name: str) -> str:
@@ -100,9 +103,8 @@ def insert_ignoring_conflicts(model: type[Model], columns: Sequence[str], rows: 
     if is_postgres() and rows:
         back = f" RETURNING {', '.join(quote(_column(model, c)) for c in returning)}" if returning else ""
         with cursor() as db:
-            db.execute(f"INSERT INTO {table} ({names}) SELECT * FROM {_unnest(model, columns)} ON CONFLICT DO NOTHING"
-                       + back, _arrays_of(model, columns, rows))
-            return db.fetchall() if returning else []
+            return _run(db, f"INSERT INTO {table} ({names}) SELECT * FROM {_unnest(model, columns)} "
+                            f"ON CONFLICT DO NOTHING{back}", _arrays_of(model, columns, rows), fetch=bool(returning))
     _executemany(f"INSERT INTO {table} ({names}) VALUES ({_marks(columns)}) ON CONFLICT DO NOTHING", rows)
     return []
 
@@ -289,6 +291,44 @@ def _overlapping() -> bool:
 
 
 @contextmanager
+def filling_waits(work: Callable[[], bool] | None) -> Iterator[None]:
+    """Inside, while a read by id (``select_where_in``, ``execute_where_in``) waits for PostgreSQL's answer,
+    the process calls ``work`` (a step of something that needs no database, returning False when it has nothing
+    left) until the answer has arrived, instead of sleeping on the socket. Elsewhere than on PostgreSQL, or with
+    no ``work``, nothing changes.
+
+    For an event batch: the consumer decodes the next batch in its waits (``pipeline.polled``).
+    """
+    token = _WAIT_WORK.set(work)
+    try:
+        yield
+    finally:
+        _WAIT_WORK.reset(token)
+
+
+@contextmanager
+def _pipelined() -> Iterator[None]:
+    """Pipeline mode for the statements inside (it is already on inside ``overlapping``)."""
+    if _overlapping():
+        yield
+        return
+    with connection.wrap_database_errors, connection.connection.pipeline():
+        yield
+
+
+def _fill_wait(work: Callable[[], bool]) -> None:
+    """Call ``work`` until the answer of the statement just sent in pipeline mode has arrived, or ``work`` has
+    nothing left."""
+    pgconn = connection.connection.pgconn
+    pgconn.send_flush_request()  # without it, the server keeps the answer until the pipeline syncs
+    while work():
+        pgconn.flush()
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            return
+
+
+@contextmanager
 def cursor() -> Iterator[CursorWrapper]:
     """A cursor of the Django connection (its transaction, error wrapping and query logging).
 
@@ -315,7 +355,23 @@ def _marks(columns: Sequence[str]) -> str:
 
 def _execute(sql: str, params: Sequence[Any]) -> None:
     with cursor() as db:
+        if is_postgres():
+            _run(db, sql, params, fetch=False)
+        else:
+            db.execute(sql, params)
+
+
+def _run(db: CursorWrapper, sql: str, params: Sequence[Any], *, fetch: bool) -> list[tuple[Any, ...]]:
+    """Run one statement on PostgreSQL, and read its rows if ``fetch``. Inside ``filling_waits`` the process does
+    the given work until the answer arrives (but for a write inside ``overlapping``, which does not wait)."""
+    work = _WAIT_WORK.get()
+    if work is None or (not fetch and _overlapping()):
         db.execute(sql, params)
+        return db.fetchall() if fetch else []
+    with _pipelined():
+        db.execute(sql, params)
+        _fill_wait(work)
+        return db.fetchall() if fetch else []
 
 
 def _executemany(sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -344,9 +400,8 @@ def _where_in(sql: str, column: str, ids: Iterable[int], params: Sequence[Any], 
         return rows
     with cursor() as db:
         if is_postgres():
-            arguments: list[Any] = [*params, pg_arrays.array(ids, "bigint")]
-            db.execute(f"{sql} {column} = ANY(%b::bigint[]) {suffix}", arguments)
-            return db.fetchall() if fetch else rows
+            return _run(db, f"{sql} {column} = ANY(%b::bigint[]) {suffix}",
+                        [*params, pg_arrays.array(ids, "bigint")], fetch=fetch)
         for start in range(0, len(ids), IN_CHUNK):
             chunk = ids[start:start + IN_CHUNK]
             db.execute(f"{sql} {column} IN ({', '.join(['%s'] * len(chunk))}) {suffix}", [*params, *chunk])

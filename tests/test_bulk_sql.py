@@ -1,6 +1,7 @@
 """Rows written by the bulk statements (COPY / executemany inserts, array-joined updates and deletes) read back
 as the values they were written from: odd strings, NULLs, booleans, floats given as ints, choices, timestamps."""
 
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -65,5 +66,56 @@ def test_statements_sent_without_waiting_are_answered_in_order_and_inserts_go_wi
 def test_a_statement_refused_inside_the_overlap_raises_a_django_error_by_the_end_of_it():
     UserFact.objects.create(user_id=1)
     with pytest.raises(IntegrityError), transaction.atomic(), bulk_sql.overlapping():
+        bulk_sql.update(UserFact, ["user_id"], ["username"], [(None, 1)])  # NOT NULL
+    assert UserFact.objects.get(user_id=1).username == ""
+
+
+def test_the_wait_for_an_answer_does_the_given_work_until_the_answer_arrives():
+    """On PostgreSQL, a read by id sent inside ``filling_waits`` calls the work while the server is busy (here
+    0.2 s asleep), stops once the answer is there (work left over), and reads the same rows; elsewhere the work
+    is never called."""
+    bulk_sql.insert(UserFact, ["user_id", "username"], [(n, f"u{n}") for n in range(1, 4)])
+    steps = []
+
+    def work():
+        steps.append(time.monotonic())
+        time.sleep(0.01)
+        return True  # never runs out
+    started = time.monotonic()
+    with bulk_sql.filling_waits(work):
+        read = bulk_sql.select_where_in(f"SELECT user_id, username, pg_sleep(0.2)::text FROM "
+                                        f"{UserFact._meta.db_table} WHERE" if connection.vendor == "postgresql"
+                                        else f"SELECT user_id, username, '' FROM {UserFact._meta.db_table} WHERE",
+                                        "user_id", [1, 3], suffix="ORDER BY user_id LIMIT 2")
+    assert [row[:2] for row in read] == [(1, "u1"), (3, "u3")]
+    if connection.vendor != "postgresql":
+        assert steps == []
+        return
+    assert len(steps) >= 5  # about 0.2 s of 10 ms steps...
+    assert steps[-1] - started < 0.6  # ...stopped once the answer came, though the work had more
+    assert connection.connection.pgconn.pipeline_status == 0  # back out of pipeline mode
+
+
+def test_writes_wait_doing_the_work_too_but_not_those_sent_without_waiting():
+    """Work that has run out (False) is asked once per wait, then the driver waits as usual."""
+    bulk_sql.insert(UserFact, ["user_id", "username"], [(1, "a")])
+    calls = []
+    read = f"SELECT username FROM {UserFact._meta.db_table} WHERE"
+    with transaction.atomic(), bulk_sql.filling_waits(lambda: calls.append(1) or False):
+        bulk_sql.update(UserFact, ["user_id"], ["username"], [("b", 1)])
+        after_write = len(calls)
+        assert bulk_sql.select_where_in(read, "user_id", [1]) == [("b",)]
+        after_read = len(calls)
+        with bulk_sql.overlapping():
+            bulk_sql.update(UserFact, ["user_id"], ["username"], [("c", 1)])
+            after_overlapped_write = len(calls)
+            assert bulk_sql.select_where_in(read, "user_id", [1]) == [("c",)]
+    expected = [1, 2, 2, 3] if connection.vendor == "postgresql" else [0, 0, 0, 0]
+    assert [after_write, after_read, after_overlapped_write, len(calls)] == expected
+
+
+def test_a_refused_statement_in_a_filled_wait_raises_a_django_error():
+    UserFact.objects.create(user_id=1)
+    with pytest.raises(IntegrityError), transaction.atomic(), bulk_sql.filling_waits(lambda: True):
         bulk_sql.update(UserFact, ["user_id"], ["username"], [(None, 1)])  # NOT NULL
     assert UserFact.objects.get(user_id=1).username == ""

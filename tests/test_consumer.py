@@ -9,6 +9,7 @@ from datetime import UTC, timedelta
 
 import pytest
 from confluent_kafka import Message
+from django.db import connection
 from django.utils import timezone
 
 from groups_consumer import api
@@ -18,6 +19,7 @@ from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
 from groups_consumer.pipeline.dead_letter import DeadLetterLimit, DeadLetterLimitExceeded
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
+from groups_consumer.pipeline.polled import PolledBatch
 from groups_consumer.status import collect
 from tests import lms
 from tests.facts import COURSE, NOW, leaf
@@ -377,13 +379,38 @@ def test_a_message_sent_to_an_idle_consumer_is_fetched_without_waiting_out_the_d
         consumer.close()
 
 
-def test_the_polled_messages_are_gone_when_the_collector_runs_between_batches(config, monkeypatch):
-    """Left referenced, a batch's messages (and their headers) are objects every collection scans, alive."""
+def test_the_applied_batch_s_messages_are_gone_when_the_collector_runs_between_batches(config, monkeypatch):
+    """Left referenced, a batch's messages (and their headers) are objects every collection scans, alive. Only
+    the batch polled ahead (at most one batch) is alive then."""
     alive_at_collection = []
 
     def after_batch(collector):
         alive_at_collection.append(sum(isinstance(thing, Message) for thing in gc.get_objects()))
     monkeypatch.setattr(CollectBetweenBatches, "after_batch", after_batch)
     send_as_lms(config, *(lms.login(n, T[1]) for n in range(1, 21)))
-    consume(config, messages=20)
-    assert alive_at_collection and set(alive_at_collection) == {0}
+    consume(replace(config, batch_size=5), messages=20)
+    assert alive_at_collection and max(alive_at_collection) <= 5
+
+
+@pytest.mark.parametrize("decode_ahead", [True, False])
+def test_a_backlog_is_decoded_a_batch_ahead_in_the_database_s_waits_with_the_same_outcome(config, monkeypatch,
+                                                                                           decode_ahead):
+    """With ``decode_ahead`` (the default), the next batch is polled before the current one is applied and, on
+    PostgreSQL, decoded while its statements run; dead letters and memberships are the same either way."""
+    api.apply_definitions({"name": "spain", "rule": leaf("country", "in", countries=["ES"])}, now=NOW)
+    decoded_in_waits = []
+    step = PolledBatch.step
+
+    def counting_step(batch):
+        decoded_in_waits.append(1)
+        return step(batch)
+    monkeypatch.setattr(PolledBatch, "step", counting_step)
+    send_as_lms(config, *(lms.profile(n, "ES" if n % 2 else "FR", T[39]) for n in range(1, 41)))
+    junk = config.new_producer()
+    junk.produce(config.topics[0], value=b"junk")
+    junk.flush(10)
+    send_as_lms(config, *(lms.profile(n, "ES" if n % 2 else "FR", T[39]) for n in range(41, 61)))
+    stats = consume(replace(config, batch_size=10, decode_ahead=decode_ahead), messages=61)
+    assert stats.dead_letters == 1 and len(read_all(config, config.dlq_topic, 1)) == 1
+    assert sorted(api.find_group("spain").memberships.values_list("user_id", flat=True)) == list(range(1, 61, 2))
+    assert bool(decoded_in_waits) == (decode_ahead and connection.vendor == "postgresql")

@@ -13,7 +13,7 @@ class Node:
         self.me = self
 
 
-def test_cycles_wait_for_the_end_of_the_batch_and_the_collector_is_restored():
+def test_cycles_wait_for_the_next_full_collection_and_the_collector_is_restored():
     now = [0.0]
     collector = CollectBetweenBatches(full_every_s=60, clock=lambda: now[0])
     assert gc.isenabled()
@@ -26,15 +26,25 @@ def test_cycles_wait_for_the_end_of_the_batch_and_the_collector_is_restored():
         for _ in range(200_000):  # far past the default thresholds: still no collection
             Node.__new__(Node)
         assert alive() is not None
-        collector.after_batch()
-        assert alive() is None
+        collector.after_batch()  # frozen, not traversed
+        assert alive() is not None
 
-        now[0] = 61  # a full collection is due: it frees older cycles too
-        old = Node()
-        gc.collect(1)  # promoted out of the young generations
-        alive, old = weakref.ref(old), None
+        now[0] = 61  # a full collection is due: it frees every cycle, frozen ones too
         collector.after_batch()
         assert alive() is None
     finally:
         collector.stop()
     assert gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_what_a_batch_leaves_alive_is_not_traversed_by_the_next_batch_s_collection():
+    """The batch polled ahead (here: many live objects) is frozen after the batch, not scanned."""
+    now = [0.0]
+    collector = CollectBetweenBatches(full_every_s=60, clock=lambda: now[0])
+    collector.start()
+    try:
+        ahead = [[n] for n in range(100_000)]
+        collector.after_batch()
+        assert gc.get_freeze_count() >= len(ahead)
+    finally:
+        collector.stop()

@@ -28,6 +28,8 @@ class ConsumerConfig:
     batch_size: int = 2000
     batch_timeout_s: float = 0.2
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW.total_seconds()
+    #: Poll the next batch before applying the current one and decode it while waiting for PostgreSQL.
+    decode_ahead: bool = True
     dead_letter_limit: DeadLetterLimit = field(default_factory=DeadLetterLimit)
 
     def __post_init__(self) -> None:
@@ -48,7 +50,8 @@ class ConsumerConfig:
                    schema_registry_url=env.get("SCHEMA_REGISTRY_URL") or None,
                    batch_size=int(env.get("CONSUMER_BATCH_SIZE", 2000)),
                    batch_timeout_s=float(env.get("CONSUMER_BATCH_TIMEOUT_S", 0.2)),
-                   max_clock_skew_s=float(env.get("CONSUMER_MAX_CLOCK_SKEW_S", DEFAULT_MAX_CLOCK_SKEW.total_seconds())))
+                   max_clock_skew_s=float(env.get("CONSUMER_MAX_CLOCK_SKEW_S", DEFAULT_MAX_CLOCK_SKEW.total_seconds())),
+                   decode_ahead=env.get("CONSUMER_DECODE_AHEAD", "1") != "0")
 
     @property
     def bootstrap_servers(self) -> str:

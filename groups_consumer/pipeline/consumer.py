@@ -6,11 +6,19 @@ Guarantees:
   then its offsets are committed synchronously. Offsets are never committed before the transaction that
   applied them, so a crash at any point re-delivers the batch, and re-applying it changes nothing
   (facts are monotonic, memberships are diffs): at-least-once delivery, exactly-once effects.
+- Decoding ahead (``CONSUMER_DECODE_AHEAD``, on by default, while the host has a CPU to spare: ``spare_cpu``):
+  what librdkafka has already fetched beyond a batch is polled before the batch is applied and decoded while
+  the batch waits for PostgreSQL (``polled``); it is the next batch, dead-lettered, applied and committed in
+  its turn. Nothing of it is committed or
+  dead-lettered before then, so stopping or crashing with a batch polled ahead only delivers it again.
 - Dead letters are acknowledged by the broker before the offsets of their messages are committed.
-- Rebalances: offsets are committed before the next poll, and partitions are only revoked inside a poll,
-  so a revoked partition never has applied-but-uncommitted work (eager or cooperative assignor). Events of one
-  user may arrive on several partitions (enrollments are keyed by course): per-user row locks in the fact
-  stage serialize consumers.
+- Rebalances: partitions are only revoked inside a poll. A batch's offsets are committed before the next
+  poll but the one polling ahead, made before the batch is applied: a partition revoked there, or while the
+  batch waits for the database, is another member's when the batch commits, and its offsets are left to that
+  member, which reads the partition again from the last committed offset and applies those events again
+  (changing nothing). The batch polled ahead drops the messages of revoked partitions. Eager or cooperative
+  assignor alike. Events of one user may arrive on several partitions (enrollments are keyed by course):
+  per-user row locks in the fact stage serialize consumers.
 - Transient database errors are retried with backoff, never skipped; retriable offset-commit errors are
   retried, and a commit that still fails only means the applied batch is delivered again (harmlessly).
   Too many dead letters stop the loop.
@@ -38,9 +46,10 @@ from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, Message, TopicPartition
 from django.db import connection
 
+from groups_consumer import bulk_sql
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.errors import DecodeError
 from groups_consumer.pipeline import metrics
@@ -48,10 +57,12 @@ from groups_consumer.pipeline.accounting import BatchOutcome, ConsumerLedger, Co
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
-from groups_consumer.pipeline.decode import EventDecoder, message_headers, registry_writer_schemas
+from groups_consumer.pipeline.decode import EventDecoder, registry_writer_schemas
 from groups_consumer.pipeline.facts_update import TRANSIENT_DB_ERRORS
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
 from groups_consumer.pipeline.isolate import apply_isolating
+from groups_consumer.pipeline.polled import Decoded, PolledBatch
+from groups_consumer.pipeline.spare_cpu import SpareCpu
 from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
 from groups_consumer.plugins.events import Origin, PlatformEvent
 from groups_consumer.publishing import outbox
@@ -143,6 +154,8 @@ class EventConsumer:
         self._rebalancing = True  # until the first assignment; again from a revocation to the next assignment
         self._rebalancing_since = time.monotonic()
         self._processor: BatchProcessor | None = None
+        self._ahead: PolledBatch | None = None  # the next batch, polled and decoding while this one is applied
+        self._spare_cpu = SpareCpu()  # decoding ahead only pays when a core would otherwise be idle
         self._garbage = CollectBetweenBatches()
         self._outbox_gate = OutboxGate()
         self._next_stats = 0.0
@@ -200,53 +213,55 @@ class EventConsumer:
         log.warning("leaving_during_rebalance", waited_s=LEAVE_AFTER_REBALANCE_S)
 
     def _poll_and_handle(self) -> bool:
-        """Poll a batch and handle it; True if it held messages. The batch's objects end with this call, before
-        the collector runs (it would scan the messages' headers, alive, for nothing: ``garbage``)."""
-        messages = poll_batch(self._consumer, self.config)
-        metrics.LAST_POLL.set_to_current_time()
-        if messages:
-            self.handle(messages)
-        return bool(messages)
+        """Handle a batch: the one polled during the previous batch, else a new poll; True if it held messages.
+        With ``decode_ahead``, and while the host has a CPU to spare (``spare_cpu``), what has already been
+        fetched beyond it is polled first, to decode while it waits for the database (``polled``)."""
+        batch, self._ahead = self._ahead, None
+        if batch is None:
+            messages = poll_batch(self._consumer, self.config)
+            metrics.LAST_POLL.set_to_current_time()
+            if not messages:
+                return False
+            batch = self._polled(messages)
+        if self.config.decode_ahead and self._spare_cpu():
+            ahead = self._consumer.consume(self.config.batch_size, 0)
+            metrics.LAST_POLL.set_to_current_time()
+            self._ahead = self._polled(ahead) if ahead else None
+        self._handle(batch)
+        return True
 
     def handle(self, messages: list[Message]) -> list[BatchResult]:
-        """Decode, apply and commit one polled batch; the results of the transactions that applied it. The
-        batch is counted (``accounting``), and handed to ``on_batch``, once applied and committed."""
+        """Decode, apply and commit one polled batch; the results of the transactions that applied it."""
+        return self._handle(self._polled(messages))
+
+    def _polled(self, messages: list[Message]) -> PolledBatch:
+        return PolledBatch(messages, self.decoder, self._start.is_before if self._start is not None else None)
+
+    def _handle(self, batch: PolledBatch) -> list[BatchResult]:
+        """Decode (what was not decoded ahead), apply and commit a batch. It is counted (``accounting``), and
+        handed to ``on_batch``, once applied and committed."""
         started = time.monotonic()
-        received = self._receive(messages)
-        events = self._decode(received)
-        results = self._apply(events, received)
-        self._acknowledge(messages)
-        self._ledger.record_batch(BatchOutcome.of(messages, results, seconds=time.monotonic() - started))
-        self._on_batch(messages)
+        decoded = batch.decoded()
+        events = self._events_of(decoded)
+        with bulk_sql.filling_waits(self._ahead.step if self._ahead is not None else None):
+            results = self._apply(events, {item.origin: item.message for item in decoded})
+        self._acknowledge(batch.messages)
+        self._ledger.record_batch(BatchOutcome.of(batch.messages, results, seconds=time.monotonic() - started))
+        self._on_batch(batch.messages)
         return results
 
-    def _receive(self, messages: list[Message]) -> dict[Origin, Message]:
-        """The polled messages by where they were read: not the Kafka errors (logged, but partition ends), nor,
-        in a replay, the messages older than its start."""
-        received: dict[Origin, Message] = {}
-        for message in messages:
-            if (kafka_error := message.error()) is not None:
-                if kafka_error.code() != KafkaError._PARTITION_EOF:
-                    log.warning("kafka_error", error=str(kafka_error))
-            elif self._start is None or not self._start.is_before(message):
-                received[Origin.of(message)] = message
-        return received
-
-    def _decode(self, received: dict[Origin, Message]) -> list[PlatformEvent]:
-        """The events of ``received`` that ``accept`` takes. A message that does not decode is dead-lettered; an
+    def _events_of(self, decoded: list[Decoded]) -> list[PlatformEvent]:
+        """The events of ``decoded`` that ``accept`` takes. A message that did not decode is dead-lettered; an
         event ``accept`` leaves out counts as valid against the dead-letter limit (one it takes counts once
         applied: ``_apply``)."""
         events: list[PlatformEvent] = []
-        for origin, message in received.items():
-            try:
-                event = self.decoder.decode(message.value(), message_headers(message), origin)
-            except DecodeError as error:
-                self._dead_letter(message, origin, error)
-                if not error.poison:  # sound, but its fact source is unavailable: not a bad message
+        for origin, message, outcome in decoded:
+            if isinstance(outcome, DecodeError):
+                self._dead_letter(message, origin, outcome)
+                if not outcome.poison:  # sound, but its fact source is unavailable: not a bad message
                     self._ledger.record_valid()
-                continue
-            if self._accept(event):
-                events.append(event)
+            elif self._accept(outcome):
+                events.append(outcome)
             else:
                 self._ledger.record_valid()
         return events
@@ -412,11 +427,13 @@ class EventConsumer:
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A rebalance revokes ``partitions`` (all of them when eager, those moving when cooperative). Nothing to
-        commit: every polled batch was applied and committed before this poll. They are resumed: librdkafka keeps
-        a pause across reassignment, and one paused while the batch waited for the database must come back
-        fetching."""
+        commit: every batch applied before this poll was committed, and the batch polling ahead of its turn
+        (if this is that poll) commits only the partitions still owned. The batch polled ahead drops their
+        messages. They are resumed: librdkafka keeps a pause across reassignment, and one paused while the
+        batch waited for the database must come back fetching."""
         self._rebalancing, self._rebalancing_since = True, time.monotonic()
         _consumer.resume(partitions)
+        self._drop_ahead(partitions)
         log.info("partitions_revoked", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
 
     def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -424,4 +441,11 @@ class EventConsumer:
         if any, are delivered again there). Resumed, as in ``_revoked``."""
         self._rebalancing, self._rebalancing_since = True, time.monotonic()
         _consumer.resume(partitions)
+        self._drop_ahead(partitions)
         log.warning("partitions_lost", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+
+    def _drop_ahead(self, partitions: list[TopicPartition]) -> None:
+        """Leave the messages of ``partitions`` out of the batch polled ahead: they are not this member's to apply
+        any more (their new owner, possibly this member again, reads them from the committed offset)."""
+        if self._ahead is not None:
+            self._ahead.drop({(p.topic, p.partition) for p in partitions})

@@ -1,0 +1,57 @@
+"""A polled batch decodes a few messages per step (in the waits of the batch before) and the rest on demand,
+with the same outcome as decoding it at once; a revocation takes its partitions' messages out."""
+
+from confluent_kafka import KafkaError, Message
+
+from groups_consumer.errors import DecodeError
+from groups_consumer.pipeline.decode import EventDecoder
+from groups_consumer.pipeline.polled import STEP, PolledBatch
+from groups_consumer.plugins.events import Origin, PlatformEvent
+from tests import lms
+from tests.facts import NOW
+
+DECODER = EventDecoder()
+
+
+def message(partition: int, offset: int, user_id: int = 1) -> Message:
+    _key, value, headers = lms.login(user_id, NOW).wire()
+    return Message(topic="events", partition=partition, offset=offset, value=value, headers=headers)
+
+
+def test_steps_decode_a_few_messages_each_and_the_rest_is_decoded_on_demand():
+    messages = [message(0, n, user_id=n + 1) for n in range(STEP + 3)]
+    batch = PolledBatch(messages, DECODER)
+    assert batch.step() is True  # STEP decoded, 3 left
+    assert batch.step() is False
+    assert batch.step() is False  # nothing left: a step does nothing
+    decoded = batch.decoded()
+    assert [d.origin for d in decoded] == [Origin("events", 0, n) for n in range(STEP + 3)]
+    assert [d.outcome.data["user"]["id"] for d in decoded if isinstance(d.outcome, PlatformEvent)] == list(
+        range(1, STEP + 4))
+
+
+def test_decoding_ahead_or_at_once_gives_the_same_outcomes_and_errors_are_kept_not_raised():
+    junk = Message(topic="events", partition=1, offset=7, value=b"junk", headers=[])
+    end = Message(topic="events", partition=0, offset=3, error=KafkaError(KafkaError._PARTITION_EOF))
+    messages = [message(0, 0), junk, end, message(0, 1, user_id=2)]
+    ahead, at_once = PolledBatch(messages, DECODER), PolledBatch(messages, DECODER)
+    ahead.step()
+    outcomes = [(d.origin, type(d.outcome)) for d in ahead.decoded()]
+    assert outcomes == [(d.origin, type(d.outcome)) for d in at_once.decoded()] == [
+        (Origin("events", 0, 0), PlatformEvent), (Origin("events", 1, 7), DecodeError),
+        (Origin("events", 0, 1), PlatformEvent)]  # the partition end is left out
+    assert ahead.decoded()[1].outcome.reason == "missing_header"
+
+
+def test_messages_of_revoked_partitions_are_dropped_decoded_or_not():
+    messages = [message(n % 2, n) for n in range(STEP * 2)]
+    batch = PolledBatch(messages, DECODER)
+    batch.step()  # the first STEP messages, of both partitions
+    batch.drop({("events", 1)})
+    assert [m.partition() for m in batch.messages] == [0] * STEP
+    assert [d.origin.offset for d in batch.decoded()] == list(range(0, STEP * 2, 2))
+
+
+def test_a_replay_leaves_out_the_messages_before_its_start():
+    batch = PolledBatch([message(0, 0), message(0, 1)], DECODER, is_before=lambda m: m.offset() == 0)
+    assert [d.origin.offset for d in batch.decoded()] == [1]
