@@ -55,3 +55,10 @@ def test_messages_of_revoked_partitions_are_dropped_decoded_or_not():
 def test_a_replay_leaves_out_the_messages_before_its_start():
     batch = PolledBatch([message(0, 0), message(0, 1)], DECODER, is_before=lambda m: m.offset() == 0)
     assert [d.origin.offset for d in batch.decoded()] == [1]
+
+
+def test_messages_polled_later_join_the_batch_undecoded():
+    batch = PolledBatch([message(0, 0)], DECODER)
+    batch.step()
+    batch.extend([message(0, 1, user_id=2)])
+    assert [d.outcome.data["user"]["id"] for d in batch.decoded()] == [1, 2]

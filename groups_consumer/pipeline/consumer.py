@@ -213,7 +213,8 @@ class EventConsumer:
         log.warning("leaving_during_rebalance", waited_s=LEAVE_AFTER_REBALANCE_S)
 
     def _poll_and_handle(self) -> bool:
-        """Handle a batch: the one polled during the previous batch, else a new poll; True if it held messages.
+        """Handle a batch: the one polled during the previous batch (with what has arrived since, up to the batch
+        size), else a new poll; True if it held messages.
         With ``decode_ahead``, and while the host has a CPU to spare (``spare_cpu``), what has already been
         fetched beyond it is polled first, to decode while it waits for the database (``polled``)."""
         batch, self._ahead = self._ahead, None
@@ -223,6 +224,8 @@ class EventConsumer:
             if not messages:
                 return False
             batch = self._polled(messages)
+        elif (room := self.config.batch_size - len(batch.messages)) > 0:
+            batch.extend(self._consumer.consume(room, 0))  # what arrived since: the batch follows the load
         if self.config.decode_ahead and self._spare_cpu():
             ahead = self._consumer.consume(self.config.batch_size, 0)
             metrics.LAST_POLL.set_to_current_time()

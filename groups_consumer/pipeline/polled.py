@@ -65,6 +65,10 @@ class PolledBatch:
         self._next = len(self.messages)
         return self._done
 
+    def extend(self, messages: list[Message]) -> None:
+        """Add messages polled since (to decode in the batch's turn)."""
+        self.messages = self.messages + messages
+
     def drop(self, partitions: Collection[tuple[str, int]]) -> None:
         """Leave out the messages of ``partitions`` (revoked: their new owner reads them again)."""
         self._next = sum(1 for m in self.messages[:self._next] if (m.topic(), m.partition()) not in partitions)
