@@ -1,6 +1,7 @@
 """A polled batch decodes a few messages per step (in the waits of the batch before) and the rest on demand,
 with the same outcome as decoding it at once; a revocation takes its partitions' messages out."""
 
+import pytest
 from confluent_kafka import KafkaError, Message
 
 from groups_consumer.errors import DecodeError
@@ -62,3 +63,21 @@ def test_messages_polled_later_join_the_batch_undecoded():
     batch.step()
     batch.extend([message(0, 1, user_id=2)])
     assert [d.outcome.data["user"]["id"] for d in batch.decoded()] == [1, 2]
+
+
+def test_a_decoder_bug_in_a_step_is_raised_in_the_batch_s_own_turn(monkeypatch):
+    """Not inside the statement of the batch whose wait the step fills (it would take it for its own events'
+    failure and dead-letter them)."""
+    batch = PolledBatch([message(0, 0), message(0, 1, user_id=2), message(0, 2, user_id=3)], DECODER)
+    real = DECODER.decode
+
+    def buggy(value, headers, origin=None):
+        if origin.offset == 1:
+            raise RuntimeError("a bug")
+        return real(value, headers, origin)
+    monkeypatch.setattr(DECODER, "decode", buggy)
+    assert batch.step() is False and batch.step() is False  # stalled at the second message, nothing raised
+    with pytest.raises(RuntimeError, match="a bug"):
+        batch.decoded()
+    monkeypatch.setattr(DECODER, "decode", real)
+    assert [d.origin.offset for d in batch.decoded()] == [0, 1, 2]  # nothing skipped

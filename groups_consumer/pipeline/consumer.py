@@ -226,6 +226,7 @@ class EventConsumer:
             batch = self._polled(messages)
         elif (room := self.config.batch_size - len(batch.messages)) > 0:
             batch.extend(self._consumer.consume(room, 0))  # what arrived since: the batch follows the load
+            metrics.LAST_POLL.set_to_current_time()
         if self.config.decode_ahead and self._spare_cpu():
             ahead = self._consumer.consume(self.config.batch_size, 0)
             metrics.LAST_POLL.set_to_current_time()

@@ -49,14 +49,24 @@ class PolledBatch:
         self._decoder, self._is_before = decoder, is_before
         self._done: list[Decoded] = []
         self._next = 0
+        self._stalled = False
 
     def step(self) -> bool:
-        """Decode up to ``STEP`` more messages; False once every message is decoded."""
+        """Decode up to ``STEP`` more messages; False once every message is decoded. A decoder that raises
+        anything but a DecodeError (a bug) stops the steps there: it raises again in this batch's own turn
+        (``decoded``), not inside the statement of the batch whose wait this is, which would take it for a
+        failure of its own events."""
+        if self._stalled:
+            return False
         end = min(self._next + STEP, len(self.messages))
-        for message in self.messages[self._next:end]:
-            self._receive(message)
-        self._next = end
-        return end < len(self.messages)
+        try:
+            while self._next < end:
+                self._receive(self.messages[self._next])
+                self._next += 1
+        except Exception:  # left for ``decoded`` to raise
+            self._stalled = True
+            return False
+        return self._next < len(self.messages)
 
     def decoded(self) -> list[Decoded]:
         """Every received message with what decoding it gave, in poll order."""
