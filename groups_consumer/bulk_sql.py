@@ -292,10 +292,11 @@ def _overlapping() -> bool:
 
 @contextmanager
 def filling_waits(work: Callable[[], bool] | None) -> Iterator[None]:
-    """Inside, while a read by id (``select_where_in``, ``execute_where_in``) waits for PostgreSQL's answer,
-    the process calls ``work`` (a step of something that needs no database, returning False when it has nothing
-    left) until the answer has arrived, instead of sleeping on the socket. Elsewhere than on PostgreSQL, or with
-    no ``work``, nothing changes.
+    """Inside, while a statement waits for PostgreSQL's answer (reads by id, updates, deletes, inserts
+    returning rows; not ``COPY``, nor a write sent without waiting inside ``overlapping``), the process calls
+    ``work`` (a step of something that needs no database, returning False when it has nothing left) until the
+    answer has arrived, instead of sleeping on the socket. Elsewhere than on PostgreSQL, or with no ``work``,
+    nothing changes.
 
     For an event batch: the consumer decodes the next batch in its waits (``pipeline.polled``).
     """
