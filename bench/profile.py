@@ -30,6 +30,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from bench.cpu import process_cpu_s
+from groups_consumer.pipeline.config import DEFAULT_BATCH_SIZE
 
 #: Timed stages: label -> (module, attribute). Patched where the callers look them up.
 if TYPE_CHECKING:
@@ -102,7 +103,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=100_000, help="population loaded (with --reuse: the loaded one)")
     parser.add_argument("--groups", type=int, default=50)
     parser.add_argument("--events", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=2000, help="events per batch (the consumer's batch size)")
+    parser.add_argument("--batch", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="events per batch (default: the consumer's batch size)")
     parser.add_argument("--reuse", action="store_true", help="keep the platform already loaded in the database")
     parser.add_argument("--seed", type=int, default=None, help="stream seed (default: from the clock)")
     parser.add_argument("--cprofile", metavar="FILE", help="write a cProfile of the apply loop instead of timing")

@@ -35,10 +35,10 @@ def run_module(module: str, args: list[str], env: dict[str, str]) -> subprocess.
 def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap_servers,
            "BENCH_DATABASE_URL": "postgres://postgres@127.0.0.1:5432/gc_bench_smoke"}
-    # 10,000 events: the steady rates need two batches (up to 2,000 events) or more in each of 2 processes. A
-    # step that hangs fails with the traceback of where it waited (the whole run takes about a minute).
+    # 5,000 events: the steady rates need two batches (up to 1,000 events in a quick run) or more in each of 2
+    # processes. A step that hangs fails with the traceback of where it waited (the whole run takes about a minute).
     run = run_module("bench", [
-        "--quick", "--users", "300", "--events", "10000", "--latency-events", "200", "--rate", "500", "--scaling",
+        "--quick", "--users", "300", "--events", "5000", "--latency-events", "200", "--rate", "500", "--scaling",
         "200", "--scaling-events", "200", "--full-sync-users", "300", "--naive-users", "200", "--naive-events", "20",
         "--naive-budget", "2", "--skip", "peer", "--step-timeout", "240", "--results", str(tmp_path)], env)
     assert run.returncode == 0, run.stderr[-3000:]
