@@ -15,14 +15,10 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import TopicPartition
-from confluent_kafka.serialization import MessageField, SerializationContext
 from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
 from edx_event_bus_kafka.internal import consumer as lms_consumer
-from edx_event_bus_kafka.internal.producer import get_serializers
-from edx_event_bus_kafka.internal.utils import _get_headers_from_metadata
-from openedx_events.data import EventsMetadata
 from openedx_events.event_bus.avro.schema import schema_from_signal
 
 from groups_consumer import api
@@ -30,9 +26,7 @@ from groups_consumer.broker import EmbeddedBroker
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.kafka_clients import KafkaClientSettings
 from groups_consumer.membership_event import (
-    EVENT_KEY_FIELD,
     USER_GROUP_MEMBERSHIP_CHANGED,
-    UserGroupData,
     UserGroupMembershipChangeData,
 )
 from groups_consumer.models import MembershipChange, OutboxMessage
@@ -43,7 +37,6 @@ from groups_consumer.publishing.backpressure import OutboxGate
 from groups_consumer.publishing.config import PublishingSettings
 from groups_consumer.publishing.relay import LEASE, LEASE_TTL, Relay
 from groups_consumer.publishing.snapshot import publish_snapshot
-from groups_consumer.publishing.wire import SOURCE, MembershipEventWriter, SchemaIds, ce_id
 from groups_consumer.scheduling.leases import Leases
 from groups_consumer.scheduling.scheduler import Scheduler
 from groups_consumer.status import collect
@@ -86,27 +79,6 @@ def assert_outbox_mirrors_the_change_log(deleted_groups=()):
 def test_the_schema_file_is_the_signal_schema():
     path = Path(__file__).parents[1] / "schemas" / f"{USER_GROUP_MEMBERSHIP_CHANGED.event_type}.avsc"
     assert json.loads(path.read_text()) == schema_from_signal(USER_GROUP_MEMBERSHIP_CHANGED)
-
-
-def test_messages_are_byte_for_byte_what_edx_event_bus_kafka_writes():
-    row = outbox.OutboxRow(id=7, change_id=41, user_id=123456789, group_id=3, group_name="struggling",
-                           scope_type="course", scope_key=COURSE, exclusive_set="level", kind="joined", cause="event",
-                           cause_id=str(uuid.uuid4()), at=NOW)
-    data = UserGroupMembershipChangeData(
-        user_id=row.user_id, group=UserGroupData(id=3, name="struggling", scope_type="course", scope_key=COURSE,
-                                                 exclusive_set="level"),
-        change="joined", cause="event", cause_id=row.cause_id, changed_at=NOW)
-    key_serializer, value_serializer = get_serializers(USER_GROUP_MEMBERSHIP_CHANGED, EVENT_KEY_FIELD)
-    their_key = key_serializer(row.user_id, SerializationContext("t", MessageField.KEY))
-    their_value = value_serializer({"membership_change": data}, SerializationContext("t", MessageField.VALUE))
-    ids = SchemaIds(key=int.from_bytes(their_key[1:5], "big"), value=int.from_bytes(their_value[1:5], "big"))
-    namespace = uuid.uuid4()
-    key, value, headers = MembershipEventWriter(namespace, ids, sourcehost="host-1").message(row)
-    assert (key, value) == (their_key, their_value)
-    metadata = EventsMetadata(event_type=USER_GROUP_MEMBERSHIP_CHANGED.event_type, id=uuid.UUID(ce_id(namespace, row)),
-                              source=SOURCE, sourcehost="host-1", time=NOW)
-    assert dict(headers) == _get_headers_from_metadata(metadata)
-    assert ce_id(namespace, row) == str(uuid.uuid5(namespace, "change/41"))
 
 
 def test_every_writer_records_exactly_its_changes(topic):

@@ -8,9 +8,14 @@
   ``ce_minorversion``, ``sourcehost``, ``sourcelib``, ``content-type``, ``ce_datacontenttype``).
 
 ``ce_id`` is derived from the installation's namespace and the change-log id (``change/<id>``; snapshot rows:
-``snapshot/<outbox id>``): a row published again carries the same ``ce_id``. Records are built as plain
-dictionaries (openedx-events' serializer walks attrs classes per message: several times slower); a test keeps
-the bytes equal to what openedx-events' serializer and edx-event-bus-kafka's header mapping produce.
+``snapshot/<outbox id>``): a row published again carries the same ``ce_id``. The relay writes every message
+(1 to 2 per event), so the value is built in parts, each encoded by fastavro: an Avro record is the
+concatenation of its fields' encodings (Avro specification, "Binary Encoding"), so the value is the user id's
+``long`` (also the key's body), the group's record (encoded once per group as it was, and kept), and the
+remaining four strings as one record. That takes a third of the time of encoding a whole record built as a
+dictionary per message, and openedx-events' serializer (attrs classes walked per message) is several times
+slower still. Tests keep the bytes equal to what openedx-events' serializer and edx-event-bus-kafka's header
+mapping produce, for any row.
 """
 
 from __future__ import annotations
@@ -76,12 +81,22 @@ def register_schemas(registry: SchemaRegistryClient, topic: str) -> SchemaIds:
 class MembershipEventWriter:
     """Turns outbox rows into Kafka messages (key, value, headers)."""
 
+    #: Groups whose encoding is kept (as they were: a renamed group is another entry); past it, start again.
+    MAX_GROUPS_KEPT = 10_000
+
     def __init__(self, namespace: uuid.UUID | str, schema_ids: SchemaIds, sourcehost: str | None = None):
         # ``uuid5`` hashes the namespace again for every id: start each hash from a copy of it instead.
         self._namespace_hash = hashlib.sha1(uuid.UUID(str(namespace)).bytes, usedforsecurity=False)
         self._key_frame = _FRAME.pack(0, schema_ids.key)
         self._value_frame = _FRAME.pack(0, schema_ids.value)
-        self._schema = fastavro.parse_schema(json.loads(VALUE_SCHEMA))
+        change_fields = json.loads(VALUE_SCHEMA)["fields"][0]["type"]["fields"]
+        user_id, group, *rest = change_fields
+        if (user_id["name"], group["name"], tuple(f["name"] for f in group["type"]["fields"])) != \
+                ("user_id", "group", GROUP_FIELDS):  # what ``message`` concatenates, in this order
+            raise ValueError(f"unexpected membership change schema: {change_fields}")
+        self._group_schema = fastavro.parse_schema(group["type"])
+        self._rest_schema = fastavro.parse_schema({"type": "record", "name": "ChangeAfterGroup", "fields": rest})
+        self._groups: dict[tuple[int, str, str, str, str | None], bytes] = {}
         self._fixed_headers: list[tuple[str, str | bytes | None]] = [
             ("ce_specversion", b"1.0"), ("content-type", b"application/avro"),
             ("ce_datacontenttype", b"application/avro"), ("ce_type", EVENT_TYPE.encode()),
@@ -91,27 +106,41 @@ class MembershipEventWriter:
 
     def message(self, row: OutboxRow) -> Message:
         """The message of one row."""
-        key = io.BytesIO(self._key_frame)
-        key.seek(0, io.SEEK_END)
-        fastavro.schemaless_writer(key, "long", row.user_id)
-        value = io.BytesIO(self._value_frame)
-        value.seek(0, io.SEEK_END)
-        fastavro.schemaless_writer(value, self._schema, record(row))
-        headers = [*self._fixed_headers, ("ce_id", self._ce_id(row).encode()),
-                   ("ce_time", row.at.isoformat().encode())]
-        return key.getvalue(), value.getvalue(), headers
+        user_id = _encoded("long", row.user_id)
+        at = row.at.isoformat()
+        value = b"".join((self._value_frame, user_id, self._group(row), _encoded(self._rest_schema, {
+            "change": row.kind, "cause": row.cause, "cause_id": row.cause_id, "changed_at": at})))
+        headers = [*self._fixed_headers, ("ce_id", self._ce_id(row)), ("ce_time", at.encode())]
+        return self._key_frame + user_id, value, headers
 
-    def _ce_id(self, row: OutboxRow) -> str:
-        """``ce_id(namespace, row)``, hashing only the name."""
+    def _group(self, row: OutboxRow) -> bytes:
+        """The encoding of the row's group record (``UserGroupData``)."""
+        group = (row.group_id, row.group_name, row.scope_type, row.scope_key, row.exclusive_set)
+        encoded = self._groups.get(group)
+        if encoded is None:
+            if len(self._groups) >= self.MAX_GROUPS_KEPT:
+                self._groups.clear()
+            encoded = self._groups[group] = _encoded(self._group_schema, dict(zip(GROUP_FIELDS, group, strict=True)))
+        return encoded
+
+    def _ce_id(self, row: OutboxRow) -> bytes:
+        """``ce_id(namespace, row)``, encoded: hashing only the name, and setting the version and variant bits of
+        the name-based UUID (RFC 4122, 4.3) without building a ``uuid.UUID``."""
         digest = self._namespace_hash.copy()
         digest.update(_name(row).encode())
-        return str(uuid.UUID(bytes=digest.digest()[:16], version=5))
+        uid = bytearray(digest.digest()[:16])
+        uid[6] = (uid[6] & 0x0F) | 0x50  # version 5
+        uid[8] = (uid[8] & 0x3F) | 0x80  # variant RFC 4122
+        hexed = uid.hex()
+        return f"{hexed[:8]}-{hexed[8:12]}-{hexed[12:16]}-{hexed[16:20]}-{hexed[20:]}".encode()
 
 
-def record(row: OutboxRow) -> dict[str, Any]:
-    """The Avro record of a row (what openedx-events' serializer makes of the signal data)."""
-    return {"membership_change": {
-        "user_id": row.user_id,
-        "group": {"id": row.group_id, "name": row.group_name, "scope_type": row.scope_type,
-                  "scope_key": row.scope_key, "exclusive_set": row.exclusive_set},
-        "change": row.kind, "cause": row.cause, "cause_id": row.cause_id, "changed_at": row.at.isoformat()}}
+#: The fields of the group record, in the schema's order (the order of the row's group attributes).
+GROUP_FIELDS = ("id", "name", "scope_type", "scope_key", "exclusive_set")
+
+
+def _encoded(schema: Any, datum: object) -> bytes:
+    """``datum`` in Avro's binary encoding, without framing."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, schema, datum)
+    return out.getvalue()
