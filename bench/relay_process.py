@@ -13,7 +13,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # nothing that touches models before django.setup()
@@ -32,10 +31,10 @@ class RelayRun:
     """What the relay process did while the benchmark measured: rows published, batches, and time.
 
     ``last_published_at`` is the wall-clock time (``time.time()``, comparable with the consumer's batch times)
-    at which the last row was marked published; ``read_s`` / ``produce_s`` / ``mark_s`` split the time inside
-    its batches into reading the outbox, producing and waiting for the broker's acknowledgements, and marking
-    the rows published (the UPDATE); ``cpu_s`` is the process's CPU time (librdkafka's threads included)
-    from the moment it was ready, ``wall_s`` the wall time over which it was taken.
+    at which the last row was published (deleted from the outbox); ``read_s`` / ``produce_s`` / ``delete_s``
+    split the time inside its batches into reading the outbox, producing and waiting for the broker's
+    acknowledgements, and deleting the rows published; ``cpu_s`` is the process's CPU time (librdkafka's
+    threads included) from the moment it was ready, ``wall_s`` the wall time over which it was taken.
     """
 
     published: int = 0
@@ -44,7 +43,7 @@ class RelayRun:
     last_published_at: float | None = None
     read_s: float = 0.0
     produce_s: float = 0.0
-    mark_s: float = 0.0
+    delete_s: float = 0.0
     cpu_s: float = 0.0
     wall_s: float = 0.0
     error: str | None = None
@@ -52,7 +51,7 @@ class RelayRun:
     @property
     def busy_s(self) -> float:
         """Seconds spent inside batches that published rows."""
-        return self.read_s + self.produce_s + self.mark_s
+        return self.read_s + self.produce_s + self.delete_s
 
 
 def run(bootstrap_servers: str, topic: str, ready: Event, target: Synchronized[int],
@@ -90,11 +89,11 @@ def run(bootstrap_servers: str, topic: str, ready: Event, target: Synchronized[i
 
 
 def _time_the_outbox(report: RelayRun) -> None:
-    """Time the relay's reads and marks of the outbox (the module functions ``Relay.publish_batch`` calls):
-    what lies between a batch's read and its mark is producing and waiting for the acknowledgements."""
+    """Time the relay's reads and deletes of the outbox (the module functions ``Relay.publish_batch`` calls):
+    what lies between a batch's read and its delete is producing and waiting for the acknowledgements."""
     from groups_consumer.publishing import outbox
 
-    read, mark = outbox.unpublished, outbox.mark_published
+    read, delete = outbox.unpublished, outbox.delete_published
     read_end = 0.0
 
     def unpublished(limit: int) -> list[OutboxRow]:
@@ -106,13 +105,13 @@ def _time_the_outbox(report: RelayRun) -> None:
             report.read_s += read_end - started
         return rows
 
-    def mark_published(ids: Sequence[int], at: datetime | None = None) -> None:
+    def delete_published(ids: Sequence[int]) -> None:
         started = time.monotonic()
         report.produce_s += started - read_end
-        mark(ids, at)
-        report.mark_s += time.monotonic() - started
+        delete(ids)
+        report.delete_s += time.monotonic() - started
         report.last_published_at = time.time()
         report.batches += 1
 
     outbox.unpublished = unpublished  # this process only: the benchmark's relay
-    outbox.mark_published = mark_published
+    outbox.delete_published = delete_published

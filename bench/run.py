@@ -133,7 +133,7 @@ class Benchmark:
             print(f"  {run.events_per_s:,.0f} events/s (consumer alone {run.consume_events_per_s:,.0f}/s); "
                   f"{run.membership_changes:,} membership changes, {run.outbox_rows:,} outbox rows"
                   + (f"; relay: lag {run.relay_lag_s:.2f} s, {relay.batches} batches, read {relay.read_s:.2f} s, "
-                     f"produce {relay.produce_s:.2f} s, mark {relay.mark_s:.2f} s" if relay else "")
+                     f"produce {relay.produce_s:.2f} s, delete {relay.delete_s:.2f} s" if relay else "")
                   + f"; CPU s: {run.cpu_s}", file=sys.stderr)
         busy = [r.cpu_s["other"] / (r.seconds * (os.cpu_count() or 1)) for r in measured if r.seconds]
         if max(busy, default=0) > 0.1:

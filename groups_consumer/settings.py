@@ -147,12 +147,11 @@ for _limit, _variable in DEFINITION_LIMIT_VARIABLES.items():
 # Membership-change events (groups_consumer/publishing/config.py): on when KAFKA_MEMBERSHIP_TOPIC is set.
 GROUPS_CONSUMER_MEMBERSHIP_TOPIC = os.environ.get("KAFKA_MEMBERSHIP_TOPIC", "").strip()
 try:
-    GROUPS_CONSUMER_OUTBOX_RETENTION_HOURS = float(os.environ.get("MEMBERSHIP_OUTBOX_RETENTION_HOURS", 168))
     GROUPS_CONSUMER_OUTBOX_MAX_PENDING = int(os.environ.get("MEMBERSHIP_OUTBOX_MAX_PENDING", 1_000_000))
 except ValueError as exc:
-    raise ImproperlyConfigured(f"MEMBERSHIP_OUTBOX_RETENTION_HOURS / MEMBERSHIP_OUTBOX_MAX_PENDING: {exc}") from None
-if GROUPS_CONSUMER_OUTBOX_RETENTION_HOURS < 0 or GROUPS_CONSUMER_OUTBOX_MAX_PENDING < 1:
-    raise ImproperlyConfigured("MEMBERSHIP_OUTBOX_RETENTION_HOURS must be >= 0, MEMBERSHIP_OUTBOX_MAX_PENDING >= 1")
+    raise ImproperlyConfigured(f"MEMBERSHIP_OUTBOX_MAX_PENDING: {exc}") from None
+if GROUPS_CONSUMER_OUTBOX_MAX_PENDING < 1:
+    raise ImproperlyConfigured("MEMBERSHIP_OUTBOX_MAX_PENDING must be >= 1")
 
 # Backend clients by name, overriding the ``groups_consumer.backends`` entry points:
 # {"facts": "dotted.path.to.BackendClass"}.

@@ -177,7 +177,7 @@ def test_edx_event_bus_kafka_turns_published_changes_into_the_signal(config, top
                  lms.enrollment(2, COURSE, NOW), lms.grade(2, COURSE, 0.9, NOW))
     apply_events(lms.grade(1, COURSE, 0.85, NOW + timedelta(minutes=1)), now=NOW + timedelta(minutes=1))
     relay = relay_for(config, topic)
-    assert relay.publish_batch() == 4 and not OutboxMessage.objects.filter(published_at__isnull=True).exists()
+    assert relay.publish_batch() == 4 and not OutboxMessage.objects.exists()
 
     received = receive_with_edx_event_bus_kafka(config, topic, 4)
     namespace = uuid.UUID(outbox.namespace())
@@ -194,13 +194,13 @@ def test_edx_event_bus_kafka_turns_published_changes_into_the_signal(config, top
     assert user_1 == [("struggling", "joined"), ("struggling", "left"), ("thriving", "joined")]
 
 
-def test_a_relay_that_dies_before_marking_publishes_again_with_the_same_ids(config, topic, edx_consumer_timings,
-                                                                            monkeypatch):
+def test_a_relay_that_dies_before_deleting_publishes_again_with_the_same_ids(config, topic, edx_consumer_timings,
+                                                                             monkeypatch):
     api.apply_definitions(STRUGGLING, now=NOW)
     apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW))
     relay = relay_for(config, topic)
     with monkeypatch.context() as patched:
-        patched.setattr(outbox, "mark_published", lambda ids, at=None: (_ for _ in ()).throw(SystemExit("killed")))
+        patched.setattr(outbox, "delete_published", lambda ids: (_ for _ in ()).throw(SystemExit("killed")))
         with pytest.raises(SystemExit):
             relay.publish_batch()
     assert relay_for(config, topic).publish_batch() == 1
@@ -232,24 +232,13 @@ def test_consumers_pause_while_the_outbox_is_over_its_limit(topic):
         apply_events(*[e for uid in (1, 2, 3) for e in (lms.enrollment(uid, COURSE, NOW),
                                                         lms.grade(uid, COURSE, 0.2, NOW))])
         assert gate.is_closed()
-        outbox.mark_published([OutboxMessage.objects.order_by("id").first().id])
+        outbox.delete_published([OutboxMessage.objects.order_by("id").first().id])
         clock[0] = 2
         assert gate.is_closed()  # 2 left: not yet below nine tenths of 2
-        outbox.mark_published(list(OutboxMessage.objects.values_list("id", flat=True)))
+        outbox.delete_published(list(OutboxMessage.objects.values_list("id", flat=True)))
         assert gate.is_closed()  # counted at most every second
         clock[0] = 4
         assert not gate.is_closed()
-
-
-def test_published_rows_are_pruned_after_the_retention(topic):
-    api.apply_definitions(STRUGGLING, now=NOW)
-    apply_events(*[e for uid in (1, 2, 3) for e in (lms.enrollment(uid, COURSE, NOW),
-                                                    lms.grade(uid, COURSE, 0.2, NOW))])
-    first, second, third = OutboxMessage.objects.order_by("id").values_list("id", flat=True)
-    outbox.mark_published([first], at=NOW - timedelta(days=8))
-    outbox.mark_published([second], at=NOW - timedelta(days=1))
-    assert outbox.prune(timedelta(days=7), now=NOW) == 1
-    assert set(OutboxMessage.objects.values_list("id", flat=True)) == {second, third}
 
 
 def test_a_snapshot_publishes_the_members_in_order_with_live_changes(config, topic, edx_consumer_timings):

@@ -10,10 +10,9 @@ class OutboxMessage(models.Model):
 
     It carries the event as it was at that moment (the group's name, scope and exclusive set included), so a
     group renamed or deleted before the relay publishes it changes nothing. ``change_id`` is the change-log
-    row it stands for (None for a snapshot row: not a change). Rows are published in id order and marked
-    ``published_at``; the relay prunes published rows after the retention. One partial index holds only the
-    rows still to publish, so finding them costs the same however many published rows are kept; the other
-    finds the published rows to prune, oldest first.
+    row it stands for (None for a snapshot row: not a change). Every row is still to publish: the relay
+    publishes them in id order (the primary key) and deletes each once the broker has acknowledged it. The
+    change log is the history; this table is only a queue.
     """
 
     change_id = models.BigIntegerField(null=True)
@@ -28,13 +27,6 @@ class OutboxMessage(models.Model):
     cause_id = models.CharField(max_length=255)
     at = models.DateTimeField()
     recorded_at = models.DateTimeField(help_text="wall-clock time of the write: the outbox's lag is measured from it")
-    published_at = models.DateTimeField(null=True)
-
-    class Meta:
-        indexes = [models.Index(fields=["id"], name="outbox_unpublished",
-                                condition=models.Q(published_at__isnull=True)),
-                   models.Index(fields=["published_at"], name="outbox_published_at",
-                                condition=models.Q(published_at__isnull=False))]
 
     def __str__(self) -> str:
         return f"user {self.user_id} {self.kind} group {self.group_id} ({self.cause}, #{self.id})"

@@ -2,7 +2,6 @@
 
 - ``KAFKA_MEMBERSHIP_TOPIC``: the topic membership changes are published to; unset or empty, publishing is off
   (no outbox row is written; the relay has nothing to do).
-- ``MEMBERSHIP_OUTBOX_RETENTION_HOURS``: published rows are pruned after this long (default 168: a week).
 - ``MEMBERSHIP_OUTBOX_MAX_PENDING``: consumers pause reading events while more rows than this wait to be
   published (default 1,000,000); they resume below nine tenths of it.
 """
@@ -10,17 +9,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 
 
 @dataclass(frozen=True)
 class PublishingSettings:
-    """Where membership changes are published, and how long the outbox keeps and lets grow its rows."""
+    """Where membership changes are published, and how far the outbox may grow."""
 
     topic: str | None
-    retention: timedelta = timedelta(hours=168)
     max_pending: int = 1_000_000
 
     @property
@@ -32,6 +29,5 @@ class PublishingSettings:
     def current(cls) -> PublishingSettings:
         """The settings in effect (read on every call: tests and operators change them)."""
         return cls(topic=settings.GROUPS_CONSUMER_MEMBERSHIP_TOPIC or None,
-                   retention=timedelta(hours=settings.GROUPS_CONSUMER_OUTBOX_RETENTION_HOURS),
                    max_pending=settings.GROUPS_CONSUMER_OUTBOX_MAX_PENDING)
 

@@ -1,20 +1,24 @@
-"""The outbox: membership-change events written with the changes, read and marked by the relay.
+"""The outbox: membership-change events written with the changes, read and deleted by the relay.
 
 Why the relay never skips a row and keeps each user's order, with any number of concurrent writers:
 
-- rows are found by ``published_at IS NULL``, never by a position (an id watermark would skip a row whose
-  transaction took its id first and committed last);
+- every row in the table is still to publish (the relay deletes a row once the broker acknowledged it), and
+  rows are found by reading the table from its first id, never from a position (an id watermark would skip a
+  row whose transaction took its id first and committed last);
 - whoever writes a user's memberships holds that user's lock (``UserFact`` row) until it commits, and takes
   the outbox ids for the user while holding it, so one user's rows have increasing ids in commit order; a
   read (one statement, one snapshot) that sees a user's row sees every earlier row of that user;
-- one relay publishes at a time (a lease), in id order, and marks rows only after the broker acknowledged them.
+- one relay publishes at a time (a lease), in id order, and deletes rows only after the broker acknowledged them.
+
+Deleting rather than marking them published: a mark rewrote the whole row (its new version and an entry in
+every index) and pruning deleted it later anyway; the change log is the history, the outbox only a queue.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from django.utils import timezone
@@ -23,8 +27,6 @@ from groups_consumer import bulk_sql
 from groups_consumer.models import EventSource, OutboxMessage
 from groups_consumer.pipeline import metrics
 
-#: The most rows one ``prune`` deletes (one statement, one short transaction).
-PRUNE_CHUNK = 10_000
 #: The cause of snapshot rows (not a change: the current members, for a new subscriber).
 SNAPSHOT = "snapshot"
 #: A change as the membership writer has it: (group id, user id, kind, at, cause, cause id).
@@ -111,28 +113,25 @@ def unpublished(limit: int) -> list[OutboxRow]:
     """The first ``limit`` rows still to publish, in id order (one statement: one snapshot of the table)."""
     table = bulk_sql.quote(OutboxMessage._meta.db_table)
     with bulk_sql.cursor() as db:
-        db.execute(f"SELECT {', '.join(map(bulk_sql.quote, READ_COLUMNS))} FROM {table} "
-                   f"WHERE published_at IS NULL ORDER BY id LIMIT %s", [limit])
+        db.execute(f"SELECT {', '.join(map(bulk_sql.quote, READ_COLUMNS))} FROM {table} ORDER BY id LIMIT %s",
+                   [limit])
         rows = db.fetchall()
     if bulk_sql.is_postgres():
         return [OutboxRow(*row) for row in rows]
     return [OutboxRow(*(*row[:-1], bulk_sql.py_datetime(row[-1]))) for row in rows]  # SQLite: text times
 
 
-def mark_published(ids: Sequence[int], at: datetime | None = None) -> None:
-    """Mark rows published (after the broker acknowledged them)."""
-    table = bulk_sql.quote(OutboxMessage._meta.db_table)
-    bulk_sql.execute_where_in(f"UPDATE {table} SET published_at = %s WHERE", "id", ids,
-                              [bulk_sql.db_datetime(at or timezone.now())])
+def delete_published(ids: Sequence[int]) -> None:
+    """Delete rows the broker acknowledged."""
+    bulk_sql.execute_where_in(f"DELETE FROM {bulk_sql.quote(OutboxMessage._meta.db_table)} WHERE", "id", ids)
 
 
 def backlog(now: datetime | None = None) -> Backlog:
     """How many rows wait to be published and how old the oldest is."""
-    pending = OutboxMessage.objects.filter(published_at__isnull=True)
-    oldest = pending.order_by("id").values_list("recorded_at", flat=True).first()
+    oldest = OutboxMessage.objects.order_by("id").values_list("recorded_at", flat=True).first()
     if oldest is None:
         return Backlog(0, 0.0)
-    return Backlog(pending.count(), max(((now or timezone.now()) - oldest).total_seconds(), 0.0))
+    return Backlog(OutboxMessage.objects.count(), max(((now or timezone.now()) - oldest).total_seconds(), 0.0))
 
 
 def report_backlog() -> Backlog:
@@ -145,19 +144,7 @@ def report_backlog() -> Backlog:
 
 def over_limit(max_pending: int) -> bool:
     """True when more than ``max_pending`` rows wait (counts no further than that)."""
-    return OutboxMessage.objects.filter(published_at__isnull=True).order_by("id")[max_pending:max_pending + 1].exists()
-
-
-def prune(retention: timedelta, chunk: int = PRUNE_CHUNK, now: datetime | None = None) -> int:
-    """Delete up to ``chunk`` rows published more than ``retention`` ago (the oldest first, found through the
-    ``published_at`` index); returns how many."""
-    cutoff = (now or timezone.now()) - retention
-    old = OutboxMessage.objects.filter(published_at__lt=cutoff).order_by("published_at")
-    ids = list(old.values_list("id", flat=True)[:chunk])
-    if ids:
-        table = bulk_sql.quote(OutboxMessage._meta.db_table)
-        bulk_sql.execute_where_in(f"DELETE FROM {table} WHERE", "id", ids)
-    return len(ids)
+    return OutboxMessage.objects.order_by("id")[max_pending:max_pending + 1].exists()
 
 
 def namespace() -> str:

@@ -1,9 +1,9 @@
 """The relay: publishes the outbox to Kafka, in id order, one relay at a time (``groups-consumer relay``).
 
 A loop: hold the ``membership-relay`` lease (another relay waits as a standby and takes over when it
-expires), read up to ``batch_size`` unpublished rows, produce them keyed by user id, wait for the broker's
-acknowledgements, mark the acknowledged rows published. A row is marked only after its acknowledgement, so a
-relay killed in between publishes it again, with the same ``ce_id``.
+expires), read up to ``batch_size`` rows, produce them keyed by user id, wait for the broker's
+acknowledgements, delete the acknowledged rows. A row is deleted only after its acknowledgement, so a relay
+killed in between publishes it again, with the same ``ce_id``.
 
 The producer never gives a message up: it is idempotent with the gapless guarantee and no delivery timeout
 (``PRODUCER_PROPERTIES``), so while the broker refuses or cannot be reached librdkafka retries with its own
@@ -14,7 +14,7 @@ doubles from 0.5 s to 30 s. A producer that cannot go on (a fatal error, a messa
 good) is replaced after the pause, and the rows it had not delivered are sent again. Whatever is sent again
 comes after the copies already written, in the same order: a subscriber that keeps the first copy of each
 ``ce_id`` sees each user's changes in order. Writers go on recording changes meanwhile (consumers pause past
-``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``). Published rows are pruned after the retention.
+``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ class Relay:
 
     def __init__(self, producer_factory: Callable[[], Producer], writer: MembershipEventWriter,
                  settings: PublishingSettings, *, batch_size: int = 5000, idle_s: float = 0.05,
-                 ack_timeout_s: float = 5.0, prune_every_s: float = 60.0, stats_every_s: float = 10.0,
+                 ack_timeout_s: float = 5.0, stats_every_s: float = 10.0,
                  standby_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         if not settings.topic:
             raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
@@ -63,11 +63,11 @@ class Relay:
         self._topic = settings.topic
         self._producer = producer_factory()
         self._batch_size, self._idle_s, self._ack_timeout_s = batch_size, idle_s, ack_timeout_s
-        self._prune_every_s, self._stats_every_s, self._standby_s = prune_every_s, stats_every_s, standby_s
+        self._stats_every_s, self._standby_s = stats_every_s, standby_s
         self._clock = clock
         self._stopping = False
         self._backoff = 0.0
-        #: Rows produced and not yet acknowledged, by id; ids acknowledged and not yet marked; a producer that
+        #: Rows produced and not yet acknowledged, by id; ids acknowledged and not yet deleted; a producer that
         #: must be replaced (the error).
         self._in_flight: dict[int, outbox.OutboxRow] = {}
         self._acknowledged: list[int] = []
@@ -111,7 +111,7 @@ class Relay:
         log.info("relay_stopped", published=self.published, failures=self.failures)
 
     def _publish_while_held(self, lease: Leases, until: Callable[[Relay], bool]) -> None:
-        renewed = next_prune = next_stats = self._clock()
+        renewed = next_stats = self._clock()
         while not self._stopping and not until(self):
             metrics.LAST_POLL.set_to_current_time()
             try:
@@ -122,9 +122,6 @@ class Relay:
                 if now >= next_stats:
                     self.report_backlog()
                     next_stats = now + self._stats_every_s
-                if now >= next_prune:  # again at once while there is more to prune
-                    full = outbox.prune(self._settings.retention) == outbox.PRUNE_CHUNK
-                    next_prune = now + (0 if full else self._prune_every_s)
                 sent = self.publish_batch()
             except DatabaseError as exc:
                 self._database_error(exc)
@@ -135,7 +132,7 @@ class Relay:
                 self._sleep(self._idle_s)
 
     def publish_batch(self) -> int:
-        """Publish the next rows (or wait for those in flight); returns how many were marked published."""
+        """Publish the next rows (or wait for those in flight); returns how many were published (and deleted)."""
         if self._broken is not None:
             self._replace_producer()
         if not self._in_flight:
@@ -145,7 +142,7 @@ class Relay:
                 return 0
             self._produce(rows)
         self._producer.flush(self._ack_timeout_s)
-        done = self._mark_acknowledged()
+        done = self._delete_acknowledged()
         if self._in_flight:
             self._failed()
         else:
@@ -181,13 +178,12 @@ class Relay:
                 self._broken = error  # with no delivery timeout, only what cannot be retried ends here
         return callback
 
-    def _mark_acknowledged(self) -> int:
-        """Mark the acknowledged rows published (any order: one user's rows share a partition, acknowledged in
-        order)."""
+    def _delete_acknowledged(self) -> int:
+        """Delete the acknowledged rows (any order: one user's rows share a partition, acknowledged in order)."""
         done = [row_id for row_id in self._acknowledged if self._in_flight.pop(row_id, None) is not None]
         self._acknowledged = []
         if done:
-            outbox.mark_published(done)
+            outbox.delete_published(done)
             self.published += len(done)
             metrics.PUBLISHED.inc(len(done))
         return len(done)
@@ -208,11 +204,11 @@ class Relay:
         self._in_flight, self._acknowledged, self._broken = {}, [], None
 
     def _let_go(self, lease: Leases) -> None:
-        """Before giving the lease back: wait for what is in flight, mark it, drop the rest (sent again by the
+        """Before giving the lease back: wait for what is in flight, delete it, drop the rest (sent again by the
         next relay)."""
         try:
             self._producer.flush(self._ack_timeout_s)
-            self._mark_acknowledged()
+            self._delete_acknowledged()
             lease.release()
         except DatabaseError as exc:  # the lease expires by itself
             self._database_error(exc)
