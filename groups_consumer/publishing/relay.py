@@ -59,7 +59,7 @@ class Relay:
                  standby_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
         if not settings.topic:
             raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
-        self._new_producer, self._writer, self._settings = producer_factory, writer, settings
+        self._new_producer, self._writer = producer_factory, writer
         self._topic = settings.topic
         self._producer = producer_factory()
         self._batch_size, self._idle_s, self._ack_timeout_s = batch_size, idle_s, ack_timeout_s
