@@ -51,11 +51,10 @@ def is_postgres() -> bool:
 
 
 def insert(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-    """Insert rows (datetimes through ``db_datetime``): COPY on PostgreSQL, but one INSERT of arrays inside
-    ``overlapping``, where COPY cannot run, and inside ``filling_waits``, where the INSERT's wait is filled
-    (COPY's end waits for the server with nothing to do: a tenth of an event batch's wall time)."""
+    """Insert rows (datetimes through ``db_datetime``): COPY on PostgreSQL (one INSERT of arrays inside
+    ``overlapping``, where COPY cannot run)."""
     table, names = _table_and_columns(model, columns)
-    if is_postgres() and (_overlapping() or _WAIT_WORK.get() is not None):
+    if is_postgres() and _overlapping():
         if rows := list(rows):
             _execute(f"INSERT INTO {table} ({names}) SELECT * FROM {_unnest(model, columns)}",
                      _arrays_of(model, columns, rows))
@@ -83,10 +82,10 @@ def insert_with_ids(model: type[Model], columns: Sequence[str], rows: Sequence[S
     pk = _column(model, model._meta.pk.name)
     if is_postgres():
         with cursor() as db:
-            ids = [row[0] for row in _run(
-                db, "WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq) "
-                    "SELECT nextval(s.seq) FROM s, generate_series(1, %s) ORDER BY 1",
-                [model._meta.db_table, pk, len(rows)], fetch=True)]
+            db.execute("WITH s AS MATERIALIZED (SELECT pg_get_serial_sequence(%s, %s)::regclass AS seq) "
+                       "SELECT nextval(s.seq) FROM s, generate_series(1, %s) ORDER BY 1",
+                       [model._meta.db_table, pk, len(rows)])
+            ids = [row[0] for row in db.fetchall()]
         insert(model, [model._meta.pk.name, *columns], ((id_, *row) for id_, row in zip(ids, rows, strict=True)))
         return ids
     insert(model, columns, rows)
@@ -295,9 +294,8 @@ def _overlapping() -> bool:
 
 @contextmanager
 def filling_waits(work: Callable[[], bool] | None) -> Iterator[None]:
-    """Inside, while a statement waits for PostgreSQL's answer (reads by id, updates, deletes, inserts: ``insert``
-    sends an INSERT of arrays instead of ``COPY``; not a write sent without waiting inside ``overlapping``, nor
-    ``COMMIT``), the process calls
+    """Inside, while a statement waits for PostgreSQL's answer (reads by id, updates, deletes, inserts
+    returning rows; not ``COPY``, nor a write sent without waiting inside ``overlapping``), the process calls
     ``work`` (a step of something that needs no database, returning False when it has nothing left) until the
     answer has arrived, instead of sleeping on the socket. Elsewhere than on PostgreSQL, or with no ``work``,
     nothing changes.
