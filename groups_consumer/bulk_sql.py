@@ -30,7 +30,11 @@ from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, Model
 from django.utils.dateparse import parse_datetime
 from psycopg import Cursor as ServerBindingCursor
+from psycopg.abc import RV, PQGen
+from psycopg.copy import LibpqWriter
+from psycopg.generators import copy_end
 from psycopg.pq import Format, PipelineStatus
+from psycopg.waiting import Ready, Wait
 
 from groups_consumer import pg_arrays
 
@@ -60,7 +64,9 @@ def insert(model: type[Model], columns: Sequence[str], rows: Iterable[Sequence[A
                      _arrays_of(model, columns, rows))
         return
     if is_postgres():
-        with cursor() as db, db.cursor.copy(f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy_sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
+        with cursor() as db, connection.wrap_database_errors, \
+                db.cursor.copy(copy_sql, writer=_copy_writer(db.cursor)) as copy:
             copy.set_types([_type(model, c) for c in columns])
             for row in rows:
                 copy.write_row(row)
@@ -294,8 +300,8 @@ def _overlapping() -> bool:
 
 @contextmanager
 def filling_waits(work: Callable[[], bool] | None) -> Iterator[None]:
-    """Inside, while a statement waits for PostgreSQL's answer (reads by id, updates, deletes, inserts
-    returning rows; not ``COPY``, nor a write sent without waiting inside ``overlapping``), the process calls
+    """Inside, while a statement waits for PostgreSQL's answer (reads by id, updates, deletes, inserts; not a
+    write sent without waiting inside ``overlapping``), the process calls
     ``work`` (a step of something that needs no database, returning False when it has nothing left) until the
     answer has arrived, instead of sleeping on the socket. Elsewhere than on PostgreSQL, or with no ``work``,
     nothing changes.
@@ -329,6 +335,49 @@ def _fill_wait(work: Callable[[], bool]) -> None:
         pgconn.consume_input()
         if not pgconn.is_busy():
             return
+
+
+def _copy_writer(db: ServerBindingCursor[Any]) -> LibpqWriter | None:
+    """Inside ``filling_waits``, a COPY writer whose wait for the end of the copy (PostgreSQL writing the rows
+    and their index entries) does the waits' work; elsewhere None (psycopg's own writer)."""
+    work = _WAIT_WORK.get()
+    return None if work is None else _WaitFillingWriter(db, work)
+
+
+class _WaitFillingWriter(LibpqWriter):
+    """psycopg's COPY writer, but for the wait for the copy's result, filled with ``work``
+    (``filling_waits``).
+
+    psycopg offers no hook for that wait: ``finish`` does what ``LibpqWriter.finish`` does (send the end of the
+    copy, read its result, raise its error), with the generator that reads wrapped by ``_filled``. A copy ended
+    by an exception goes through psycopg's own ``finish``.
+    """
+
+    def __init__(self, db: ServerBindingCursor[Any], work: Callable[[], bool]):
+        super().__init__(db)
+        self._work = work
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if exc is not None:
+            super().finish(exc)
+            return
+        result = self.connection.wait(_filled(copy_end(self.connection.pgconn, None), self._work))
+        self.cursor._results = [result]  # as LibpqWriter.finish does: the cursor's rowcount and status
+
+
+def _filled(gen: PQGen[RV], work: Callable[[], bool]) -> PQGen[RV]:
+    """psycopg's generator ``gen`` (it yields what it waits for and is sent what is ready), but while it waits
+    to read, ``work`` runs, one step before each attempt to read, until it has nothing left; then the wait is
+    psycopg's again. An attempt to read is non-blocking: the generator consumes what arrived and waits again if
+    the answer is not complete."""
+    waiting = next(gen)
+    while True:
+        ready = Ready.R if waiting == Wait.R and work() else (yield waiting)
+        try:
+            waiting = gen.send(ready)
+        except StopIteration as done:
+            result: RV = done.value
+            return result
 
 
 @contextmanager

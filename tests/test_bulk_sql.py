@@ -114,6 +114,23 @@ def test_writes_wait_doing_the_work_too_but_not_those_sent_without_waiting():
     assert [after_write, after_read, after_overlapped_write, len(calls)] == expected
 
 
+def test_the_wait_for_the_end_of_a_copy_does_the_work_too():
+    """On PostgreSQL, inserts are a COPY, whose end waits while the server writes the rows and their index
+    entries: that wait calls the work; elsewhere it is never called."""
+    calls = []
+    with transaction.atomic(), bulk_sql.filling_waits(lambda: calls.append(1) or True):
+        bulk_sql.insert(UserFact, ["user_id", "username"], [(n, f"u{n}") for n in range(1, 20_001)])
+    assert UserFact.objects.count() == 20_000 and UserFact.objects.get(user_id=20_000).username == "u20000"
+    assert (len(calls) > 0) == (connection.vendor == "postgresql")
+
+
+def test_a_refused_copy_in_a_filled_wait_raises_a_django_error_and_leaves_the_connection_usable():
+    UserFact.objects.create(user_id=2, username="kept")
+    with pytest.raises(IntegrityError), transaction.atomic(), bulk_sql.filling_waits(lambda: True):
+        bulk_sql.insert(UserFact, ["user_id", "username"], [(n, "new") for n in range(1, 1001)])  # 2 exists
+    assert list(UserFact.objects.values_list("user_id", "username")) == [(2, "kept")]
+
+
 def test_inserted_rows_get_their_ids_in_their_order():
     group = Group.objects.create(name="g", scope=Scope.objects.create(type="instance", key=""), rule={})
     columns = ["group_id", "user_id", "kind", "at", "cause", "cause_id"]
