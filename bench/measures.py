@@ -366,15 +366,33 @@ def latency_at_rate(bootstrap_servers: str, messages: list[WireMessage], rate: f
     return result[0]
 
 
-def replay(bootstrap_servers: str, topic: str, count: int, processes: int) -> float:
-    """``replay --from-beginning --processes N`` of the topic (``groups_consumer.pipeline.replay``): messages per
-    second from the call to the commit of its last batch, the processes' start and group joins included, the
-    idle wait that ends a replay not."""
+@dataclass(frozen=True)
+class ReplayRun:
+    """A replay's messages per second: ``overall`` from the call to the commit of its last batch (the processes'
+    start and group joins included, the idle wait that ends a replay not); ``steady`` between the batches that
+    took it past a tenth and past nine tenths of the stream (what a replay long enough to hide its start runs at)."""
+
+    overall: float
+    steady: float
+
+
+def replay(bootstrap_servers: str, topic: str, count: int, processes: int) -> ReplayRun:
+    """``replay --from-beginning --processes N`` of the topic (``groups_consumer.pipeline.replay``)."""
+    progress: list[tuple[float, int]] = []  # (when a batch was reported, messages so far)
+
+    def on_progress(messages: int) -> None:
+        progress.append((time.monotonic(), (progress[-1][1] if progress else 0) + messages))
+
     started = time.monotonic()
-    stats = replay_topics(consumer_config(bootstrap_servers, topic), idle_s=3, processes=processes)
+    stats = replay_topics(consumer_config(bootstrap_servers, topic), idle_s=3, processes=processes,
+                          on_progress=on_progress)
     if stats.messages != count:
         raise RuntimeError(f"the replay read {stats.messages} messages of {count}")
-    return stats.messages / (stats.last_message - started)  # a system-wide clock: the processes' times compare
+    first = next(point for point in progress if point[1] >= count / 10)
+    last = next(point for point in progress if point[1] >= count * 9 / 10)
+    steady = (last[1] - first[1]) / (last[0] - first[0]) if last[0] > first[0] else 0.0
+    # ``last_message``: a system-wide clock, the processes' times compare.
+    return ReplayRun(overall=stats.messages / (stats.last_message - started), steady=steady)
 
 
 def peer(bootstrap_servers: str, topic: str, count: int) -> float:

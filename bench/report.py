@@ -17,7 +17,8 @@ KEYS = ["machine", "users", "groups", "events", "ceiling_events_per_s", "end_to_
         "consumer_processes", "end_to_end_one_process_events_per_s", "ratio_to_ceiling", "peer_events_per_s",
         "ratio_to_peer", "latency_rate_events_per_s", "latency_p50_ms", "latency_p99_ms",
         "end_to_end_publishing_events_per_s", "publishing_off_events_per_s", "publishing_cost_ratio",
-        "replay_events_per_s", "scaling", "full_sync_users", "full_sync_groups", "full_sync_s", "full_sync_peak_rss_mb",
+        "replay_events_per_s", "replay_steady_events_per_s",
+        "scaling", "full_sync_users", "full_sync_groups", "full_sync_s", "full_sync_peak_rss_mb",
         "resync_s", "resync_peak_rss_mb", "naive_users", "naive_events_per_s", "speedup_over_naive"]
 
 
@@ -95,6 +96,8 @@ def table(results: dict[str, Any]) -> str:
     ]
     for processes, rate in (results.get("replay_events_per_s") or {}).items():
         rows.append((f"replay --from-beginning, {processes} process(es)", num(rate, " ev/s"), ""))
+        steady = (results.get("replay_steady_events_per_s") or {}).get(processes)
+        rows.append(("  from a tenth to nine tenths of the stream", num(steady, " ev/s"), ""))
     for users, rate in (results.get("scaling") or {}).items():
         rows.append((f"end to end at {int(users):,} users, 1 process", num(rate, " ev/s"), ""))
     if len(rates := [rate for rate in (results.get("scaling") or {}).values() if rate]) > 1:

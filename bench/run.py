@@ -157,10 +157,12 @@ class Benchmark:
             self._main_stream = topic, len(messages)
         topic, count = self._main_stream
         rates = self.results.setdefault("replay_events_per_s", {})
+        steady = self.results.setdefault("replay_steady_events_per_s", {})
         for processes in sorted({1, args.processes}):
             self._platform(args.users, args.groups)
-            rates[str(processes)] = self._step(f"replay, {processes} process(es)",
-                                               partial(measures.replay, self.servers, topic, count, processes))
+            run = self._step(f"replay, {processes} process(es)",
+                             partial(measures.replay, self.servers, topic, count, processes))
+            rates[str(processes)], steady[str(processes)] = run.overall, run.steady
 
     def _scaling(self) -> None:
         if "scaling" in self.skip:

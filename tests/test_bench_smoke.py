@@ -51,6 +51,7 @@ def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
     # Publishing is on only while measured: only those runs write the outbox.
     assert [run["outbox_rows"] > 0 for run in results["publishing_runs"]] == [False, True]
     assert set(results["replay_events_per_s"]) == {"1", "2"} and min(results["replay_events_per_s"].values()) > 0
+    assert set(results["replay_steady_events_per_s"]) == {"1", "2"}
     assert results["peer_events_per_s"] is None  # skipped parts are null
     assert "end to end, groups-consumer consume" in run.stdout
 

@@ -182,8 +182,10 @@ def test_replay_from_the_beginning_rebuilds_and_is_idempotent(config):
     live = set(Membership.objects.values_list("group__name", "user_id"))
     assert live == {("spain", 1)}
 
-    stats = replay(config, idle_s=3)  # over the same state: nothing changes
+    reported: list[int] = []
+    stats = replay(config, idle_s=3, on_progress=reported.append)  # over the same state: nothing changes
     assert stats.messages == 3 and stats.membership_changes == 0
+    assert sum(reported) == 3  # each batch's messages, as the progress log counts them
     Membership.objects.all().delete()
     UserFact.objects.all().delete()
     replay(config, idle_s=3)  # into an empty database: rebuilt

@@ -27,17 +27,25 @@ from groups_consumer.progress import Progress
 
 
 def replay(config: ConsumerConfig, *, since: datetime | None = None, until: datetime | None = None,
-           idle_s: float = 5.0, processes: int = 1) -> ConsumerStats:
-    """Replay the configured topics with ``processes`` consumers; returns their counters, added up."""
+           idle_s: float = 5.0, processes: int = 1,
+           on_progress: Callable[[int], None] = lambda messages: None) -> ConsumerStats:
+    """Replay the configured topics with ``processes`` consumers; returns their counters, added up.
+    ``on_progress`` gets the messages of every batch applied and committed (in this process, whichever process
+    applied it), as the progress log counts them."""
     if processes < 1:
         raise ValueError(f"a replay needs at least one process, not {processes}")
     replay_config = replace(config, group_id=f"{config.group_id}-replay-{uuid.uuid4().hex[:8]}")
     with Progress("replay", _messages_to_read(config, since), "messages", group_id=replay_config.group_id,
                   processes=processes) as progress:
+
+        def advance(messages: int) -> None:
+            progress.advance(messages)
+            on_progress(messages)
+
         if processes == 1:
-            return replay_member(replay_config, since=since, until=until, idle_s=idle_s, on_progress=progress.advance)
+            return replay_member(replay_config, since=since, until=until, idle_s=idle_s, on_progress=advance)
         return ConsumerStats.added_up(replay_in_processes(replay_config, processes, since=since, until=until,
-                                                          idle_s=idle_s, on_progress=progress.advance))
+                                                          idle_s=idle_s, on_progress=advance))
 
 
 def replay_member(config: ConsumerConfig, *, since: datetime | None, until: datetime | None, idle_s: float,
