@@ -192,9 +192,19 @@ def test_replay_from_the_beginning_rebuilds_and_is_idempotent(config):
     assert set(Membership.objects.values_list("group__name", "user_id")) == live
 
 
-def test_a_replay_member_resumes_a_partition_where_its_group_committed(config):
-    """In a replay in several processes, a partition that moves to another member in a rebalance resumes at the
-    offset its previous owner committed, not at the replay's start (its messages would be applied again)."""
+def test_a_replay_deals_the_partitions_to_its_processes_in_turn():
+    from groups_consumer.pipeline.replay import dealt
+
+    partitions = [("a", 0), ("a", 1), ("b", 0), ("b", 1), ("b", 2)]
+    assert dealt(partitions, 1) == [partitions]
+    assert dealt(partitions, 2) == [[("a", 0), ("b", 0), ("b", 2)], [("a", 1), ("b", 1)]]
+    assert dealt(partitions[:2], 3) == [[("a", 0)], [("a", 1)]]  # no process without a partition
+    assert dealt([], 2) == []
+
+
+def test_a_consumer_with_a_start_position_resumes_a_partition_where_its_group_committed(config):
+    """A consumer of a group with a start position (as a replay's) that is given a partition in a rebalance
+    resumes at the offset the group committed, not at the start (its messages would be applied again)."""
     from groups_consumer.pipeline.consumer import StartPosition
 
     send_as_lms(config, *(lms.login(uid, T[1]) for uid in range(1, 9)))

@@ -19,6 +19,8 @@ Guarantees:
   (changing nothing). The batch polled ahead drops the messages of revoked partitions. Eager or cooperative
   assignor alike. Events of one user may arrive on several partitions (enrollments are keyed by course):
   per-user row locks in the fact stage serialize consumers.
+- A static assignment (``partitions``: a replay's share of the topics) is assigned when the loop starts,
+  without joining the group: nothing is revoked, and offsets are committed under the group id all the same.
 - Transient database errors are retried with backoff, never skipped; retriable offset-commit errors are
   retried, and a commit that still fails only means the applied batch is delivered again (harmlessly).
   Too many dead letters stop the loop.
@@ -92,9 +94,9 @@ class StartPosition:
         return self.time is not None and millis >= 0 and millis < self.time.timestamp() * 1000
 
     def positions(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[TopicPartition]:
-        """The partitions with their start offsets set: a partition the replay's group already committed (read
-        by another member of a replay in several processes, before a rebalance gave it to this one) resumes
-        there, any other starts at the beginning or at the time."""
+        """The partitions with their start offsets set: a partition the consumer's group already committed (read
+        by another member, before a rebalance gave it to this one) resumes there, any other starts at the
+        beginning or at the time."""
         committed = consumer.committed(partitions, timeout=10)
         fresh = [p for p in committed if p.offset < 0]
         return [p for p in committed if p.offset >= 0] + (self._starts(consumer, fresh) if fresh else [])
@@ -132,9 +134,13 @@ class EventConsumer:
                  clock: Callable[[], float] = time.monotonic, stats_every_s: float = 10.0,
                  start: StartPosition | None = None,
                  accept: Callable[[PlatformEvent], bool] = lambda event: True,
-                 on_batch: Callable[[list[Message]], None] = lambda messages: None, report_partitions: bool = True):
+                 on_batch: Callable[[list[Message]], None] = lambda messages: None, report_partitions: bool = True,
+                 partitions: Sequence[tuple[str, int]] | None = None):
         self.config = config
         self._start, self._accept, self._on_batch = start, accept, on_batch
+        #: A static assignment, (topic, partition) pairs: assigned when the loop starts, without joining the group
+        #: (no join to wait for, no rebalance; offsets are still committed under ``group_id``). None: subscribe.
+        self._partitions = partitions
         self.decoder = decoder or EventDecoder(
             writer_schema=registry_writer_schemas(config.schema_registry_url) if config.schema_registry_url else None,
             max_clock_skew=timedelta(seconds=config.max_clock_skew_s))
@@ -167,8 +173,12 @@ class EventConsumer:
     def run(self, until: Callable[[ConsumerStats], bool] = lambda stats: False) -> ConsumerStats:
         """Consume until ``stop()`` or ``until(stats)``; commits and closes on the way out."""
         self._rebalancing_since = time.monotonic()
-        self._consumer.subscribe(list(self.config.topics), on_assign=self._assigned, on_revoke=self._revoked,
-                                 on_lost=self._lost)
+        if self._partitions is None:
+            self._consumer.subscribe(list(self.config.topics), on_assign=self._assigned, on_revoke=self._revoked,
+                                     on_lost=self._lost)
+        else:
+            self._assigned(self._consumer, [TopicPartition(topic, number) for topic, number in self._partitions],
+                           static=True)
         self._garbage.start()
         log.info("consumer_started", topics=self.config.topics, group_id=self.config.group_id,
                  kafka=self.config.kafka.describe("consumer"))
@@ -196,9 +206,9 @@ class EventConsumer:
         """Before leaving, keep polling (rebalance callbacks run inside the poll; a rebalance that another member
         just started reaches this one at its next heartbeat) and applying, until no rebalance has been in progress
         for ``_quiet_before_leaving_s``, or ``LEAVE_AFTER_REBALANCE_S`` passed. A consumer that never had an
-        assignment leaves at once."""
-        if not self.stats.last_assignment:
-            return  # never a member with partitions (it may not even reach the broker): nothing to settle
+        assignment, or a static one, leaves at once."""
+        if not self.stats.last_assignment or self._partitions is not None:
+            return  # never a member with partitions (it may not even reach the broker), or no group: nothing to settle
         started = time.monotonic()
         deadline = started + LEAVE_AFTER_REBALANCE_S
         waiting_logged = False
@@ -417,17 +427,18 @@ class EventConsumer:
             if self._rebalancing and time.monotonic() - self._rebalancing_since > REBALANCE_WARNING_S:
                 log.warning("rebalance_not_completing", seconds=round(time.monotonic() - self._rebalancing_since))
 
-    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        """The end of a rebalance: ``partitions`` is the whole assignment (eager) or what it adds (cooperative)."""
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition], *, static: bool = False) -> None:
+        """The end of a rebalance: ``partitions`` is the whole assignment (eager) or what it adds (cooperative);
+        or, ``static``, the assignment the loop starts with."""
         self.stats.last_assignment = time.monotonic()
         self._rebalancing = False
-        if self._start is not None and partitions:
-            positions = self._start.positions(consumer, partitions)
-            if self._cooperative:
+        if partitions and (static or self._start is not None):
+            positions = self._start.positions(consumer, partitions) if self._start is not None else partitions
+            if self._cooperative and not static:
                 consumer.incremental_assign(positions)
             else:
                 consumer.assign(positions)
-        log.info("partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions])
+        log.info("partitions_assigned", partitions=[f"{p.topic}[{p.partition}]" for p in partitions], static=static)
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """A rebalance revokes ``partitions`` (all of them when eager, those moving when cooperative). Nothing to

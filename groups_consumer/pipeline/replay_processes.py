@@ -1,8 +1,7 @@
 """A replay's consumers in several processes: partitions replayed in parallel (``replay --processes N``).
 
-Each process is one member of the replay's consumer group and runs ``replay.replay_member`` as a one-process
-replay does; the group spreads the partitions over them, and a partition that moves between members in a
-rebalance resumes at the offset its previous owner committed (``consumer.StartPosition``). Members report the
+Each process runs ``replay.replay_member`` on its share of the partitions, as a one-process replay does on
+all of them; shares do not overlap and never move, so each message is applied once. Members report the
 messages of each batch for the parent's progress, and their counters when they stop.
 
 Spawned in fresh interpreters, the members set Django up from the inherited environment before importing
@@ -28,14 +27,17 @@ class ReplayMemberFailed(RuntimeError):
     """A replay process stopped with an error (the others are stopped; replaying again converges)."""
 
 
-def replay_in_processes(config: ConsumerConfig, processes: int, *, since: datetime | None, until: datetime | None,
-                        idle_s: float, on_progress: Callable[[int], None]) -> list[ConsumerStats]:
-    """Run ``processes`` members of the replay group ``config.group_id`` until each has been idle ``idle_s``;
-    returns their counters. ``on_progress`` gets the messages of every batch any member applied."""
+def replay_in_processes(config: ConsumerConfig, shares: Sequence[Sequence[tuple[str, int]]], *,
+                        since: datetime | None, until: datetime | None, idle_s: float,
+                        on_progress: Callable[[int], None]) -> list[ConsumerStats]:
+    """Run one member per share of (topic, partition) pairs, committing under ``config.group_id``, until each has
+    been idle ``idle_s``; returns their counters. ``on_progress`` gets the messages of every batch any member
+    applied."""
     context = multiprocessing.get_context("spawn")
     reports: multiprocessing.Queue[tuple[str, Any]] = context.Queue()
-    members = [context.Process(target=_member, args=(config, since, until, idle_s, reports), name=f"replay-{n}")
-               for n in range(processes)]
+    members = [context.Process(target=_member, args=(config, list(share), since, until, idle_s, reports),
+                               name=f"replay-{n}") for n, share in enumerate(shares)]
+    processes = len(members)
     for member in members:
         member.start()
     stats: list[ConsumerStats] = []
@@ -70,9 +72,9 @@ def _check_alive(members: Sequence[BaseProcess], reports: multiprocessing.Queue[
             raise ReplayMemberFailed(f"{member.name} exited with code {member.exitcode}")
 
 
-def _member(config: ConsumerConfig, since: datetime | None, until: datetime | None, idle_s: float,
-            reports: multiprocessing.Queue[tuple[str, Any]]) -> None:
-    """One member's process: replays what the group assigns it, then reports its counters."""
+def _member(config: ConsumerConfig, partitions: list[tuple[str, int]], since: datetime | None,
+            until: datetime | None, idle_s: float, reports: multiprocessing.Queue[tuple[str, Any]]) -> None:
+    """One member's process: replays its partitions, then reports its counters."""
     import django
 
     django.setup()
@@ -81,7 +83,7 @@ def _member(config: ConsumerConfig, since: datetime | None, until: datetime | No
     from groups_consumer.pipeline.replay import replay_member
 
     try:
-        stats = replay_member(config, since=since, until=until, idle_s=idle_s,
+        stats = replay_member(config, partitions, since=since, until=until, idle_s=idle_s,
                               on_progress=lambda messages: reports.put(("progress", messages)))
         reports.put(("stopped", stats))
     except BaseException as exc:
