@@ -202,6 +202,27 @@ def test_a_replay_deals_the_partitions_to_its_processes_in_turn():
     assert dealt([], 2) == []
 
 
+def test_a_consumer_with_a_static_assignment_reads_only_its_partitions_and_commits_them_under_its_group(config):
+    from confluent_kafka import TopicPartition
+
+    from groups_consumer.pipeline.consumer import StartPosition
+
+    send_as_lms(config, *(lms.login(uid, T[1]) for uid in range(1, 9)))
+    offsets: dict[int, list[int]] = {}
+    for message in read_all(config, config.topics[0], expected=8):
+        offsets.setdefault(message.partition(), []).append(message.offset())
+    partition, read = max(offsets.items(), key=lambda item: len(item[1]))
+    assert len(read) < 8, "the logins should spread over several partitions"
+    group = replace(config, group_id=f"{config.group_id}-static")
+    stats = EventConsumer(group, start=StartPosition(), partitions=[(config.topics[0], partition)]).run(
+        until=lambda stats: stats.idle_s() > 2)
+    assert stats.messages == len(read)
+    probe = config.new_consumer(group.group_id)
+    [committed] = probe.committed([TopicPartition(config.topics[0], partition)], timeout=10)
+    probe.close()
+    assert committed.offset == max(read) + 1  # the next message to read
+
+
 def test_a_consumer_with_a_start_position_resumes_a_partition_where_its_group_committed(config):
     """A consumer of a group with a start position (as a replay's) that is given a partition in a rebalance
     resumes at the offset the group committed, not at the start (its messages would be applied again)."""
