@@ -18,6 +18,7 @@ from groups_consumer.models import MembershipChange
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer, poll_batch
 from groups_consumer.pipeline.dead_letter import DeadLetterLimit, DeadLetterLimitExceeded
+from groups_consumer.pipeline.facts_update import FactUpdater
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
 from groups_consumer.pipeline.polled import PolledBatch
 from groups_consumer.status import collect
@@ -107,7 +108,6 @@ def test_an_event_that_fails_to_apply_is_isolated_dead_lettered_and_the_rest_of_
     batch until the failing event is alone: it is dead-lettered with the exception, the others are applied and
     the offsets committed."""
     from groups_consumer.models import UserFact
-    from groups_consumer.pipeline.facts_update import FactUpdater
 
     real_updates_from = FactUpdater.updates_from
 
@@ -284,10 +284,10 @@ def test_transient_database_errors_are_retried_without_skipping(config, monkeypa
 
     real_process, failures = BatchProcessor.process, iter([OperationalError("server closed the connection")])
 
-    def flaky(self, events, now=None):
+    def flaky(self, events, now=None, asserted=None):
         for failure in failures:
             raise failure
-        return real_process(self, events, now)
+        return real_process(self, events, now, asserted)
 
     monkeypatch.setattr(BatchProcessor, "process", flaky)
     monkeypatch.setattr("groups_consumer.pipeline.consumer.connection.close", lambda: None)  # keep the test's DB
@@ -308,10 +308,10 @@ def test_a_database_outage_longer_than_max_poll_interval_keeps_the_consumer_in_i
 
     real_process, back_at = BatchProcessor.process, time.monotonic() + 10
 
-    def database_away_for_10_s(self, events, now=None):
+    def database_away_for_10_s(self, events, now=None, asserted=None):
         if time.monotonic() < back_at:
             raise OperationalError("could not connect to server")
-        return real_process(self, events, now)
+        return real_process(self, events, now, asserted)
 
     monkeypatch.setattr(BatchProcessor, "process", database_away_for_10_s)
     monkeypatch.setattr("groups_consumer.pipeline.consumer.connection.close", lambda: None)  # keep the test's DB
@@ -429,15 +429,26 @@ def test_the_applied_batch_s_messages_are_gone_when_the_collector_runs_between_b
 def test_a_backlog_is_decoded_a_batch_ahead_in_the_database_s_waits_with_the_same_outcome(config, monkeypatch,
                                                                                            decode_ahead):
     """With ``decode_ahead`` (the default), the next batch is polled before the current one is applied and, on
-    PostgreSQL, decoded while its statements run; dead letters and memberships are the same either way."""
+    PostgreSQL, decoded while its statements run, then the facts of its events are found there too (each event's
+    once, ahead or in its turn); dead letters and memberships are the same either way."""
     api.apply_definitions({"name": "spain", "rule": leaf("country", "in", countries=["ES"])}, now=NOW)
-    decoded_in_waits = []
-    step = PolledBatch.step
+    decoded_in_waits, found_ahead, found = [], [], []
+    step, asserted, updates_from = PolledBatch.step, FactUpdater.asserted, FactUpdater.updates_from
 
     def counting_step(batch):
         decoded_in_waits.append(1)
         return step(batch)
+
+    def counting_asserted(updater, event):
+        found_ahead.append(event.event_id)
+        return asserted(updater, event)
+
+    def counting_updates_from(updater, event, failures):
+        found.append(event.event_id)
+        return updates_from(updater, event, failures)
     monkeypatch.setattr(PolledBatch, "step", counting_step)
+    monkeypatch.setattr(FactUpdater, "asserted", counting_asserted)
+    monkeypatch.setattr(FactUpdater, "updates_from", counting_updates_from)
     send_as_lms(config, *(lms.profile(n, "ES" if n % 2 else "FR", T[39]) for n in range(1, 41)))
     junk = config.new_producer()
     junk.produce(config.topics[0], value=b"junk")
@@ -446,4 +457,5 @@ def test_a_backlog_is_decoded_a_batch_ahead_in_the_database_s_waits_with_the_sam
     stats = consume(replace(config, batch_size=10, decode_ahead=decode_ahead), messages=61)
     assert stats.dead_letters == 1 and len(read_all(config, config.dlq_topic, 1)) == 1
     assert sorted(api.find_group("spain").memberships.values_list("user_id", flat=True)) == list(range(1, 61, 2))
-    assert bool(decoded_in_waits) == (decode_ahead and connection.vendor == "postgresql")
+    assert bool(decoded_in_waits) == bool(found_ahead) == (decode_ahead and connection.vendor == "postgresql")
+    assert len(found) == len(set(found)) == 60

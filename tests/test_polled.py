@@ -6,6 +6,7 @@ from confluent_kafka import KafkaError, Message
 
 from groups_consumer.errors import DecodeError
 from groups_consumer.pipeline.decode import EventDecoder
+from groups_consumer.pipeline.facts_update import Asserted
 from groups_consumer.pipeline.polled import STEP, PolledBatch
 from groups_consumer.plugins.events import Origin, PlatformEvent
 from tests import lms
@@ -81,3 +82,43 @@ def test_a_decoder_bug_in_a_step_is_raised_in_the_batch_s_own_turn(monkeypatch):
         batch.decoded()
     monkeypatch.setattr(DECODER, "decode", real)
     assert [d.origin.offset for d in batch.decoded()] == [0, 1, 2]  # nothing skipped
+
+
+def assert_user(event: PlatformEvent) -> Asserted:
+    """A stand-in for ``FactUpdater.asserted``: the user id as the only update (no database needed)."""
+    return Asserted([event.data["user"]["id"]], [])
+
+
+def test_once_every_message_is_decoded_steps_find_the_facts_of_its_events():
+    junk = Message(topic="events", partition=1, offset=7, value=b"junk", headers=[])
+    messages = [message(0, n, user_id=n + 1) for n in range(STEP)] + [junk] + [
+        message(0, n, user_id=n + 1) for n in range(STEP, STEP + 3)]
+    batch = PolledBatch(messages, DECODER, assert_facts=assert_user)
+    assert batch.step() is True and batch.asserted == {}  # STEP messages decoded
+    assert batch.step() is True and len(batch.asserted) == 0  # the rest decoded
+    assert batch.step() is True and len(batch.asserted) == STEP  # the first STEP messages' facts
+    assert batch.step() is False  # the last three (the junk message has no event, and no facts)
+    assert batch.asserted == {Origin("events", 0, n): Asserted([n + 1], []) for n in range(STEP + 3)}
+    assert batch.step() is False
+
+
+def test_facts_found_ahead_are_dropped_with_their_revoked_partitions():
+    batch = PolledBatch([message(n % 2, n, user_id=n + 1) for n in range(6)], DECODER, assert_facts=assert_user)
+    batch.step()
+    batch.step()
+    batch.drop({("events", 1)})
+    assert set(batch.asserted) == {Origin("events", 0, n) for n in (0, 2, 4)}
+    batch.extend([message(1, 9, user_id=10)])  # polled since: decoded, then its facts found, by later steps
+    assert batch.step() is True and batch.step() is False
+    assert set(batch.asserted) == {Origin("events", 0, n) for n in (0, 2, 4)} | {Origin("events", 1, 9)}
+
+
+def test_a_fact_source_bug_in_a_step_stops_the_steps_and_leaves_the_event_to_the_batch_s_turn():
+    def buggy(event: PlatformEvent) -> Asserted:
+        if event.data["user"]["id"] == 2:
+            raise RuntimeError("a bug")
+        return assert_user(event)
+    batch = PolledBatch([message(0, n, user_id=n + 1) for n in range(3)], DECODER, assert_facts=buggy)
+    assert batch.step() is True and batch.step() is False and batch.step() is False
+    assert set(batch.asserted) == {Origin("events", 0, 0)}  # nothing raised; the others' facts found in turn
+    assert len(batch.decoded()) == 3

@@ -34,6 +34,7 @@ from groups_consumer.models import Cause
 from groups_consumer.pipeline.facts_update import (
     TRANSIENT_DB_ERRORS,
     AppliedFacts,
+    Asserted,
     FactUpdater,
     PendingUpdate,
     SourceFailed,
@@ -41,7 +42,7 @@ from groups_consumer.pipeline.facts_update import (
 )
 from groups_consumer.pipeline.route import EventRouter
 from groups_consumer.plugins import registry
-from groups_consumer.plugins.events import PlatformEvent
+from groups_consumer.plugins.events import Origin, PlatformEvent
 
 log = structlog.get_logger(__name__)
 
@@ -68,12 +69,21 @@ class BatchProcessor:
         self.updater = updater or FactUpdater(registry.fact_sources())
         self.router = EventRouter(catalog, self.updater.scope_events)
 
-    def process(self, events: Sequence[PlatformEvent], now: datetime | None = None) -> BatchResult:
+    def process(self, events: Sequence[PlatformEvent], now: datetime | None = None,
+                asserted: Mapping[Origin, Asserted] | None = None) -> BatchResult:
         """Apply a batch: in one transaction, then, if another consumer held some of its users, theirs in a
-        second one (see the module docstring)."""
+        second one (see the module docstring). ``asserted``: the facts of events already found, by where each
+        event was read (``FactUpdater.asserted``); the others' are found here."""
         now = now or timezone.now()
         result = BatchResult(events=len(events))
-        pending = [item for event in events for item in self.updater.updates_from(event, result.source_failures)]
+        pending: list[PendingUpdate] = []
+        for event in events:
+            found = asserted.get(event.origin) if asserted and event.origin is not None else None
+            if found is None:
+                pending += self.updater.updates_from(event, result.source_failures)
+            else:
+                pending += found.updates
+                result.source_failures += found.failures
         held = self._apply_current(pending, result, now, wait_for_locks=False)
         if held:
             self._apply_current(held, result, now, wait_for_locks=True)

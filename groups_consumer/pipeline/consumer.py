@@ -8,7 +8,8 @@ Guarantees:
   (facts are monotonic, memberships are diffs): at-least-once delivery, exactly-once effects.
 - Decoding ahead (``CONSUMER_DECODE_AHEAD``, on by default, while the host has a CPU to spare: ``spare_cpu``):
   what librdkafka has already fetched beyond a batch is polled before the batch is applied and decoded while
-  the batch waits for PostgreSQL (``polled``); it is the next batch, dead-lettered, applied and committed in
+  the batch waits for PostgreSQL, then the facts its events assert are found there too (``polled``); it is
+  the next batch, dead-lettered, applied and committed in
   its turn. Nothing of it is committed or
   dead-lettered before then, so stopping or crashing with a batch polled ahead only delivers it again.
 - Dead letters are acknowledged by the broker before the offsets of their messages are committed.
@@ -42,7 +43,7 @@ Guarantees:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -60,12 +61,13 @@ from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQueue
 from groups_consumer.pipeline.decode import EventDecoder, registry_writer_schemas
-from groups_consumer.pipeline.facts_update import TRANSIENT_DB_ERRORS
+from groups_consumer.pipeline.facts_update import TRANSIENT_DB_ERRORS, Asserted, FactUpdater
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
 from groups_consumer.pipeline.isolate import apply_isolating
 from groups_consumer.pipeline.polled import Decoded, PolledBatch
 from groups_consumer.pipeline.spare_cpu import SpareCpu
 from groups_consumer.pipeline.status_report import PartitionPosition, StatusReporter
+from groups_consumer.plugins import registry
 from groups_consumer.plugins.events import Origin, PlatformEvent
 from groups_consumer.publishing import outbox
 from groups_consumer.publishing.backpressure import OutboxGate
@@ -144,6 +146,7 @@ class EventConsumer:
         self.decoder = decoder or EventDecoder(
             writer_schema=registry_writer_schemas(config.schema_registry_url) if config.schema_registry_url else None,
             max_clock_skew=timedelta(seconds=config.max_clock_skew_s))
+        self._updater = FactUpdater(registry.fact_sources())
         self.stats = ConsumerStats()
         self._status = StatusReporter(config.group_id, report_partitions)
         self._ledger = ConsumerLedger(self.stats, self._status, DeadLetterCounter(config.dead_letter_limit))
@@ -249,7 +252,8 @@ class EventConsumer:
         return self._handle(self._polled(messages))
 
     def _polled(self, messages: list[Message]) -> PolledBatch:
-        return PolledBatch(messages, self.decoder, self._start.is_before if self._start is not None else None)
+        return PolledBatch(messages, self.decoder, self._start.is_before if self._start is not None else None,
+                           self._updater.asserted)
 
     def _handle(self, batch: PolledBatch) -> list[BatchResult]:
         """Decode (what was not decoded ahead), apply and commit a batch. It is counted (``accounting``), and
@@ -258,7 +262,7 @@ class EventConsumer:
         decoded = batch.decoded()
         events = self._events_of(decoded)
         with bulk_sql.filling_waits(self._ahead.step if self._ahead is not None else None):
-            results = self._apply(events, {item.origin: item.message for item in decoded})
+            results = self._apply(events, {item.origin: item.message for item in decoded}, batch.asserted)
         self._acknowledge(batch.messages)
         self._ledger.record_batch(BatchOutcome.of(batch.messages, results, seconds=time.monotonic() - started))
         self._on_batch(batch.messages)
@@ -280,13 +284,16 @@ class EventConsumer:
                 self._ledger.record_valid()
         return events
 
-    def _apply(self, events: list[PlatformEvent], received: dict[Origin, Message]) -> list[BatchResult]:
-        """Apply ``events``; one that fails on its own is isolated (``isolate``) and dead-lettered. Each counts
-        once against the dead-letter limit, after applying: as a dead letter if it failed, as valid otherwise."""
+    def _apply(self, events: list[PlatformEvent], received: dict[Origin, Message],
+               asserted: Mapping[Origin, Asserted]) -> list[BatchResult]:
+        """Apply ``events`` (``asserted``: the facts of those found ahead); one that fails on its own is isolated
+        (``isolate``) and dead-lettered. Each counts once against the dead-letter limit, after applying: as a
+        dead letter if it failed, as valid otherwise."""
         if not events:
             return []
         failed: list[PlatformEvent] = []
-        results = apply_isolating(self._apply_with_retries, events, partial(self._reject, received, failed))
+        results = apply_isolating(partial(self._apply_with_retries, asserted=asserted), events,
+                                  partial(self._reject, received, failed))
         self._ledger.record_valid(len(events) - len(failed))
         for failure in (failure for result in results for failure in result.source_failures):
             origin = failure.event.origin
@@ -321,11 +328,11 @@ class EventConsumer:
                           DecodeError("apply_failed", f"{type(exc).__name__}: {exc}", type(exc).__name__))
         failed.append(event)
 
-    def _apply_with_retries(self, events: Sequence[PlatformEvent]) -> BatchResult:
+    def _apply_with_retries(self, events: Sequence[PlatformEvent], asserted: Mapping[Origin, Asserted]) -> BatchResult:
         delay = 0.2
         while True:
             try:
-                return self._current_processor().process(events)
+                return self._current_processor().process(events, asserted=asserted)
             except TRANSIENT_DB_ERRORS as error:
                 self.stats.retries += 1
                 metrics.DB_RETRIES.inc()
@@ -384,7 +391,7 @@ class EventConsumer:
     def _current_processor(self) -> BatchProcessor:
         """The batch processor (it reloads the groups itself when their definitions change: see ``batch``)."""
         if self._processor is None:
-            self._processor = BatchProcessor(GroupCatalog.load())
+            self._processor = BatchProcessor(GroupCatalog.load(), self._updater)
             log.info("groups_loaded", groups=len(self._processor.catalog.groups))
         return self._processor
 

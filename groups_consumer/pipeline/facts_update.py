@@ -50,6 +50,13 @@ class SourceFailure(NamedTuple):
     error: DecodeError
 
 
+class Asserted(NamedTuple):
+    """The facts one event asserts (``FactUpdater.asserted``), and the sources that could not take it."""
+
+    updates: list[PendingUpdate]
+    failures: list[SourceFailure]
+
+
 @dataclass
 class AppliedFacts:
     """What a batch's updates did: the facts that changed (each with its last event), the snapshots sources
@@ -112,6 +119,11 @@ class FactUpdater:
             except Exception as exc:  # a plugin's code may raise anything
                 failures.append(_failure(event, source, "updates", exc))
         return pending
+
+    def asserted(self, event: PlatformEvent) -> Asserted:
+        """``updates_from`` as a value: found ahead of a batch's turn (``pipeline.polled``), applied in it."""
+        failures: list[SourceFailure] = []
+        return Asserted(self.updates_from(event, failures), failures)
 
     def apply(self, pending: Sequence[PendingUpdate], *, wait_for_locks: bool = True,
               isolate_sources: bool = False, defer_writes: bool = False) -> AppliedFacts:

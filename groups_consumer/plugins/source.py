@@ -116,7 +116,8 @@ class FactSource(BackendClient[SnapshotT]):
 
     @abc.abstractmethod
     def updates(self, event: PlatformEvent) -> Iterable[FactUpdate]:
-        """The facts ``event`` (one of ``events``, validated) asserts."""
+        """The facts ``event`` (one of ``events``, validated) asserts: from the event alone (no database), as it
+        may be asked ahead of the event's batch."""
 
     @abc.abstractmethod
     def apply(self, updates: Sequence[FactUpdate], users: LockedUsers) -> Applied:
