@@ -9,6 +9,8 @@ from datetime import UTC, timedelta
 
 import pytest
 from confluent_kafka import Message
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
@@ -190,6 +192,28 @@ def test_replay_from_the_beginning_rebuilds_and_is_idempotent(config):
     UserFact.objects.all().delete()
     replay(config, idle_s=3)  # into an empty database: rebuilt
     assert set(Membership.objects.values_list("group__name", "user_id")) == live
+
+
+def test_a_replay_leaves_out_a_topic_the_broker_does_not_have_and_refuses_to_start_when_it_has_none(
+        config, bootstrap_servers, caplog, monkeypatch):
+    """A topic no event was ever produced to (or a misspelt one) is skipped with a warning; with none to read,
+    the replay says so at once (the command exits with the message) instead of idling out with nothing."""
+    from groups_consumer.pipeline.replay import NothingToReplay, replay
+
+    send_as_lms(config, lms.profile(1, "ES", T[1]))
+    missing = f"never-produced-{uuid.uuid4().hex[:8]}"
+    with caplog.at_level(logging.WARNING):
+        stats = replay(replace(config, topics=(*config.topics, missing)), idle_s=2)
+    assert stats.messages == 1
+    [warning] = [r.msg for r in caplog.records if isinstance(r.msg, dict) and r.msg.get("event") ==
+                 "replay_topic_missing"]
+    assert warning["topic"] == missing
+    with pytest.raises(NothingToReplay, match=f"none of the topics exists on the broker: {missing}"):
+        replay(replace(config, topics=(missing,)), idle_s=2)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", bootstrap_servers)
+    monkeypatch.setenv("KAFKA_TOPICS", missing)
+    with pytest.raises(CommandError, match=f"none of the topics exists on the broker: {missing}"):
+        call_command("groups_replay", "--from-beginning")
 
 
 def test_a_replay_deals_the_partitions_to_its_processes_in_turn():

@@ -12,6 +12,10 @@ nothing, and a replay into an empty or outdated database rebuilds it. ``until`` 
 With ``processes`` > 1 the partitions are dealt to that many consumers, one per process
 (``replay_processes``), which replay them in parallel as that many live consumers would apply them; a topic
 with fewer partitions gets fewer processes.
+
+A topic the broker does not have (no event of its types was ever produced, or a misspelt name) is left out
+with a warning (``replay_topic_missing``); when none of the topics exists, the replay refuses to start
+(``NothingToReplay``) rather than wait for messages that cannot come.
 """
 
 from __future__ import annotations
@@ -34,17 +38,24 @@ from groups_consumer.progress import Progress
 log = structlog.get_logger(__name__)
 
 
+class NothingToReplay(Exception):
+    """None of the topics to replay exists on the broker."""
+
+
 def replay(config: ConsumerConfig, *, since: datetime | None = None, until: datetime | None = None,
            idle_s: float = 5.0, processes: int = 1,
            on_progress: Callable[[int], None] = lambda messages: None) -> ConsumerStats:
     """Replay the configured topics with ``processes`` consumers (fewer if the topics have fewer partitions);
     returns their counters, added up. ``on_progress`` gets the messages of every batch applied and committed
-    (in this process, whichever process applied it), as the progress log counts them."""
+    (in this process, whichever process applied it), as the progress log counts them. NothingToReplay when none
+    of the topics exists."""
     if processes < 1:
         raise ValueError(f"a replay needs at least one process, not {processes}")
     replay_config = replace(config, group_id=f"{config.group_id}-replay-{uuid.uuid4().hex[:8]}")
     found = _find_partitions(config, since)
-    members = dealt(found.partitions, processes) or [[]]
+    if not found.partitions:
+        raise NothingToReplay(f"none of the topics exists on the broker: {', '.join(config.topics)}")
+    members = dealt(found.partitions, processes)
     if len(members) < processes:
         log.info("replay_processes_limited", processes=len(members), partitions=len(found.partitions))
     with Progress("replay", found.messages, "messages", group_id=replay_config.group_id,
@@ -85,14 +96,20 @@ class _Partitions(NamedTuple):
 
 
 def _find_partitions(config: ConsumerConfig, since: datetime | None) -> _Partitions:
-    """The partitions the replay reads (those the topics have when it starts), and how many messages it should
-    find there, for the progress bar (brokers may report watermarks loosely)."""
+    """The partitions the replay reads (those the topics have when it starts; a topic the broker does not have is
+    left out, with a warning), and how many messages it should find there, for the progress bar (brokers may
+    report watermarks loosely)."""
     probe = config.new_consumer(f"{config.group_id}-probe")
     try:
         partitions: list[tuple[str, int]] = []
         total = 0
         for topic in config.topics:
-            for number in sorted(probe.list_topics(topic, timeout=10).topics[topic].partitions):
+            metadata = probe.list_topics(topic, timeout=10).topics.get(topic)
+            if metadata is None or not metadata.partitions:
+                log.warning("replay_topic_missing", topic=topic,
+                            error=str(metadata.error) if metadata is not None and metadata.error else None)
+                continue
+            for number in sorted(metadata.partitions):
                 partitions.append((topic, number))
                 low, high = probe.get_watermark_offsets(TopicPartition(topic, number), timeout=10)
                 if since is not None:

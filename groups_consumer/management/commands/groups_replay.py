@@ -10,7 +10,7 @@ from django.core.management.base import CommandError, CommandParser
 from groups_consumer.kafka_clients import KafkaSettingsError
 from groups_consumer.management.base import GroupsCommand
 from groups_consumer.pipeline.config import ConsumerConfig
-from groups_consumer.pipeline.replay import replay
+from groups_consumer.pipeline.replay import NothingToReplay, replay
 from groups_consumer.plugin_checks import check_plugins
 
 
@@ -51,7 +51,7 @@ class Command(GroupsCommand):
             config = ConsumerConfig.from_env()
             stats = replay(config, since=options["from_time"], until=options["to_time"], idle_s=options["idle"],
                            processes=options["processes"])
-        except KafkaSettingsError as exc:
+        except (KafkaSettingsError, NothingToReplay) as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"replayed {stats.messages} messages: {stats.events} events applied, "
                           f"{stats.dead_letters} dead letters, {stats.membership_changes} membership changes")
