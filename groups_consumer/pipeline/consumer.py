@@ -9,8 +9,7 @@ Guarantees:
 - Decoding ahead (``CONSUMER_DECODE_AHEAD``, on by default, while the host has a CPU to spare: ``spare_cpu``):
   what librdkafka has already fetched beyond a batch is polled before the batch is applied and decoded while
   the batch waits for PostgreSQL, then the facts its events assert are found there too (``polled``); it is
-  the next batch, dead-lettered, applied and committed in
-  its turn. Nothing of it is committed or
+  the next batch, dead-lettered, applied and committed in its turn. Nothing of it is committed or
   dead-lettered before then, so stopping or crashing with a batch polled ahead only delivers it again.
 - Dead letters are acknowledged by the broker before the offsets of their messages are committed.
 - Rebalances: partitions are only revoked inside a poll. A batch's offsets are committed before the next
