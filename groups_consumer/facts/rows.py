@@ -42,9 +42,9 @@ class UserRow:
 
 @dataclass(slots=True)
 class CourseRow:
-    """A ``CourseFact`` row."""
+    """A ``CourseFact`` row, known by its (user, course key): the unique index the batch has just read it
+    through, so writing it back touches no other index page."""
 
-    id: int
     user_id: int
     course_key: str
     org: str
@@ -76,12 +76,12 @@ def users_from(values: Mapping[int, tuple[Any, ...]]) -> dict[int, UserRow]:
 def read_courses(user_ids: Collection[int]) -> dict[tuple[int, str], CourseRow]:
     """Every course row of the users, by (user id, course key)."""
     found = bulk_sql.select_where_in(
-        f"SELECT id, user_id, course_key, org, {', '.join(COURSE_FIELDS)} FROM {_COURSES} WHERE", "user_id", user_ids)
+        f"SELECT user_id, course_key, org, {', '.join(COURSE_FIELDS)} FROM {_COURSES} WHERE", "user_id", user_ids)
     if bulk_sql.is_postgres():
-        return {(row[1], row[2]): CourseRow(*row) for row in found}
+        return {(row[0], row[1]): CourseRow(*row) for row in found}
     dt = bulk_sql.py_datetime
-    return {(row[1], row[2]): CourseRow(row[0], row[1], row[2], row[3], row[4], bool(row[5]), dt(row[6]), row[7],
-                                        dt(row[8]), None if row[9] is None else bool(row[9]), dt(row[10]))
+    return {(row[0], row[1]): CourseRow(row[0], row[1], row[2], row[3], bool(row[4]), dt(row[5]), row[6], dt(row[7]),
+                                        None if row[8] is None else bool(row[8]), dt(row[9]))
             for row in found}
 
 
@@ -89,11 +89,10 @@ def create_courses(keys: Collection[tuple[int, str]]) -> dict[tuple[int, str], C
     """Insert empty rows for (user id, course key) pairs that have none; returns the rows of those pairs
     (including any a concurrent transaction has just made)."""
     new = [(user_id, course_key, course_org(course_key), False) for user_id, course_key in sorted(keys)]
-    created = {(user_id, course_key): CourseRow(id_, user_id, course_key, org, None, False, None, None, None, None,
-                                                None)
-               for id_, user_id, course_key, org in bulk_sql.insert_ignoring_conflicts(
+    created = {(user_id, course_key): CourseRow(user_id, course_key, org, None, False, None, None, None, None, None)
+               for user_id, course_key, org in bulk_sql.insert_ignoring_conflicts(
                    CourseFact, ["user_id", "course_key", "org", "is_active"], new,
-                   returning=["id", "user_id", "course_key", "org"])}
+                   returning=["user_id", "course_key", "org"])}
     if missing := {key for key in keys if key not in created}:
         created.update((key, row) for key, row in read_courses({u for u, _ in missing}).items() if key in missing)
     return created
@@ -101,21 +100,21 @@ def create_courses(keys: Collection[tuple[int, str]]) -> dict[tuple[int, str], C
 
 def write_users(rows: Iterable[UserRow]) -> None:
     """UPDATE the rows' fact columns."""
-    _write(UserFact, "user_id", USER_FIELDS, rows)
+    _write(UserFact, ["user_id"], USER_FIELDS, rows)
 
 
 def write_courses(rows: Iterable[CourseRow]) -> None:
     """UPDATE the rows' fact columns."""
-    _write(CourseFact, "id", COURSE_FIELDS, rows)
+    _write(CourseFact, ["user_id", "course_key"], COURSE_FIELDS, rows)
 
 
-def _write(model: type[Model], key: str, fields: list[str], rows: Iterable[UserRow | CourseRow]) -> None:
+def _write(model: type[Model], key: list[str], fields: list[str], rows: Iterable[UserRow | CourseRow]) -> None:
     if bulk_sql.is_postgres():  # the driver takes the records' values as they are
-        values = [[getattr(row, f) for f in fields] + [getattr(row, key)] for row in rows]
+        values = [[getattr(row, f) for f in fields] + [getattr(row, k) for k in key] for row in rows]
     else:
         values = [[bulk_sql.db_datetime(getattr(row, f)) if f in _TIMES else getattr(row, f) for f in fields]
-                  + [getattr(row, key)] for row in rows]
-    bulk_sql.update(model, [key], fields, values)
+                  + [getattr(row, k) for k in key] for row in rows]
+    bulk_sql.update(model, key, fields, values)
 
 
 def snapshots(users: Mapping[int, UserRow], courses: Iterable[CourseRow]) -> dict[int, LearnerSnapshot]:
