@@ -42,8 +42,8 @@ class UserRow:
 
 @dataclass(slots=True)
 class CourseRow:
-    """A ``CourseFact`` row, known by its (user, course key): the unique index the batch has just read it
-    through, so writing it back touches no other index page."""
+    """A ``CourseFact`` row, known by its (user, course key): it is written back through the unique index the
+    batch has just read it through, not the primary key's pages."""
 
     user_id: int
     course_key: str
