@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import TopicPartition
+from confluent_kafka import KafkaError, TopicPartition
 from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
@@ -37,6 +37,7 @@ from groups_consumer.publishing.backpressure import OutboxGate
 from groups_consumer.publishing.config import PublishingSettings
 from groups_consumer.publishing.relay import LEASE, LEASE_TTL, Relay
 from groups_consumer.publishing.snapshot import publish_snapshot
+from groups_consumer.publishing.wire import MembershipEventWriter, SchemaIds
 from groups_consumer.scheduling.leases import Leases
 from groups_consumer.scheduling.scheduler import Scheduler
 from groups_consumer.status import collect
@@ -222,6 +223,55 @@ def test_a_broker_that_refuses_is_retried_with_backoff_and_nothing_is_lost(confi
     call_command("groups_status", stdout=shown)
     assert f"membership events to {topic}: 1 waiting in the outbox, the oldest for" in shown.getvalue()
     assert relay_for(config, topic).publish_batch() == 1 and outbox.backlog().pending == 0
+
+
+class _ProducerFailingSome:
+    """A stand-in producer that fails some messages for good and delivers the others, reporting only the
+    failures, as the relay's producer does (``delivery.report.only.error``). A real broker cannot be made to
+    refuse one message of a batch for good and take the others."""
+
+    def __init__(self, failing: set[int]):
+        self.failing, self.queued, self.delivered = failing, [], []
+
+    def produce(self, topic, value, key, headers, on_delivery):
+        self.queued.append((headers, on_delivery))
+
+    def flush(self, timeout):
+        for position, (headers, report) in enumerate(self.queued):
+            if position in self.failing:
+                report(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), _Reported(headers))
+            else:
+                self.delivered.append(dict(headers)["ce_id"])
+        self.queued = []
+        return 0
+
+    def purge(self):
+        self.queued = []
+
+
+class _Reported:
+    """The message of a delivery report."""
+
+    def __init__(self, headers):
+        self._headers = headers
+
+    def headers(self):
+        return self._headers
+
+
+def test_a_message_that_fails_for_good_keeps_its_row_and_only_the_delivered_rows_are_deleted(topic):
+    api.apply_definitions(STRUGGLING, now=NOW)
+    apply_events(*(event for uid in (1, 2, 3) for event in (lms.enrollment(uid, COURSE, NOW),
+                                                             lms.grade(uid, COURSE, 0.2, NOW))))
+    producers = iter([_ProducerFailingSome({1}), _ProducerFailingSome(set())])
+    writer = MembershipEventWriter(outbox.namespace(), SchemaIds(key=1, value=2))
+    relay = Relay(lambda: next(producers), writer, PublishingSettings.current())
+    rows = outbox.unpublished(10)
+    assert len(rows) == 3
+    assert relay.publish_batch() == 2 and relay.failures == 1
+    assert [row.id for row in outbox.unpublished(10)] == [rows[1].id]
+    assert relay.publish_batch() == 1 and outbox.backlog().pending == 0 and relay.published == 3
+    assert relay._producer.delivered == [writer.ce_id(rows[1])]
 
 
 def test_consumers_pause_while_the_outbox_is_over_its_limit(topic):

@@ -1,9 +1,11 @@
 """The relay: publishes the outbox to Kafka, in id order, one relay at a time (``groups-consumer relay``).
 
 A loop: hold the ``membership-relay`` lease (another relay waits as a standby and takes over when it
-expires), read up to ``batch_size`` rows, produce them keyed by user id, wait for the broker's
-acknowledgements, delete the acknowledged rows. A row is deleted only after its acknowledgement, so a relay
-killed in between publishes it again, with the same ``ce_id``.
+expires), read up to ``batch_size`` rows, produce them keyed by user id, wait until the producer has an outcome
+for each, delete the rows delivered. A row is deleted only after its acknowledgement, so a relay killed in
+between publishes it again, with the same ``ce_id``. The producer reports failed deliveries only
+(``delivery.report.only.error``): a report per delivered message cost as much CPU as producing it, and once
+nothing is left in the producer's queue, every message not reported as failed was acknowledged.
 
 The producer never gives a message up: it is idempotent with the gapless guarantee and no delivery timeout
 (``PRODUCER_PROPERTIES``), so while the broker refuses or cannot be reached librdkafka retries with its own
@@ -43,8 +45,9 @@ LEASE_TTL = timedelta(seconds=60)
 #: Idempotent and gapless (the producer's retries neither duplicate, reorder nor skip a message), every replica
 #: acknowledging, no delivery timeout (a message is retried until the broker takes it), a few milliseconds of
 #: batching. Set by the service: the guarantees depend on them.
+#: Only failed deliveries are reported (see the module docstring).
 PRODUCER_PROPERTIES = {"enable.idempotence": True, "enable.gapless.guarantee": True, "acks": "all",
-                       "message.timeout.ms": 0, "linger.ms": 5}
+                       "message.timeout.ms": 0, "linger.ms": 5, "delivery.report.only.error": True}
 MAX_BACKOFF_S = 30.0
 #: Delivery errors of messages the relay dropped itself (handing the lease over, replacing the producer).
 PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
@@ -67,10 +70,10 @@ class Relay:
         self._clock = clock
         self._stopping = False
         self._backoff = 0.0
-        #: Rows produced and not yet acknowledged, by id; ids acknowledged and not yet deleted; a producer that
-        #: must be replaced (the error).
+        #: Rows produced and not yet deleted, by id; the ``ce_id`` of those whose delivery failed; a producer
+        #: that must be replaced (the error).
         self._in_flight: dict[int, outbox.OutboxRow] = {}
-        self._acknowledged: list[int] = []
+        self._undelivered: set[bytes] = set()
         self._broken: KafkaError | None = None
         self.published = 0
         self.failures = 0
@@ -141,8 +144,7 @@ class Relay:
                 self._backoff = 0.0
                 return 0
             self._produce(rows)
-        self._producer.flush(self._ack_timeout_s)
-        done = self._delete_acknowledged()
+        done = self._delete_delivered() if self._producer.flush(self._ack_timeout_s) == 0 else 0
         if self._in_flight:
             self._failed()
         else:
@@ -162,26 +164,30 @@ class Relay:
             self._in_flight[row.id] = row
             while self._broken is None:
                 try:
-                    self._producer.produce(self._topic, value, key, headers=headers,
-                                           on_delivery=self._delivered(row.id))
+                    self._producer.produce(self._topic, value, key, headers=headers, on_delivery=self._failed_delivery)
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     self._producer.poll(0.1)
                 except KafkaException as exc:  # the producer cannot go on
                     self._broken = exc.args[0]
 
-    def _delivered(self, row_id: int) -> Callable[[KafkaError | None, Message], None]:
-        def callback(error: KafkaError | None, _message: Message) -> None:
-            if error is None:
-                self._acknowledged.append(row_id)
-            elif self._broken is None and error.code() not in PURGED:
-                self._broken = error  # with no delivery timeout, only what cannot be retried ends here
-        return callback
+    def _failed_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """The producer's report of a message it could not deliver (only failures are reported)."""
+        if error is None or error.code() in PURGED:  # dropped by the relay itself, with the rows in flight
+            return
+        ce_id = dict(message.headers() or []).get("ce_id")
+        if isinstance(ce_id, bytes):
+            self._undelivered.add(ce_id)
+        if self._broken is None:
+            self._broken = error  # with no delivery timeout, only what cannot be retried ends here
 
-    def _delete_acknowledged(self) -> int:
-        """Delete the acknowledged rows (any order: one user's rows share a partition, acknowledged in order)."""
-        done = [row_id for row_id in self._acknowledged if self._in_flight.pop(row_id, None) is not None]
-        self._acknowledged = []
+    def _delete_delivered(self) -> int:
+        """Once the producer's queue is empty: delete the rows delivered, every row in flight but those whose
+        delivery failed (any order: one user's rows share a partition, acknowledged in order)."""
+        failed = {row_id: row for row_id, row in self._in_flight.items()
+                  if self._undelivered and self._writer.ce_id(row) in self._undelivered}
+        done = [row_id for row_id in self._in_flight if row_id not in failed]
+        self._in_flight = failed
         if done:
             outbox.delete_published(done)
             self.published += len(done)
@@ -201,19 +207,19 @@ class Relay:
         log.warning("producer_replaced", error=self._broken.str() if self._broken else "", resent=len(self._in_flight))
         self._producer.purge()
         self._producer = self._new_producer()
-        self._in_flight, self._acknowledged, self._broken = {}, [], None
+        self._in_flight, self._undelivered, self._broken = {}, set(), None
 
     def _let_go(self, lease: Leases) -> None:
         """Before giving the lease back: wait for what is in flight, delete it, drop the rest (sent again by the
         next relay)."""
         try:
-            self._producer.flush(self._ack_timeout_s)
-            self._delete_acknowledged()
+            if self._producer.flush(self._ack_timeout_s) == 0:
+                self._delete_delivered()
             lease.release()
         except DatabaseError as exc:  # the lease expires by itself
             self._database_error(exc)
         self._producer.purge()
-        self._in_flight, self._acknowledged = {}, []
+        self._in_flight, self._undelivered = {}, set()
 
     def _database_error(self, exc: DatabaseError) -> None:
         """The database is away: wait (with backoff) and try again."""
