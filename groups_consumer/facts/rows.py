@@ -8,9 +8,10 @@ The same rows make the per-user snapshots the incremental evaluation reads.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from django.db.models import Model
@@ -109,8 +110,10 @@ def write_courses(rows: Iterable[CourseRow]) -> None:
 
 
 def _write(model: type[Model], key: list[str], fields: list[str], rows: Iterable[UserRow | CourseRow]) -> None:
+    values_of = attrgetter(*fields, *key)
+    values: list[Sequence[Any]]
     if bulk_sql.is_postgres():  # the driver takes the records' values as they are
-        values = [[getattr(row, f) for f in fields] + [getattr(row, k) for k in key] for row in rows]
+        values = [values_of(row) for row in rows]
     else:
         values = [[bulk_sql.db_datetime(getattr(row, f)) if f in _TIMES else getattr(row, f) for f in fields]
                   + [getattr(row, k) for k in key] for row in rows]
