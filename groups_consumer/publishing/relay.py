@@ -1,11 +1,11 @@
 """The relay: publishes the outbox to Kafka, in id order, one relay at a time (``groups-consumer relay``).
 
 A loop: hold the ``membership-relay`` lease (another relay waits as a standby and takes over when it
-expires), read up to ``batch_size`` rows, produce them keyed by user id, wait until the producer has an outcome
-for each, delete the rows delivered. A row is deleted only after its acknowledgement, so a relay killed in
+expires), read up to ``batch_size`` rows, produce them keyed by user id, wait for the broker's
+acknowledgements, delete the rows. A row is deleted only after its acknowledgement, so a relay killed in
 between publishes it again, with the same ``ce_id``. The producer reports failed deliveries only
-(``delivery.report.only.error``): a report per delivered message cost as much CPU as producing it, and once
-nothing is left in the producer's queue, every message not reported as failed was acknowledged.
+(``delivery.report.only.error``: a report per delivered message cost as much CPU as producing it): once
+nothing is left in its queue and none failed, every message of the batch was acknowledged.
 
 The producer never gives a message up: it is idempotent with the gapless guarantee and no delivery timeout
 (``PRODUCER_PROPERTIES``), so while the broker refuses or cannot be reached librdkafka retries with its own
@@ -13,10 +13,11 @@ backoff, and no later message of a partition is written before an earlier one. T
 while messages wait; each wait of ``ack_timeout_s`` that ends with messages still unacknowledged is logged as
 ``publish_waiting`` (the broker's own errors as ``kafka_client_error``), counted, and followed by a pause that
 doubles from 0.5 s to 30 s. A producer that cannot go on (a fatal error, a message the broker refuses for
-good) is replaced after the pause, and the rows it had not delivered are sent again. Whatever is sent again
-comes after the copies already written, in the same order: a subscriber that keeps the first copy of each
-``ce_id`` sees each user's changes in order. Writers go on recording changes meanwhile (consumers pause past
-``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``).
+good) is replaced after the pause, and every row of the batch it was sending is sent again: a failure report
+does not say which message failed, so those delivered before it arrive twice, with the same ``ce_id``.
+Whatever is sent again comes after the copies already written, in the same order: a subscriber that keeps the
+first copy of each ``ce_id`` sees each user's changes in order. Writers go on recording changes meanwhile
+(consumers pause past ``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``).
 """
 
 from __future__ import annotations
@@ -70,10 +71,8 @@ class Relay:
         self._clock = clock
         self._stopping = False
         self._backoff = 0.0
-        #: Rows produced and not yet deleted, by id; the ``ce_id`` of those whose delivery failed; a producer
-        #: that must be replaced (the error).
-        self._in_flight: dict[int, outbox.OutboxRow] = {}
-        self._undelivered: set[bytes] = set()
+        #: The ids of the rows produced and not yet deleted; a producer that must be replaced (the error).
+        self._in_flight: list[int] = []
         self._broken: KafkaError | None = None
         self.published = 0
         self.failures = 0
@@ -144,8 +143,8 @@ class Relay:
                 self._backoff = 0.0
                 return 0
             self._produce(rows)
-        done = self._delete_delivered() if self._producer.flush(self._ack_timeout_s) == 0 else 0
-        if self._in_flight:
+        done = self._delete_delivered() if self._all_delivered() else 0
+        if self._in_flight or self._broken is not None:
             self._failed()
         else:
             self._backoff = 0.0
@@ -161,33 +160,31 @@ class Relay:
     def _produce(self, rows: list[outbox.OutboxRow]) -> None:
         for row in rows:
             key, value, headers = self._writer.message(row)
-            self._in_flight[row.id] = row
             while self._broken is None:
                 try:
                     self._producer.produce(self._topic, value, key, headers=headers, on_delivery=self._failed_delivery)
+                    self._in_flight.append(row.id)
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     self._producer.poll(0.1)
                 except KafkaException as exc:  # the producer cannot go on
                     self._broken = exc.args[0]
 
-    def _failed_delivery(self, error: KafkaError | None, message: Message) -> None:
-        """The producer's report of a message it could not deliver (only failures are reported)."""
-        if error is None or error.code() in PURGED:  # dropped by the relay itself, with the rows in flight
-            return
-        ce_id = dict(message.headers() or []).get("ce_id")
-        if isinstance(ce_id, bytes):
-            self._undelivered.add(ce_id)
-        if self._broken is None:
+    def _failed_delivery(self, error: KafkaError | None, _message: Message) -> None:
+        """The producer's report of a message it could not deliver (only failures are reported, and the report
+        does not carry the message's headers)."""
+        if error is not None and error.code() not in PURGED and self._broken is None:
             self._broken = error  # with no delivery timeout, only what cannot be retried ends here
 
+    def _all_delivered(self) -> bool:
+        """Wait (at most ``ack_timeout_s``) until the producer's queue is empty; True if it is and no delivery
+        failed."""
+        return self._producer.flush(self._ack_timeout_s) == 0 and self._broken is None
+
     def _delete_delivered(self) -> int:
-        """Once the producer's queue is empty: delete the rows delivered, every row in flight but those whose
-        delivery failed (any order: one user's rows share a partition, acknowledged in order)."""
-        failed = {row_id: row for row_id, row in self._in_flight.items()
-                  if self._undelivered and self._writer.ce_id(row) in self._undelivered}
-        done = [row_id for row_id in self._in_flight if row_id not in failed]
-        self._in_flight = failed
+        """Delete the rows in flight, all delivered (any order: one user's rows share a partition, acknowledged in
+        order)."""
+        done, self._in_flight = self._in_flight, []
         if done:
             outbox.delete_published(done)
             self.published += len(done)
@@ -207,19 +204,19 @@ class Relay:
         log.warning("producer_replaced", error=self._broken.str() if self._broken else "", resent=len(self._in_flight))
         self._producer.purge()
         self._producer = self._new_producer()
-        self._in_flight, self._undelivered, self._broken = {}, set(), None
+        self._in_flight, self._broken = [], None
 
     def _let_go(self, lease: Leases) -> None:
         """Before giving the lease back: wait for what is in flight, delete it, drop the rest (sent again by the
         next relay)."""
         try:
-            if self._producer.flush(self._ack_timeout_s) == 0:
+            if self._all_delivered():
                 self._delete_delivered()
             lease.release()
         except DatabaseError as exc:  # the lease expires by itself
             self._database_error(exc)
         self._producer.purge()
-        self._in_flight, self._undelivered = {}, set()
+        self._in_flight = []
 
     def _database_error(self, exc: DatabaseError) -> None:
         """The database is away: wait (with backoff) and try again."""

@@ -110,7 +110,7 @@ class MembershipEventWriter:
         at = row.at.isoformat()
         value = b"".join((self._value_frame, user_id, self._group(row), _encoded(self._rest_schema, {
             "change": row.kind, "cause": row.cause, "cause_id": row.cause_id, "changed_at": at})))
-        headers = [*self._fixed_headers, ("ce_id", self.ce_id(row)), ("ce_time", at.encode())]
+        headers = [*self._fixed_headers, ("ce_id", self._ce_id(row)), ("ce_time", at.encode())]
         return self._key_frame + user_id, value, headers
 
     def _group(self, row: OutboxRow) -> bytes:
@@ -123,9 +123,9 @@ class MembershipEventWriter:
             encoded = self._groups[group] = _encoded(self._group_schema, dict(zip(GROUP_FIELDS, group, strict=True)))
         return encoded
 
-    def ce_id(self, row: OutboxRow) -> bytes:
-        """The row's ``ce_id`` header: ``ce_id(namespace, row)``, encoded. Hashes only the name, and sets the
-        version and variant bits of the name-based UUID (RFC 4122, 4.3) without building a ``uuid.UUID``."""
+    def _ce_id(self, row: OutboxRow) -> bytes:
+        """``ce_id(namespace, row)``, encoded: hashing only the name, and setting the version and variant bits of
+        the name-based UUID (RFC 4122, 4.3) without building a ``uuid.UUID``."""
         digest = self._namespace_hash.copy()
         digest.update(_name(row).encode())
         uid = bytearray(digest.digest()[:16])
