@@ -14,7 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from django.core.management import call_command
 from django.db import transaction
 from django.test import override_settings
@@ -225,49 +225,85 @@ def test_a_broker_that_refuses_is_retried_with_backoff_and_nothing_is_lost(confi
     assert relay_for(config, topic).publish_batch() == 1 and outbox.backlog().pending == 0
 
 
-class _ProducerFailingSome:
-    """A stand-in producer that fails some messages for good and delivers the others, reporting only the
-    failures, without their headers, as the relay's producer does (``delivery.report.only.error``). A real
-    broker cannot be made to refuse one message of a batch for good and take the others."""
+class _StandInProducer:
+    """A producer that delivers every message but those it is told to fail (reported with ``failure``) or to
+    refuse in ``produce`` (``KafkaException``), reporting only what it did not deliver, by the message's value
+    and without its headers, as librdkafka does for the relay (``delivery.report.only.error``). A real broker
+    cannot be made to refuse one message of a batch for good and take the others."""
 
-    def __init__(self, failing: set[int]):
-        self.failing, self.queued, self.delivered = failing, [], []
+    def __init__(self, failing=(), failure=KafkaError._MSG_TIMED_OUT, refusing=None):
+        self.failing, self.failure, self.refusing = set(failing), failure, refusing
+        self.produced, self.queued, self.delivered = 0, [], []
 
     def produce(self, topic, value, key, headers, on_delivery):
-        self.queued.append((headers, on_delivery))
+        if self.produced == self.refusing:
+            raise KafkaException(KafkaError(KafkaError._FATAL))
+        self.queued.append((self.produced, value, dict(headers)["ce_id"], on_delivery))
+        self.produced += 1
 
     def flush(self, timeout):
-        for position, (headers, report) in enumerate(self.queued):
+        for position, value, ce_id, report in self.queued:
             if position in self.failing:
-                report(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE), _Reported())
+                report(KafkaError(self.failure), _Reported(value))
             else:
-                self.delivered.append(dict(headers)["ce_id"])
+                self.delivered.append(ce_id)
         self.queued = []
         return 0
 
     def purge(self):
         self.queued = []
 
+    def poll(self, timeout):
+        return 0
+
 
 class _Reported:
-    """The message of a failure report: librdkafka's has no headers."""
+    """The message of a delivery report: its value, no headers."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def value(self):
+        return self._value
 
     def headers(self):
         return None
 
 
-def test_a_message_that_fails_for_good_has_its_batch_sent_again_by_a_new_producer(topic):
+def _relay_over(*producers):
+    """A relay whose producers are ``producers``, one after the other, over the rows of three users' joins."""
     api.apply_definitions(STRUGGLING, now=NOW)
     apply_events(*(event for uid in (1, 2, 3) for event in (lms.enrollment(uid, COURSE, NOW),
                                                              lms.grade(uid, COURSE, 0.2, NOW))))
-    first, second = _ProducerFailingSome({1}), _ProducerFailingSome(set())
-    producers = iter([first, second])
-    relay = Relay(lambda: next(producers), MembershipEventWriter(outbox.namespace(), SchemaIds(key=1, value=2)),
-                  PublishingSettings.current())
+    given = iter(producers)
+    writer = MembershipEventWriter(outbox.namespace(), SchemaIds(key=1, value=2))
+    ce_ids = [dict(writer.message(row)[2])["ce_id"] for row in outbox.unpublished(10)]
+    return Relay(lambda: next(given), writer, PublishingSettings.current()), ce_ids
+
+
+def test_a_message_that_fails_for_good_stays_and_only_it_is_sent_again(topic):
+    first, second = _StandInProducer(failing={1}), _StandInProducer()
+    relay, ce_ids = _relay_over(first, second)
+    assert relay.publish_batch() == 2 and relay.failures == 1 and outbox.backlog().pending == 1
+    assert relay.publish_batch() == 1 and outbox.backlog().pending == 0 and relay.published == 3
+    assert (first.delivered, second.delivered) == ([ce_ids[0], ce_ids[2]], [ce_ids[1]])
+
+
+def test_messages_librdkafka_purged_after_a_fatal_error_are_sent_again(topic):
+    first = _StandInProducer(failing={0, 1, 2}, failure=KafkaError._PURGE_QUEUE)
+    second = _StandInProducer()
+    relay, ce_ids = _relay_over(first, second)
     assert relay.publish_batch() == 0 and relay.failures == 1 and outbox.backlog().pending == 3
-    assert relay.publish_batch() == 3 and outbox.backlog().pending == 0 and relay.published == 3
-    assert len(first.delivered) == 2 and len(set(second.delivered)) == 3
-    assert set(first.delivered) < set(second.delivered)  # delivered twice, with the same ce_id
+    assert relay.publish_batch() == 3 and outbox.backlog().pending == 0
+    assert second.delivered == ce_ids
+
+
+def test_rows_a_failing_producer_did_not_take_are_sent_by_the_next_one(topic):
+    first, second = _StandInProducer(refusing=2), _StandInProducer()
+    relay, ce_ids = _relay_over(first, second)
+    assert relay.publish_batch() == 2 and relay.failures == 1 and outbox.backlog().pending == 1
+    assert relay.publish_batch() == 1 and outbox.backlog().pending == 0
+    assert (first.delivered, second.delivered) == (ce_ids[:2], ce_ids[2:])
 
 
 def test_consumers_pause_while_the_outbox_is_over_its_limit(topic):

@@ -2,10 +2,12 @@
 
 A loop: hold the ``membership-relay`` lease (another relay waits as a standby and takes over when it
 expires), read up to ``batch_size`` rows, produce them keyed by user id, wait for the broker's
-acknowledgements, delete the rows. A row is deleted only after its acknowledgement, so a relay killed in
-between publishes it again, with the same ``ce_id``. The producer reports failed deliveries only
+acknowledgements, delete the rows acknowledged. A row is deleted only after its acknowledgement, so a relay
+killed in between publishes it again, with the same ``ce_id``. The producer reports failed deliveries only
 (``delivery.report.only.error``: a report per delivered message cost as much CPU as producing it): once
-nothing is left in its queue and none failed, every message of the batch was acknowledged.
+nothing is left in its queue, every message it took and did not report (a failure, or a message purged, by
+the relay or by librdkafka after a fatal error) was acknowledged. A report names its message by the value,
+which the relay encodes again from the rows in flight to find the rows that were not delivered.
 
 The producer never gives a message up: it is idempotent with the gapless guarantee and no delivery timeout
 (``PRODUCER_PROPERTIES``), so while the broker refuses or cannot be reached librdkafka retries with its own
@@ -13,10 +15,9 @@ backoff, and no later message of a partition is written before an earlier one. T
 while messages wait; each wait of ``ack_timeout_s`` that ends with messages still unacknowledged is logged as
 ``publish_waiting`` (the broker's own errors as ``kafka_client_error``), counted, and followed by a pause that
 doubles from 0.5 s to 30 s. A producer that cannot go on (a fatal error, a message the broker refuses for
-good) is replaced after the pause, and every row of the batch it was sending is sent again: a failure report
-does not say which message failed, so those delivered before it arrive twice, with the same ``ce_id``.
-Whatever is sent again comes after the copies already written, in the same order: a subscriber that keeps the
-first copy of each ``ce_id`` sees each user's changes in order. Writers go on recording changes meanwhile
+good) is replaced after the pause, and the rows it had not delivered are sent again. Whatever is sent again
+comes after the copies already written, in the same order: a subscriber that keeps the first copy of each
+``ce_id`` sees each user's changes in order. Writers go on recording changes meanwhile
 (consumers pause past ``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``).
 """
 
@@ -50,8 +51,6 @@ LEASE_TTL = timedelta(seconds=60)
 PRODUCER_PROPERTIES = {"enable.idempotence": True, "enable.gapless.guarantee": True, "acks": "all",
                        "message.timeout.ms": 0, "linger.ms": 5, "delivery.report.only.error": True}
 MAX_BACKOFF_S = 30.0
-#: Delivery errors of messages the relay dropped itself (handing the lease over, replacing the producer).
-PURGED = frozenset({KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT})
 
 
 class Relay:
@@ -71,8 +70,10 @@ class Relay:
         self._clock = clock
         self._stopping = False
         self._backoff = 0.0
-        #: The ids of the rows produced and not yet deleted; a producer that must be replaced (the error).
-        self._in_flight: list[int] = []
+        #: The rows the producer took and not yet deleted, by id; the values of the messages it reported as not
+        #: delivered; a producer that must be replaced (the error).
+        self._in_flight: dict[int, outbox.OutboxRow] = {}
+        self._undelivered: list[bytes | None] = []
         self._broken: KafkaError | None = None
         self.published = 0
         self.failures = 0
@@ -143,7 +144,7 @@ class Relay:
                 self._backoff = 0.0
                 return 0
             self._produce(rows)
-        done = self._delete_delivered() if self._all_delivered() else 0
+        done = self._delete_delivered() if self._producer.flush(self._ack_timeout_s) == 0 else 0
         if self._in_flight or self._broken is not None:
             self._failed()
         else:
@@ -163,28 +164,30 @@ class Relay:
             while self._broken is None:
                 try:
                     self._producer.produce(self._topic, value, key, headers=headers, on_delivery=self._failed_delivery)
-                    self._in_flight.append(row.id)
+                    self._in_flight[row.id] = row
                     break
                 except BufferError:  # the local queue is full: let deliveries drain it
                     self._producer.poll(0.1)
                 except KafkaException as exc:  # the producer cannot go on
                     self._broken = exc.args[0]
 
-    def _failed_delivery(self, error: KafkaError | None, _message: Message) -> None:
-        """The producer's report of a message it could not deliver (only failures are reported, and the report
-        does not carry the message's headers)."""
-        if error is not None and error.code() not in PURGED and self._broken is None:
+    def _failed_delivery(self, error: KafkaError | None, message: Message) -> None:
+        """The producer's report of a message it did not deliver: only those are reported, by their value (the
+        report carries no headers)."""
+        if error is None:
+            return
+        self._undelivered.append(message.value())
+        if self._broken is None:  # purged by librdkafka itself after a fatal error too
             self._broken = error  # with no delivery timeout, only what cannot be retried ends here
 
-    def _all_delivered(self) -> bool:
-        """Wait (at most ``ack_timeout_s``) until the producer's queue is empty; True if it is and no delivery
-        failed."""
-        return self._producer.flush(self._ack_timeout_s) == 0 and self._broken is None
-
     def _delete_delivered(self) -> int:
-        """Delete the rows in flight, all delivered (any order: one user's rows share a partition, acknowledged in
-        order)."""
-        done, self._in_flight = self._in_flight, []
+        """Once the producer's queue is empty: delete the rows in flight but those of messages reported as not
+        delivered, which stay in flight (any order: one user's rows share a partition, acknowledged in order)."""
+        undelivered = set(self._undelivered)
+        kept = {row_id: row for row_id, row in self._in_flight.items()
+                if self._writer.message(row)[1] in undelivered} if undelivered else {}
+        done = [row_id for row_id in self._in_flight if row_id not in kept]
+        self._in_flight, self._undelivered = kept, []
         if done:
             outbox.delete_published(done)
             self.published += len(done)
@@ -204,19 +207,21 @@ class Relay:
         log.warning("producer_replaced", error=self._broken.str() if self._broken else "", resent=len(self._in_flight))
         self._producer.purge()
         self._producer = self._new_producer()
-        self._in_flight, self._broken = [], None
+        self._in_flight, self._undelivered, self._broken = {}, [], None
 
     def _let_go(self, lease: Leases) -> None:
         """Before giving the lease back: wait for what is in flight, delete it, drop the rest (sent again by the
         next relay)."""
         try:
-            if self._all_delivered():
+            if self._producer.flush(self._ack_timeout_s) == 0:
                 self._delete_delivered()
             lease.release()
         except DatabaseError as exc:  # the lease expires by itself
             self._database_error(exc)
+        broken = self._broken
         self._producer.purge()
-        self._in_flight = []
+        self._producer.poll(0)  # the purge's reports, served now: they are not the next batch's
+        self._in_flight, self._undelivered, self._broken = {}, [], broken
 
     def _database_error(self, exc: DatabaseError) -> None:
         """The database is away: wait (with backoff) and try again."""
