@@ -35,7 +35,7 @@ from groups_consumer.pipeline.decode import EventDecoder
 from groups_consumer.publishing import outbox
 from groups_consumer.publishing.backpressure import OutboxGate
 from groups_consumer.publishing.config import PublishingSettings
-from groups_consumer.publishing.relay import LEASE, LEASE_TTL, Relay
+from groups_consumer.publishing.relay import LEASE, LEASE_TTL, PRODUCER_PROPERTIES, Relay
 from groups_consumer.publishing.snapshot import publish_snapshot
 from groups_consumer.publishing.wire import MembershipEventWriter, SchemaIds
 from groups_consumer.scheduling.leases import Leases
@@ -231,7 +231,7 @@ class _StandInProducer:
     and without its headers, as librdkafka does for the relay (``delivery.report.only.error``). A real broker
     cannot be made to refuse one message of a batch for good and take the others."""
 
-    def __init__(self, failing=(), failure=KafkaError._MSG_TIMED_OUT, refusing=None):
+    def __init__(self, failing=(), failure=KafkaError.MSG_SIZE_TOO_LARGE, refusing=None):
         self.failing, self.failure, self.refusing = set(failing), failure, refusing
         self.produced, self.queued, self.delivered = 0, [], []
 
@@ -268,6 +268,18 @@ class _Reported:
 
     def headers(self):
         return None
+
+
+def test_librdkafka_reports_an_undelivered_message_by_its_value_without_its_headers():
+    """What the relay relies on to find the rows of undelivered messages (and what ``_Reported`` stands for)."""
+    reports = []
+    producer = KafkaClientSettings.plain("127.0.0.1:1").producer(**PRODUCER_PROPERTIES)
+    producer.produce("membership-t", b"the value", b"key", headers=[("ce_id", b"id")],
+                     on_delivery=lambda error, message: reports.append((error.code(), message.value(),
+                                                                        message.headers())))
+    producer.purge()
+    assert producer.flush(5) == 0
+    assert reports == [(KafkaError._PURGE_QUEUE, b"the value", None)]
 
 
 def _relay_over(*producers):

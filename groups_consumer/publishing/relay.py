@@ -210,18 +210,19 @@ class Relay:
         self._in_flight, self._undelivered, self._broken = {}, [], None
 
     def _let_go(self, lease: Leases) -> None:
-        """Before giving the lease back: wait for what is in flight, delete it, drop the rest (sent again by the
-        next relay)."""
+        """Before giving the lease back: wait for what is in flight, delete what was delivered, drop the rest (sent
+        again by the next relay) with the producer."""
         try:
             if self._producer.flush(self._ack_timeout_s) == 0:
                 self._delete_delivered()
             lease.release()
         except DatabaseError as exc:  # the lease expires by itself
             self._database_error(exc)
-        broken = self._broken
+        # A new producer for the next lease: the purge's reports come later (from librdkafka's threads), and
+        # purging a request already sent is fatal to an idempotent producer.
         self._producer.purge()
-        self._producer.poll(0)  # the purge's reports, served now: they are not the next batch's
-        self._in_flight, self._undelivered, self._broken = {}, [], broken
+        self._producer = self._new_producer()
+        self._in_flight, self._undelivered, self._broken = {}, [], None
 
     def _database_error(self, exc: DatabaseError) -> None:
         """The database is away: wait (with backoff) and try again."""
