@@ -246,7 +246,7 @@ def end_to_end_publishing(bootstrap_servers: str, topic: str, count: int,
     relay that falls behind lowers it (see ``PublishingRun``). Publishing is on in this process only during
     the measure."""
     config = consumer_config(bootstrap_servers, topic)
-    changes_before, rows_before = _max_id(MembershipChange), _outbox_ids_drawn()
+    changes_before, rows_before = last_change_id(), _outbox_ids_drawn()
     with (_RelayProcess(bootstrap_servers, membership_topic) if membership_topic else nullcontext()) as relay, \
             CpuSampler({"consumer": os.getpid(), "relay": relay.pid if relay else None},
                        connection.settings_dict["NAME"]) as cpu:
@@ -260,7 +260,7 @@ def end_to_end_publishing(bootstrap_servers: str, topic: str, count: int,
     return PublishingRun(
         publishing=membership_topic is not None, events=count,
         events_per_s=after_first / (end - first) if end > first else 0.0,  # 0: one batch, too few events
-        consume_events_per_s=steady_rate([consumption]), membership_changes=_max_id(MembershipChange) - changes_before,
+        consume_events_per_s=steady_rate([consumption]), membership_changes=last_change_id() - changes_before,
         outbox_rows=rows, relay_lag_s=round(end - last, 3), seconds=round(end - first, 3),
         cpu_s=cpu.between(first, end), relay=relay_run)
 
@@ -292,8 +292,10 @@ def _outbox_ids_drawn() -> int:
         return int(cursor.fetchone()[0])
 
 
-def _max_id(model: type[MembershipChange]) -> int:
-    return int(model.objects.aggregate(top=Max("id"))["top"] or 0)
+def last_change_id() -> int:
+    """The change log's highest id: its difference over a run is the membership changes the run recorded (and
+    the ids of any rolled-back batch)."""
+    return int(MembershipChange.objects.aggregate(top=Max("id"))["top"] or 0)
 
 
 class _RelayProcess:

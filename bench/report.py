@@ -98,10 +98,11 @@ def table(results: dict[str, Any]) -> str:
         rows.append((f"replay --from-beginning, {processes} process(es)", num(rate, " ev/s"), ""))
         steady = (results.get("replay_steady_events_per_s") or {}).get(processes)
         rows.append(("  from a tenth to nine tenths of the stream", num(steady, " ev/s"), ""))
-    for users, rate in (results.get("scaling") or {}).items():
-        rows.append((f"end to end at {int(users):,} users, 1 process", num(rate, " ev/s"), ""))
-    if len(rates := [rate for rate in (results.get("scaling") or {}).values() if rate]) > 1:
-        rows.append(("  fastest / slowest population", num(max(rates) / min(rates), "x", 2), "<= 1.5x"))
+    rows += _scaling_rows(results, "scaling", "end to end at {users} users, 1 process")
+    if results.get("scaling_same_traffic"):
+        rows.append(("end to end, 1 process, the same traffic at every population", "", ""))
+    rows += _scaling_rows(results, "scaling_same_traffic",
+                          f"  {{users}} users, {num(results.get('scaling_active_users'))} of them active")
     rows += [
         (f"first full sync, {num(results.get('full_sync_users'))} users x {results.get('full_sync_groups')} groups",
          num(results.get("full_sync_s"), " s", 1), "< 45 s (brief: 60 s)"),
@@ -113,3 +114,15 @@ def table(results: dict[str, Any]) -> str:
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+
+
+def _scaling_rows(results: dict[str, Any], key: str, title: str) -> list[tuple[str, str, str]]:
+    """A row per population (events/s, then membership changes per event), then the spread, <= 1.5x."""
+    rates, changes = results.get(key) or {}, results.get(f"{key}_changes_per_event") or {}
+    rows = [(title.format(users=f"{int(users):,}"),
+             "skipped" if rate is None else f"{rate:,.0f} ev/s"
+             + ("" if changes.get(users) is None else f", {changes[users]:.2f} changes/ev"), "")
+            for users, rate in sorted(rates.items(), key=lambda item: int(item[0]))]
+    if len(measured := [rate for rate in rates.values() if rate]) > 1:
+        rows.append(("  fastest / slowest population", f"{max(measured) / min(measured):,.2f}x", "<= 1.5x"))
+    return rows

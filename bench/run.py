@@ -81,11 +81,10 @@ class Benchmark:
             self.results["ceiling_events_per_s"] = self._step("raw consume+decode ceiling", lambda: measures.ceiling(
                 self.servers, topic, len(messages)))
         if "end_to_end" not in self.skip:
-            one = self._step("end to end, 1 process", lambda: measures.end_to_end(self.servers, topic, len(messages))
-                             .events_per_s)
+            one = self._step("end to end, 1 process", partial(self._at_population, "scaling", args.users, topic,
+                                                                  len(messages)))
             self.results.update(end_to_end_one_process_events_per_s=one, end_to_end_events_per_s=one,
                                 consumer_processes=1)
-            self.results.setdefault("scaling", {})[str(args.users)] = one
             if self.results.get("ceiling_events_per_s"):
                 self.results["ratio_to_ceiling"] = one / self.results["ceiling_events_per_s"]
         if "peer" not in self.skip:
@@ -165,18 +164,34 @@ class Benchmark:
             rates[str(processes)], steady[str(processes)] = run.overall, run.steady
 
     def _scaling(self) -> None:
+        """End to end, one process, at each population, on a stream about any of its users (``scaling``), then
+        on one about the same number of its users at every population (``scaling_same_traffic``:
+        ``--scaling-active`` users, by default the smallest population, all of whose users the first stream
+        is about). The first kind's events change more memberships as the population grows: fewer of them are
+        about a user an earlier event already moved. Each platform is loaded afresh."""
         if "scaling" in self.skip:
             return
-        for users in (int(n) for n in self.args.scaling.split(",") if n.strip()):
-            if str(users) in self.results.get("scaling", {}):
-                continue
-            self._platform(users, self.args.groups)
-            topic, messages = self._stream(self.args.scaling_events)
-            self.results.setdefault("scaling", {})[str(users)] = self._step(
-                f"end to end at {users:,} users", partial(self._events_per_s, topic, len(messages)))
+        populations = [int(n) for n in self.args.scaling.split(",") if n.strip()]
+        active = self.args.scaling_active or min(populations)
+        self.results["scaling_active_users"] = active
+        for users in populations:
+            for key, about in (("scaling", None), ("scaling_same_traffic", active)):
+                if str(users) in self.results.get(key, {}):
+                    continue  # the main population's first stream
+                self._platform(users, self.args.groups)
+                topic, messages = self._stream(self.args.scaling_events, active=about)
+                self._step(f"end to end at {users:,} users" + (f", {about:,} of them active" if about else ""),
+                           partial(self._at_population, key, users, topic, len(messages)))
 
-    def _events_per_s(self, topic: str, count: int) -> float:
-        return measures.end_to_end(self.servers, topic, count).events_per_s
+    def _at_population(self, key: str, users: int, topic: str, count: int) -> float:
+        """One process end to end over the stream; its events/s at ``results[key][users]`` and the membership
+        changes it made per event at ``results[key + "_changes_per_event"][users]``."""
+        before = measures.last_change_id()
+        rate = measures.end_to_end(self.servers, topic, count).events_per_s
+        changes = (measures.last_change_id() - before) / count
+        self.results.setdefault(key, {})[str(users)] = rate
+        self.results.setdefault(f"{key}_changes_per_event", {})[str(users)] = round(changes, 3)
+        return rate
 
     def _naive(self) -> None:
         if "naive" in self.skip:
@@ -214,16 +229,18 @@ class Benchmark:
         self._step(f"{groups} groups" + (", first sync" if sync else ""),
                    lambda: api.apply_definitions(group_definitions(groups), sync=sync, wait_s=0))
 
-    def _stream(self, count: int, start: datetime | None = None, seed: int = 7) -> tuple[str, list[WireMessage]]:
-        """A stream about the platform loaded last, produced to a topic of its own."""
-        messages = self._build(count, start or self.origin, seed)
+    def _stream(self, count: int, start: datetime | None = None, seed: int = 7,
+                active: int | None = None) -> tuple[str, list[WireMessage]]:
+        """A stream about the platform loaded last (``active`` of its users, or all), produced to a topic of its
+        own."""
+        messages = self._build(count, start or self.origin, seed, active)
         topic = f"bench-{len(self._enrollments) - 1}-{uuid.uuid4().hex[:8]}"
         self._step("produced to the broker", lambda: produce(self.servers, topic, messages))
         return topic, messages
 
-    def _build(self, count: int, start: datetime, seed: int) -> list[WireMessage]:
+    def _build(self, count: int, start: datetime, seed: int, active: int | None = None) -> list[WireMessage]:
         return self._step(f"{count:,} events in the LMS wire format",
-                          lambda: build_stream(self._enrollments, count, start, seed=seed))
+                          lambda: build_stream(self._enrollments, count, start, seed=seed, active=active))
 
     def _step(self, title: str, work: Callable[[], T]) -> T:
         print(f"- {title} ...", end="", flush=True, file=sys.stderr)

@@ -30,24 +30,32 @@ class WireMessage:
     headers: list[tuple[str, bytes]]
 
 
-def build_stream(enrollments: Sequence[Sequence[str]], count: int, start: datetime, seed: int = 7) -> list[WireMessage]:
+def build_stream(enrollments: Sequence[Sequence[str]], count: int, start: datetime, seed: int = 7,
+                 active: int | None = None) -> list[WireMessage]:
     """``count`` events, one millisecond apart, about the users of a platform (``Platform.enrollments``: user
     ids 1..n and their courses); registrations bring new users.
 
-    Grade and passing events are about a course the user has a row for, as the LMS grades enrolled learners
-    (their users are drawn among those with a course); enrollment events are about any course.
+    The events are about any user, or, with ``active``, about that many users drawn at random from the whole
+    population once (the platform's active learners). Grade and passing events are about a course the user
+    has a row for, as the LMS grades enrolled learners (their users are drawn among those with a course);
+    enrollment events are about any course.
     """
     rng = random.Random(seed)
     kinds = rng.choices(list(MIX), weights=list(MIX.values()), k=count)
     messages = []
     users = len(enrollments) - 1
     next_new_user = users + 1
+    pool = rng.sample(range(1, users + 1), active) if active is not None and active < users else None
+
+    def any_user() -> int:
+        return rng.choice(pool) if pool else rng.randint(1, users)
+
     for n, kind in enumerate(kinds):
         at = start + timedelta(milliseconds=n)
-        user = rng.randint(1, users)
+        user = any_user()
         if kind in ("grade", "passing"):
             while not enrollments[user]:
-                user = rng.randint(1, users)
+                user = any_user()
             course = rng.choice(enrollments[user])
         else:
             course = rng.choice(COURSES)

@@ -52,6 +52,9 @@ def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
     assert [run["outbox_rows"] > 0 for run in results["publishing_runs"]] == [False, True]
     assert set(results["replay_events_per_s"]) == {"1", "2"} and min(results["replay_events_per_s"].values()) > 0
     assert set(results["replay_steady_events_per_s"]) == {"1", "2"}
+    # Each population twice: a stream about any of its users, then one about the same active users everywhere.
+    assert set(results["scaling"]) == {"200", "300"} and set(results["scaling_same_traffic"]) == {"200"}
+    assert results["scaling_active_users"] == 200 and results["scaling_changes_per_event"]["200"] > 0
     assert results["peer_events_per_s"] is None  # skipped parts are null
     assert "end to end, groups-consumer consume" in run.stdout
 
