@@ -15,11 +15,12 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import transaction
 from django.test import override_settings
 from edx_event_bus_kafka.internal import consumer as lms_consumer
 from openedx_events.event_bus.avro.schema import schema_from_signal
+from structlog.testing import capture_logs
 
 from groups_consumer import api
 from groups_consumer.broker import EmbeddedBroker
@@ -372,6 +373,28 @@ def test_the_relay_waits_as_a_standby_while_another_publishes(config, topic):
     active = relay_for(config, topic)
     active.run(until=lambda relay: relay.published >= 1)
     assert outbox.backlog().pending == 0
+
+
+def test_a_relay_the_broker_does_not_acknowledge_gives_its_lease_to_a_standby(config, topic):
+    api.apply_definitions(STRUGGLING, now=NOW)
+    apply_events(lms.enrollment(1, COURSE, NOW), lms.grade(1, COURSE, 0.2, NOW))
+    cut_off = Relay.connect(KafkaClientSettings.plain("127.0.0.1:1"), lms_consumer.get_schema_registry_client(),
+                            PublishingSettings.current(), ack_timeout_s=0.2, handover_s=0.5, standby_s=0.1)
+    with capture_logs() as logs:
+        cut_off.run(until=lambda relay: relay.handovers == 1)
+    handing_over = [line for line in logs if line["event"] == "relay_handing_over"]
+    assert len(handing_over) == 1 and handing_over[0]["unacknowledged"] == 1 and handing_over[0]["waited_s"] >= 0.5
+    assert cut_off.published == 0 and outbox.backlog().pending == 1  # nothing lost
+    Leases([LEASE], ttl=LEASE_TTL).acquire().release()  # given back
+    standby = relay_for(config, topic)
+    standby.run(until=lambda relay: relay.published >= 1)
+    assert outbox.backlog().pending == 0
+
+
+def test_the_relay_command_refuses_a_handover_delay_that_is_not_seconds(monkeypatch, topic):
+    monkeypatch.setenv("MEMBERSHIP_RELAY_HANDOVER_S", "soon")
+    with pytest.raises(CommandError, match="MEMBERSHIP_RELAY_HANDOVER_S must be a number of seconds > 0"):
+        call_command("groups_relay")
 
 
 def test_the_rest_api_writes_are_recorded_too(topic, clock_at_now):

@@ -30,6 +30,8 @@ OUTBOX_OLDEST_AGE = Gauge("groups_consumer_outbox_oldest_age_seconds",
 PUBLISHED = Counter("groups_consumer_published", "Membership-change events published")
 PUBLISH_FAILURES = Counter("groups_consumer_publish_failures",
                            "Waits for acknowledgements that ended with membership-change events unacknowledged")
+RELAY_HANDOVERS = Counter("groups_consumer_relay_handovers",
+                          "Leases the relay gave back after waiting too long for the broker's acknowledgements")
 
 
 class _Quiet(WSGIRequestHandler):

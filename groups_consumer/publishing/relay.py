@@ -15,10 +15,12 @@ backoff, and no later message of a partition is written before an earlier one. T
 while messages wait; each wait of ``ack_timeout_s`` that ends with messages still unacknowledged is logged as
 ``publish_waiting`` (the broker's own errors as ``kafka_client_error``), counted, and followed by a pause that
 doubles from 0.5 s to 30 s. A producer that cannot go on (a fatal error, a message the broker refuses for
-good) is replaced after the pause, and the rows it had not delivered are sent again. Whatever is sent again
-comes after the copies already written, in the same order: a subscriber that keeps the first copy of each
-``ce_id`` sees each user's changes in order. Writers go on recording changes meanwhile
-(consumers pause past ``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``).
+good) is replaced after the pause, and the rows it had not delivered are sent again. After ``handover_s``
+without an acknowledgement the relay gives the lease back (``relay_handing_over``) and waits as a standby for a
+while: another relay, which may reach the broker where this one does not, takes over, or, if none does, this
+one takes the lease again. Whatever is sent again comes after the copies already written, in the same order:
+a subscriber that keeps the first copy of each ``ce_id`` sees each user's changes in order. Writers go on
+recording changes meanwhile (consumers pause past ``MEMBERSHIP_OUTBOX_MAX_PENDING``: ``backpressure``).
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ LEASE_TTL = timedelta(seconds=60)
 PRODUCER_PROPERTIES = {"enable.idempotence": True, "enable.gapless.guarantee": True, "acks": "all",
                        "message.timeout.ms": 0, "linger.ms": 5, "delivery.report.only.error": True}
 MAX_BACKOFF_S = 30.0
+#: How long the active relay holds the lease while nothing it sent is acknowledged, by default.
+HANDOVER_S = 120.0
 
 
 class Relay:
@@ -58,15 +62,15 @@ class Relay:
 
     def __init__(self, producer_factory: Callable[[], Producer], writer: MembershipEventWriter,
                  settings: PublishingSettings, *, batch_size: int = 5000, idle_s: float = 0.05,
-                 ack_timeout_s: float = 5.0, stats_every_s: float = 10.0,
-                 standby_s: float = 5.0, clock: Callable[[], float] = time.monotonic):
+                 ack_timeout_s: float = 5.0, stats_every_s: float = 10.0, standby_s: float = 5.0,
+                 handover_s: float = HANDOVER_S, clock: Callable[[], float] = time.monotonic):
         if not settings.topic:
             raise ValueError("publishing is off (KAFKA_MEMBERSHIP_TOPIC is not set)")
         self._new_producer, self._writer = producer_factory, writer
         self._topic = settings.topic
         self._producer = producer_factory()
         self._batch_size, self._idle_s, self._ack_timeout_s = batch_size, idle_s, ack_timeout_s
-        self._stats_every_s, self._standby_s = stats_every_s, standby_s
+        self._stats_every_s, self._standby_s, self._handover_s = stats_every_s, standby_s, handover_s
         self._clock = clock
         self._stopping = False
         self._backoff = 0.0
@@ -75,8 +79,10 @@ class Relay:
         self._in_flight: dict[int, outbox.OutboxRow] = {}
         self._undelivered: list[bytes | None] = []
         self._broken: KafkaError | None = None
+        self._waiting_since: float | None = None  # the first of the current run of waits without acknowledgement
         self.published = 0
         self.failures = 0
+        self.handovers = 0
 
     @classmethod
     def connect(cls, kafka: KafkaClientSettings, registry: SchemaRegistryClient, settings: PublishingSettings,
@@ -105,15 +111,19 @@ class Relay:
                 self._database_error(exc)
                 continue
             log.info("relay_active", holder=lease.holder)
+            handing_over = False
             try:
-                self._publish_while_held(lease, until)
+                handing_over = self._publish_while_held(lease, until)
             except LeaseLost:
                 log.warning("relay_lease_lost")
             finally:
                 self._let_go(lease)
+            if handing_over:  # long enough for a standby (which tries every standby_s) to take the lease
+                self._sleep(2 * self._standby_s)
         log.info("relay_stopped", published=self.published, failures=self.failures)
 
-    def _publish_while_held(self, lease: Leases, until: Callable[[Relay], bool]) -> None:
+    def _publish_while_held(self, lease: Leases, until: Callable[[Relay], bool]) -> bool:
+        """Publish while holding the lease; True when it is to be handed over (see the module docstring)."""
         renewed = next_stats = self._clock()
         while not self._stopping and not until(self):
             metrics.LAST_POLL.set_to_current_time()
@@ -129,10 +139,14 @@ class Relay:
             except DatabaseError as exc:
                 self._database_error(exc)
                 continue
+            if self._waiting_since is not None and self._clock() - self._waiting_since >= self._handover_s:
+                self._hand_over(self._clock() - self._waiting_since)
+                return True
             if self._backoff:
                 self._sleep(self._backoff)
             elif sent < self._batch_size:
                 self._sleep(self._idle_s)
+        return False
 
     def publish_batch(self) -> int:
         """Publish the next rows (or wait for those in flight); returns how many were published (and deleted)."""
@@ -141,14 +155,14 @@ class Relay:
         if not self._in_flight:
             rows = outbox.unpublished(self._batch_size)
             if not rows:
-                self._backoff = 0.0
+                self._backoff, self._waiting_since = 0.0, None
                 return 0
             self._produce(rows)
         done = self._delete_delivered() if self._producer.flush(self._ack_timeout_s) == 0 else 0
         if self._in_flight or self._broken is not None:
             self._failed()
         else:
-            self._backoff = 0.0
+            self._backoff, self._waiting_since = 0.0, None
         return done
 
     def report_backlog(self) -> outbox.Backlog:
@@ -195,12 +209,23 @@ class Relay:
         return len(done)
 
     def _failed(self) -> None:
+        if self._waiting_since is None:
+            self._waiting_since = self._clock()
         self.failures += 1
         metrics.PUBLISH_FAILURES.inc()
         self._backoff = _doubled(self._backoff)
         log.warning("publish_waiting", unacknowledged=len(self._in_flight), retry_in_s=self._backoff,
                     error=self._broken.str() if self._broken is not None else "no acknowledgement yet",
                     hint="the broker's errors are logged as kafka_client_error")
+
+    def _hand_over(self, waited_s: float) -> None:
+        self.handovers += 1
+        metrics.RELAY_HANDOVERS.inc()
+        log.error("relay_handing_over", waited_s=round(waited_s, 1),
+                  unacknowledged=len(self._in_flight), error=self._broken.str() if self._broken else "",
+                  hint="no acknowledgement from the broker: another relay may reach it (kafka_client_error lines "
+                       "give the broker's errors)")
+        self._waiting_since = None
 
     def _replace_producer(self) -> None:
         """A new producer; the rows the old one had not delivered are read and sent again."""
@@ -222,7 +247,7 @@ class Relay:
         # purging a request already sent is fatal to an idempotent producer.
         self._producer.purge()
         self._producer = self._new_producer()
-        self._in_flight, self._undelivered, self._broken = {}, [], None
+        self._in_flight, self._undelivered, self._broken, self._waiting_since = {}, [], None, None
 
     def _database_error(self, exc: DatabaseError) -> None:
         """The database is away: wait (with backoff) and try again."""

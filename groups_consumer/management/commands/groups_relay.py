@@ -14,7 +14,7 @@ from groups_consumer.management.commands.groups_consume import EMBEDDED_PORT
 from groups_consumer.pipeline import metrics
 from groups_consumer.publishing import outbox
 from groups_consumer.publishing.config import PublishingSettings
-from groups_consumer.publishing.relay import Relay
+from groups_consumer.publishing.relay import HANDOVER_S, Relay
 
 
 class Command(GroupsCommand):
@@ -31,6 +31,7 @@ class Command(GroupsCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings = PublishingSettings.current()
+        handover_s = _handover_s()
         stopping = threading.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stopping.set())
@@ -46,7 +47,8 @@ class Command(GroupsCommand):
         servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or f"127.0.0.1:{EMBEDDED_PORT}"
         try:
             relay = Relay.connect(KafkaClientSettings.from_env(servers),
-                                  SchemaRegistryClient.new_client({"url": registry_url}), settings)
+                                  SchemaRegistryClient.new_client({"url": registry_url}), settings,
+                                  handover_s=handover_s)
         except KafkaSettingsError as exc:
             raise CommandError(str(exc)) from None
         if os.environ.get("RELAY_METRICS_PORT"):
@@ -56,3 +58,14 @@ class Command(GroupsCommand):
         if stopping.is_set():  # asked to stop while connecting
             return
         relay.run(until=lambda r: options["exit_when_empty"] and outbox.backlog().pending == 0)
+
+
+def _handover_s() -> float:
+    """``MEMBERSHIP_RELAY_HANDOVER_S``, in seconds (> 0)."""
+    try:
+        seconds = float(os.environ.get("MEMBERSHIP_RELAY_HANDOVER_S", HANDOVER_S))
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise CommandError("MEMBERSHIP_RELAY_HANDOVER_S must be a number of seconds > 0")
+    return seconds
