@@ -283,7 +283,7 @@ def test_librdkafka_reports_an_undelivered_message_by_its_value_without_its_head
     assert reports == [(KafkaError._PURGE_QUEUE, b"the value", None)]
 
 
-def _relay_over(*producers):
+def _relay_over(*producers, **options):
     """A relay whose producers are ``producers``, one after the other, over the rows of three users' joins."""
     api.apply_definitions(STRUGGLING, now=NOW)
     apply_events(*(event for uid in (1, 2, 3) for event in (lms.enrollment(uid, COURSE, NOW),
@@ -291,7 +291,7 @@ def _relay_over(*producers):
     given = iter(producers)
     writer = MembershipEventWriter(outbox.namespace(), SchemaIds(key=1, value=2))
     ce_ids = [dict(writer.message(row)[2])["ce_id"] for row in outbox.unpublished(10)]
-    return Relay(lambda: next(given), writer, PublishingSettings.current()), ce_ids
+    return Relay(lambda: next(given), writer, PublishingSettings.current(), **options), ce_ids
 
 
 def test_a_message_that_fails_for_good_stays_and_only_it_is_sent_again(topic):
@@ -317,6 +317,20 @@ def test_rows_a_failing_producer_did_not_take_are_sent_by_the_next_one(topic):
     assert relay.publish_batch() == 2 and relay.failures == 1 and outbox.backlog().pending == 1
     assert relay.publish_batch() == 1 and outbox.backlog().pending == 0
     assert (first.delivered, second.delivered) == (ce_ids[:2], ce_ids[2:])
+
+
+def test_a_row_not_delivered_stays_when_the_relay_hands_its_lease_over(topic):
+    first, second = _StandInProducer(failing={1}), _StandInProducer()
+    relay, ce_ids = _relay_over(first, second, handover_s=0, standby_s=0.01)
+    relay.run(until=lambda relay: relay.handovers == 1)
+    assert relay.published == 2 and outbox.backlog().pending == 1
+    assert relay.publish_batch() == 1 and second.delivered == [ce_ids[1]]
+
+
+def test_a_relay_whose_messages_are_acknowledged_keeps_its_lease(topic):
+    relay, _ = _relay_over(_StandInProducer(), _StandInProducer(), handover_s=0, idle_s=0.01)
+    relay.run(until=lambda relay: relay.published == 3)
+    assert relay.handovers == 0 and outbox.backlog().pending == 0
 
 
 def test_consumers_pause_while_the_outbox_is_over_its_limit(topic):

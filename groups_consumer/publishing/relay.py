@@ -74,12 +74,17 @@ class Relay:
         self._clock = clock
         self._stopping = False
         self._backoff = 0.0
-        #: The rows the producer took and not yet deleted, by id; the values of the messages it reported as not
-        #: delivered; a producer that must be replaced (the error).
+        #: The rows the producer took whose delivery is not known yet, by id; the values of the messages it
+        #: reported as not delivered; how many rows were not (they stay in the outbox for the next producer); a
+        #: producer that must be replaced (the error).
         self._in_flight: dict[int, outbox.OutboxRow] = {}
         self._undelivered: list[bytes | None] = []
+        self._not_delivered = 0
         self._broken: KafkaError | None = None
-        self._waiting_since: float | None = None  # the first of the current run of waits without acknowledgement
+        #: Messages left in the producer's queue after the last wait; when the current run of waits without an
+        #: acknowledgement began.
+        self._left = 0
+        self._waiting_since: float | None = None
         self.published = 0
         self.failures = 0
         self.handovers = 0
@@ -139,11 +144,12 @@ class Relay:
             except DatabaseError as exc:
                 self._database_error(exc)
                 continue
-            if self._waiting_since is not None and self._clock() - self._waiting_since >= self._handover_s:
-                self._hand_over(self._clock() - self._waiting_since)
+            waited_s = None if self._waiting_since is None else self._clock() - self._waiting_since
+            if waited_s is not None and waited_s >= self._handover_s:
+                self._hand_over(waited_s)
                 return True
             if self._backoff:
-                self._sleep(self._backoff)
+                self._sleep(self._backoff if waited_s is None else min(self._backoff, self._handover_s - waited_s))
             elif sent < self._batch_size:
                 self._sleep(self._idle_s)
         return False
@@ -158,11 +164,16 @@ class Relay:
                 self._backoff, self._waiting_since = 0.0, None
                 return 0
             self._produce(rows)
-        done = self._delete_delivered() if self._producer.flush(self._ack_timeout_s) == 0 else 0
+            self._left = len(self._in_flight)
+        left = self._producer.flush(self._ack_timeout_s)
+        done = self._delete_delivered() if left == 0 else 0
+        if done or (left < self._left and self._broken is None):  # acknowledgements came during the wait
+            self._waiting_since = None
+        self._left = left
         if self._in_flight or self._broken is not None:
             self._failed()
         else:
-            self._backoff, self._waiting_since = 0.0, None
+            self._backoff = 0.0
         return done
 
     def report_backlog(self) -> outbox.Backlog:
@@ -196,12 +207,13 @@ class Relay:
 
     def _delete_delivered(self) -> int:
         """Once the producer's queue is empty: delete the rows in flight but those of messages reported as not
-        delivered, which stay in flight (any order: one user's rows share a partition, acknowledged in order)."""
+        delivered (any order: one user's rows share a partition, acknowledged in order). Those stay in the outbox,
+        untracked: the producer that reported them is replaced before anything is read again."""
         undelivered = set(self._undelivered)
-        kept = {row_id: row for row_id, row in self._in_flight.items()
-                if self._writer.message(row)[1] in undelivered} if undelivered else {}
-        done = [row_id for row_id in self._in_flight if row_id not in kept]
-        self._in_flight, self._undelivered = kept, []
+        done = [row_id for row_id, row in self._in_flight.items()
+                if not undelivered or self._writer.message(row)[1] not in undelivered]
+        self._not_delivered = len(self._in_flight) - len(done)
+        self._in_flight, self._undelivered = {}, []
         if done:
             outbox.delete_published(done)
             self.published += len(done)
@@ -214,25 +226,25 @@ class Relay:
         self.failures += 1
         metrics.PUBLISH_FAILURES.inc()
         self._backoff = _doubled(self._backoff)
-        log.warning("publish_waiting", unacknowledged=len(self._in_flight), retry_in_s=self._backoff,
+        log.warning("publish_waiting", unacknowledged=len(self._in_flight), not_delivered=self._not_delivered,
+                    retry_in_s=self._backoff,
                     error=self._broken.str() if self._broken is not None else "no acknowledgement yet",
                     hint="the broker's errors are logged as kafka_client_error")
 
     def _hand_over(self, waited_s: float) -> None:
         self.handovers += 1
         metrics.RELAY_HANDOVERS.inc()
-        log.error("relay_handing_over", waited_s=round(waited_s, 1),
-                  unacknowledged=len(self._in_flight), error=self._broken.str() if self._broken else "",
+        log.error("relay_handing_over", waited_s=round(waited_s, 1), unacknowledged=len(self._in_flight),
+                  not_delivered=self._not_delivered, error=self._broken.str() if self._broken else "",
                   hint="no acknowledgement from the broker: another relay may reach it (kafka_client_error lines "
                        "give the broker's errors)")
         self._waiting_since = None
 
     def _replace_producer(self) -> None:
         """A new producer; the rows the old one had not delivered are read and sent again."""
-        log.warning("producer_replaced", error=self._broken.str() if self._broken else "", resent=len(self._in_flight))
-        self._producer.purge()
-        self._producer = self._new_producer()
-        self._in_flight, self._undelivered, self._broken = {}, [], None
+        log.warning("producer_replaced", error=self._broken.str() if self._broken else "",
+                    resent=len(self._in_flight) + self._not_delivered)
+        self._new_producer_for_the_outbox()
 
     def _let_go(self, lease: Leases) -> None:
         """Before giving the lease back: wait for what is in flight, delete what was delivered, drop the rest (sent
@@ -245,9 +257,14 @@ class Relay:
             self._database_error(exc)
         # A new producer for the next lease: the purge's reports come later (from librdkafka's threads), and
         # purging a request already sent is fatal to an idempotent producer.
+        self._new_producer_for_the_outbox()
+        self._waiting_since = None
+
+    def _new_producer_for_the_outbox(self) -> None:
+        """Drop the producer and what it holds (its rows stay in the outbox, read again) for a new one."""
         self._producer.purge()
         self._producer = self._new_producer()
-        self._in_flight, self._undelivered, self._broken, self._waiting_since = {}, [], None, None
+        self._in_flight, self._undelivered, self._not_delivered, self._broken, self._left = {}, [], 0, None, 0
 
     def _database_error(self, exc: DatabaseError) -> None:
         """The database is away: wait (with backoff) and try again."""
