@@ -6,6 +6,7 @@ their own processes) is ``test_membership_events_processes``.
 """
 
 import io
+import itertools
 import json
 import threading
 import time
@@ -227,13 +228,14 @@ def test_a_broker_that_refuses_is_retried_with_backoff_and_nothing_is_lost(confi
 
 
 class _StandInProducer:
-    """A producer that delivers every message but those it is told to fail (reported with ``failure``) or to
-    refuse in ``produce`` (``KafkaException``), reporting only what it did not deliver, by the message's value
-    and without its headers, as librdkafka does for the relay (``delivery.report.only.error``). A real broker
-    cannot be made to refuse one message of a batch for good and take the others."""
+    """A producer that delivers every message (``per_flush`` of them per ``flush``, or all) but those it is told
+    to fail (reported with ``failure``) or to refuse in ``produce`` (``KafkaException``), reporting only what it
+    did not deliver, by the message's value and without its headers, as librdkafka does for the relay
+    (``delivery.report.only.error``). A real broker cannot be made to refuse one message of a batch for good
+    and take the others."""
 
-    def __init__(self, failing=(), failure=KafkaError.MSG_SIZE_TOO_LARGE, refusing=None):
-        self.failing, self.failure, self.refusing = set(failing), failure, refusing
+    def __init__(self, failing=(), failure=KafkaError.MSG_SIZE_TOO_LARGE, refusing=None, per_flush=None):
+        self.failing, self.failure, self.refusing, self.per_flush = set(failing), failure, refusing, per_flush
         self.produced, self.queued, self.delivered = 0, [], []
 
     def produce(self, topic, value, key, headers, on_delivery):
@@ -243,13 +245,14 @@ class _StandInProducer:
         self.produced += 1
 
     def flush(self, timeout):
-        for position, value, ce_id, report in self.queued:
+        settled = self.queued[:self.per_flush]
+        for position, value, ce_id, report in settled:
             if position in self.failing:
                 report(KafkaError(self.failure), _Reported(value))
             else:
                 self.delivered.append(ce_id)
-        self.queued = []
-        return 0
+        self.queued = self.queued[len(settled):]
+        return len(self.queued)
 
     def purge(self):
         self.queued = []
@@ -327,10 +330,12 @@ def test_a_row_not_delivered_stays_when_the_relay_hands_its_lease_over(topic):
     assert relay.publish_batch() == 1 and second.delivered == [ce_ids[1]]
 
 
-def test_a_relay_whose_messages_are_acknowledged_keeps_its_lease(topic):
-    relay, _ = _relay_over(_StandInProducer(), _StandInProducer(), handover_s=0, idle_s=0.01)
+def test_a_relay_whose_messages_are_acknowledged_a_few_at_a_time_keeps_its_lease(topic):
+    ticks = itertools.count(step=0.5)  # the relay's clock: each reading half a second later
+    trickling = _StandInProducer(per_flush=1)
+    relay, ce_ids = _relay_over(trickling, _StandInProducer(), handover_s=1, clock=lambda: next(ticks))
     relay.run(until=lambda relay: relay.published == 3)
-    assert relay.handovers == 0 and outbox.backlog().pending == 0
+    assert relay.handovers == 0 and trickling.delivered == ce_ids and outbox.backlog().pending == 0
 
 
 def test_consumers_pause_while_the_outbox_is_over_its_limit(topic):

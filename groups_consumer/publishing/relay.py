@@ -168,8 +168,8 @@ class Relay:
         left = self._producer.flush(self._ack_timeout_s)
         done = self._delete_delivered() if left == 0 else 0
         if done or (left < self._left and self._broken is None):  # acknowledgements came during the wait
-            self._waiting_since = None
-        self._left = left
+            self._waiting_since, self._backoff = None, 0.0
+        self._left = min(left, len(self._in_flight))  # librdkafka's count includes its own pending events
         if self._in_flight or self._broken is not None:
             self._failed()
         else:
