@@ -36,7 +36,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--scaling", default="10000,100000,1000000", help="populations of the scaling run")
     parser.add_argument("--scaling-events", type=int, default=50_000)
     parser.add_argument("--scaling-active", type=int, default=None, metavar="USERS",
-                        help="the scaling streams are about this many users of each population (default: all)")
+                        help="the second scaling stream of each population is about this many of its users "
+                             "(default: the smallest population)")
     parser.add_argument("--full-sync-users", type=int, default=1_000_000)
     parser.add_argument("--full-sync-groups", type=int, default=20)
     parser.add_argument("--naive-users", type=int, default=10_000)
