@@ -238,7 +238,6 @@ class Relay:
                   not_delivered=self._not_delivered, error=self._broken.str() if self._broken else "",
                   hint="no acknowledgement from the broker: another relay may reach it (kafka_client_error lines "
                        "give the broker's errors)")
-        self._waiting_since = None
 
     def _replace_producer(self) -> None:
         """A new producer; the rows the old one had not delivered are read and sent again."""
