@@ -110,6 +110,8 @@ def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cprofile", metavar="FILE", help="write a cProfile of the apply loop instead of timing")
     parser.add_argument("--publishing", action="store_true",
                         help="publishing on: changes also go to the outbox (not relayed)")
+    parser.add_argument("--halves", action="store_true",
+                        help="apply each batch in two halves at once (pipeline.halves)")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/gc_profile")
     return parser.parse_args(argv)
 
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     from groups_consumer.pipeline.batch import BatchProcessor
     from groups_consumer.pipeline.decode import EventDecoder
     from groups_consumer.pipeline.garbage import CollectBetweenBatches
+    from groups_consumer.pipeline.halves import InHalves
 
     # Reused, the stream is about the population loaded then (ids 1..n, then registered users), whatever --users.
     population = UserFact.objects.aggregate(Max("user_id"))["user_id__max"] if args.reuse else args.users
@@ -152,6 +155,7 @@ def main(argv: list[str] | None = None) -> None:
     decode_s = time.perf_counter() - started
 
     processor = BatchProcessor(GroupCatalog.load())
+    applier = InHalves(processor) if args.halves else processor
     if args.publishing:  # after the sync: only the stream's changes go to the outbox
         from django.conf import settings
 
@@ -171,13 +175,15 @@ def main(argv: list[str] | None = None) -> None:
         profiler.enable()
     changes = 0
     for batch in batches:
-        changes += len(processor.process(batch).diff)
+        changes += len(applier.process(batch).diff)
         garbage.after_batch()
     if profiler:
         profiler.disable()
         profiler.dump_stats(args.cprofile)
     apply_s, apply_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     backend_cpu_s = backend_cpu.since()
+    if isinstance(applier, InHalves):
+        applier.close()
     garbage.stop()
     wal_bytes, reads, hits = (after - before
                               for after, before in zip(_database_counters(), database_before, strict=True))

@@ -60,6 +60,17 @@ class BatchResult:
     #: Events one fact source could not take (the others applied them): to dead-letter for that source.
     source_failures: list[SourceFailure] = field(default_factory=list)
 
+    def add(self, other: BatchResult) -> None:
+        """Add what ``other``, another part of the same batch (its events counted here), did."""
+        self.facts_changed += other.facts_changed
+        self.users_evaluated += other.users_evaluated
+        self.diff += other.diff
+        for group_id, event in other.last_event.items():
+            latest = self.last_event.get(group_id)
+            if latest is None or latest.time < event.time:
+                self.last_event[group_id] = event
+        self.source_failures += other.source_failures
+
 
 class BatchProcessor:
     """Applies batches of decoded events to facts and memberships, against one catalog of groups."""
@@ -76,6 +87,13 @@ class BatchProcessor:
         event was read (``FactUpdater.asserted``); the others' are found here."""
         now = now or timezone.now()
         result = BatchResult(events=len(events))
+        self.apply(self.pending(events, result, asserted), result, now)
+        return result
+
+    def pending(self, events: Sequence[PlatformEvent], result: BatchResult,
+                asserted: Mapping[Origin, Asserted] | None = None) -> list[PendingUpdate]:
+        """The fact updates ``events`` assert (those in ``asserted`` already found); what a source refused goes
+        to ``result.source_failures``."""
         pending: list[PendingUpdate] = []
         for event in events:
             found = asserted.get(event.origin) if asserted and event.origin is not None else None
@@ -84,10 +102,14 @@ class BatchProcessor:
             else:
                 pending += found.updates
                 result.source_failures += found.failures
+        return pending
+
+    def apply(self, pending: list[PendingUpdate], result: BatchResult, now: datetime) -> None:
+        """Apply fact updates and what they change, into ``result``: in one transaction, then the users another
+        transaction held in a second one."""
         held = self._apply_current(pending, result, now, wait_for_locks=False)
         if held:
             self._apply_current(held, result, now, wait_for_locks=True)
-        return result
 
     def _apply_current(self, updates: list[PendingUpdate], result: BatchResult, now: datetime, *,
                        wait_for_locks: bool) -> list[PendingUpdate]:

@@ -36,6 +36,10 @@ class ConsumerConfig:
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW.total_seconds()
     #: Poll the next batch before applying the current one and decode it while waiting for PostgreSQL.
     decode_ahead: bool = True
+    #: On PostgreSQL, apply a batch of at least ``halves_from`` events in two halves at once, split by user, on two
+    #: connections (``halves``): for a consumer that waits for its database more than it works.
+    apply_in_halves: bool = False
+    halves_from: int = 500
     dead_letter_limit: DeadLetterLimit = field(default_factory=DeadLetterLimit)
 
     def __post_init__(self) -> None:
@@ -57,7 +61,8 @@ class ConsumerConfig:
                    batch_size=int(env.get("CONSUMER_BATCH_SIZE", DEFAULT_BATCH_SIZE)),
                    batch_timeout_s=float(env.get("CONSUMER_BATCH_TIMEOUT_S", 0.2)),
                    max_clock_skew_s=float(env.get("CONSUMER_MAX_CLOCK_SKEW_S", DEFAULT_MAX_CLOCK_SKEW.total_seconds())),
-                   decode_ahead=env.get("CONSUMER_DECODE_AHEAD", "1") != "0")
+                   decode_ahead=env.get("CONSUMER_DECODE_AHEAD", "1") != "0",
+                   apply_in_halves=env.get("CONSUMER_APPLY_IN_HALVES", "0") == "1")
 
     @property
     def bootstrap_servers(self) -> str:

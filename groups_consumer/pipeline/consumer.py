@@ -11,6 +11,10 @@ Guarantees:
   the batch waits for PostgreSQL, then the facts its events assert are found there too (``polled``); it is
   the next batch, dead-lettered, applied and committed in its turn. Nothing of it is committed or
   dead-lettered before then, so stopping or crashing with a batch polled ahead only delivers it again.
+- Applying in halves (``CONSUMER_APPLY_IN_HALVES=1``, off by default; PostgreSQL only): a batch of at least
+  ``halves_from`` events is applied as two transactions at once, one per half of its users, on two
+  connections (``halves``). Its offsets are committed once both have committed; if either fails, the batch is
+  retried (or isolated) whole, and applying again what the other half committed changes nothing.
 - Dead letters are acknowledged by the broker before the offsets of their messages are committed.
 - Rebalances: partitions are only revoked inside a poll. A batch's offsets are committed before the next
   poll but the one polling ahead, made before the batch is applied: a partition revoked there, or while the
@@ -62,6 +66,7 @@ from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQu
 from groups_consumer.pipeline.decode import EventDecoder, registry_writer_schemas
 from groups_consumer.pipeline.facts_update import TRANSIENT_DB_ERRORS, Asserted, FactUpdater
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
+from groups_consumer.pipeline.halves import InHalves
 from groups_consumer.pipeline.isolate import apply_isolating
 from groups_consumer.pipeline.polled import Decoded, PolledBatch
 from groups_consumer.pipeline.spare_cpu import SpareCpu
@@ -162,6 +167,7 @@ class EventConsumer:
         self._rebalancing = True  # until the first assignment; again from a revocation to the next assignment
         self._rebalancing_since = time.monotonic()
         self._processor: BatchProcessor | None = None
+        self._halves: InHalves | None = None  # made at the first batch applied in halves
         self._ahead: PolledBatch | None = None  # the next batch, polled and decoding while this one is applied
         self._spare_cpu = SpareCpu()  # decoding ahead only pays when a core would otherwise be idle
         self._garbage = CollectBetweenBatches()
@@ -199,6 +205,8 @@ class EventConsumer:
                 self._status.flush(self.partition_positions())
             finally:
                 self._garbage.stop()
+                if self._halves is not None:
+                    self._halves.close()
                 self._consumer.close()
                 self._dead_letters.close()
                 log.info("consumer_stopped", **self.stats.log_fields())
@@ -243,8 +251,12 @@ class EventConsumer:
             ahead = self._consumer.consume(self.config.batch_size, 0)
             metrics.LAST_POLL.set_to_current_time()
             self._ahead = self._polled(ahead) if ahead else None
-        self._handle(batch)
+        self._handle(batch, in_halves=self._in_halves_pays(batch))
         return True
+
+    def _in_halves_pays(self, batch: PolledBatch) -> bool:
+        """Whether ``batch`` is applied in halves: turned on, on PostgreSQL, and at least ``halves_from`` messages."""
+        return self.config.apply_in_halves and len(batch.messages) >= self.config.halves_from and bulk_sql.is_postgres()
 
     def handle(self, messages: list[Message]) -> list[BatchResult]:
         """Decode, apply and commit one polled batch; the results of the transactions that applied it."""
@@ -254,14 +266,15 @@ class EventConsumer:
         return PolledBatch(messages, self.decoder, self._start.is_before if self._start is not None else None,
                            self._updater.asserted)
 
-    def _handle(self, batch: PolledBatch) -> list[BatchResult]:
-        """Decode (what was not decoded ahead), apply and commit a batch. It is counted (``accounting``), and
-        handed to ``on_batch``, once applied and committed."""
+    def _handle(self, batch: PolledBatch, *, in_halves: bool = False) -> list[BatchResult]:
+        """Decode (what was not decoded ahead), apply (``in_halves``: two halves at once) and commit a batch. It is
+        counted (``accounting``), and handed to ``on_batch``, once applied and committed."""
         started = time.monotonic()
         decoded = batch.decoded()
         events = self._events_of(decoded)
         with bulk_sql.filling_waits(self._ahead.step if self._ahead is not None else None):
-            results = self._apply(events, {item.origin: item.message for item in decoded}, batch.asserted)
+            results = self._apply(events, {item.origin: item.message for item in decoded}, batch.asserted,
+                                  in_halves=in_halves)
         self._acknowledge(batch.messages)
         self._ledger.record_batch(BatchOutcome.of(batch.messages, results, seconds=time.monotonic() - started))
         self._on_batch(batch.messages)
@@ -284,14 +297,14 @@ class EventConsumer:
         return events
 
     def _apply(self, events: list[PlatformEvent], received: dict[Origin, Message],
-               asserted: Mapping[Origin, Asserted]) -> list[BatchResult]:
+               asserted: Mapping[Origin, Asserted], *, in_halves: bool = False) -> list[BatchResult]:
         """Apply ``events`` (``asserted``: the facts of those found ahead); one that fails on its own is isolated
         (``isolate``) and dead-lettered. Each counts once against the dead-letter limit, after applying: as a
         dead letter if it failed, as valid otherwise."""
         if not events:
             return []
         failed: list[PlatformEvent] = []
-        results = apply_isolating(partial(self._apply_with_retries, asserted=asserted), events,
+        results = apply_isolating(partial(self._apply_with_retries, asserted=asserted, in_halves=in_halves), events,
                                   partial(self._reject, received, failed))
         self._ledger.record_valid(len(events) - len(failed))
         for failure in (failure for result in results for failure in result.source_failures):
@@ -327,11 +340,13 @@ class EventConsumer:
                           DecodeError("apply_failed", f"{type(exc).__name__}: {exc}", type(exc).__name__))
         failed.append(event)
 
-    def _apply_with_retries(self, events: Sequence[PlatformEvent], asserted: Mapping[Origin, Asserted]) -> BatchResult:
+    def _apply_with_retries(self, events: Sequence[PlatformEvent], asserted: Mapping[Origin, Asserted], *,
+                            in_halves: bool = False) -> BatchResult:
         delay = 0.2
         while True:
             try:
-                return self._current_processor().process(events, asserted=asserted)
+                applier = self._in_halves() if in_halves else self._current_processor()
+                return applier.process(events, asserted=asserted)
             except TRANSIENT_DB_ERRORS as error:
                 self.stats.retries += 1
                 metrics.DB_RETRIES.inc()
@@ -393,6 +408,12 @@ class EventConsumer:
             self._processor = BatchProcessor(GroupCatalog.load(), self._updater)
             log.info("groups_loaded", groups=len(self._processor.catalog.groups))
         return self._processor
+
+    def _in_halves(self) -> InHalves:
+        """The batch processor, applying in halves (``halves``)."""
+        if self._halves is None:
+            self._halves = InHalves(self._current_processor())
+        return self._halves
 
     def partition_positions(self) -> list[PartitionPosition]:
         """Position and lag (messages behind the end, as far as the broker reports it) of each assigned

@@ -1,0 +1,81 @@
+"""Stage 4, on two connections: one batch applied in two halves at once, split by user.
+
+At a million users, a batch waits for PostgreSQL more than it computes: its rows are spread over more pages
+than the server's memory holds, and one backend reads them one after another (docs/event-path.rst). A second
+connection, in a second thread, lets a second backend read and write at the same time. Its half of the batch
+is the updates of the odd user ids, this thread's the even ones, so the two transactions never touch the
+same user's rows (facts, course facts, memberships, change log), and neither waits for the other's locks.
+
+Nothing else changes: the batch is still applied before its offsets are committed (both halves, or the
+error of either is raised, after both ended), and applying again what one half already committed changes
+nothing, as for a batch whose users another consumer held (``batch``). Each half has its own
+``BatchProcessor``: each transaction checks the definitions' version and reloads its own catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from django.db import connection
+from django.utils import timezone
+
+from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
+from groups_consumer.pipeline.facts_update import Asserted, PendingUpdate
+from groups_consumer.plugins.events import Origin, PlatformEvent
+
+
+class InHalves:
+    """Applies batches in two halves at once (see the module docstring): ``process`` as
+    ``BatchProcessor.process``. ``close`` ends the second thread and its connection."""
+
+    def __init__(self, processor: BatchProcessor) -> None:
+        self.processor = processor
+        self._other: BatchProcessor | None = None  # made in the second thread, on its connection
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="apply-odd-users")
+
+    def process(self, events: Sequence[PlatformEvent], now: datetime | None = None,
+                asserted: Mapping[Origin, Asserted] | None = None) -> BatchResult:
+        """Apply a batch, the odd users' updates in the second thread; raises the error of either half once
+        both have ended."""
+        now = now or timezone.now()
+        result = BatchResult(events=len(events))
+        pending = self.processor.pending(events, result, asserted)
+        even = [update for update in pending if update.update.user_id % 2 == 0]
+        odd = [update for update in pending if update.update.user_id % 2 == 1]
+        other = self._thread.submit(self._apply_other, odd, now)
+        try:
+            self.processor.apply(even, result, now)
+        finally:
+            other_error = other.exception()  # waits: the second half has ended when this returns or raises
+        if other_error is not None:
+            raise other_error
+        result.add(other.result())
+        return result
+
+    def _apply_other(self, pending: list[PendingUpdate], now: datetime) -> BatchResult:
+        """In the second thread: apply ``pending``; an error closes this thread's connection (as the consumer
+        closes its own before retrying), then is raised to the batch."""
+        result = BatchResult()
+        if not pending:
+            return result
+        try:
+            if self._other is None:
+                self._other = BatchProcessor(GroupCatalog.load(), self.processor.updater)
+            self._other.apply(pending, result, now)
+        except BaseException:
+            connection.close()
+            raise
+        return result
+
+    def close(self) -> None:
+        """Close the second thread's connection, then end the thread."""
+        self._thread.submit(_close_connection).result()
+        self._thread.shutdown()
+
+
+def _close_connection() -> None:
+    """Close the calling thread's connection (``connection`` resolves per thread when called, not when named)."""
+    connection.close()

@@ -1,0 +1,134 @@
+"""A batch applied in two halves at once, on two connections (PostgreSQL): the outcome of one transaction, an
+error of either half raised once both ended, and the consumer applying its batches that way."""
+
+import threading
+import time
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from django.conf import settings
+from django.db import OperationalError
+
+from groups_consumer import api
+from groups_consumer.engine.catalog import GroupCatalog
+from groups_consumer.engine.full_sync import full_sync
+from groups_consumer.models import CourseFact, Membership, MembershipChange, UserFact
+from groups_consumer.pipeline.batch import BatchProcessor
+from groups_consumer.pipeline.consumer import EventConsumer
+from groups_consumer.pipeline.decode import EventDecoder
+from groups_consumer.pipeline.halves import InHalves
+from tests import lms
+from tests.facts import COURSE, NOW, leaf
+
+pytestmark = [pytest.mark.django_db(transaction=True),
+              pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+                                 reason="two connections applying at once: PostgreSQL only")]
+T = [NOW - timedelta(days=d) for d in range(40, -1, -1)]
+GROUPS = [
+    {"name": "struggling", "scope": {"type": "course", "key": COURSE}, "exclusive_set": "s", "priority": 2,
+     "rule": leaf("course_grade", "<", percent=0.5)},
+    {"name": "verified", "scope": {"type": "course", "key": COURSE}, "exclusive_set": "s", "priority": 1,
+     "rule": leaf("enrollment_mode", "in", modes=["verified"])},
+    {"name": "spain-or-new", "rule": {"any": [leaf("country", "in", countries=["ES"]),
+                                              {"not": leaf("last_login", ">", days=3)}]}},
+]
+
+
+def stream(users: range) -> list:
+    """Events of every kind about ``users``, both odd and even ids, in the LMS wire format, decoded."""
+    events = []
+    for n in users:
+        events += [lms.registration(n, T[n % 30]), lms.login(n, T[30 + n % 11]),
+                   lms.enrollment(n, COURSE, T[n % 20], "verified" if n % 3 == 0 else "audit"),
+                   lms.grade(n, COURSE, (n % 10) / 10, T[25 + n % 15]), lms.profile(n, "ES" if n % 4 else "FR", T[n])]
+    return [EventDecoder().decode(*event.wire()[1:]) for event in events]
+
+
+def state():
+    return (set(UserFact.objects.values_list("user_id", "last_login", "registered_at", "country")),
+            set(CourseFact.objects.values_list("user_id", "course_key", "mode", "is_active", "grade")),
+            set(Membership.objects.values_list("group__name", "user_id")),
+            sorted(MembershipChange.objects.values_list("group__name", "user_id", "kind")))
+
+
+def in_halves(events, now=NOW):
+    halves = InHalves(BatchProcessor(GroupCatalog.load()))
+    try:
+        return halves.process(events, now=now)
+    finally:
+        halves.close()
+
+
+def test_two_halves_apply_what_one_transaction_applies_and_agree_with_the_full_recompute(monkeypatch):
+    api.apply_definitions(GROUPS, now=NOW)
+    events = stream(range(1, 31))
+    applied_by: dict[str, set[int]] = {}
+    apply = BatchProcessor.apply
+
+    def recording_apply(processor, pending, result, now):
+        applied_by.setdefault(threading.current_thread().name, set()).update(p.update.user_id % 2 for p in pending)
+        return apply(processor, pending, result, now)
+
+    monkeypatch.setattr(BatchProcessor, "apply", recording_apply)
+    result = in_halves(events)
+    halved = state()
+    assert applied_by.pop("MainThread") == {0}
+    assert list(applied_by.values()) == [{1}]  # the odd users' half, in the second thread
+    catalog = GroupCatalog.load()
+    full_sync(catalog, catalog.groups.values(), now=NOW)
+    assert state()[:3] == halved[:3]
+
+    for model in (MembershipChange, Membership, CourseFact, UserFact):
+        model.objects.all().delete()
+    whole = BatchProcessor(GroupCatalog.load()).process(events, now=NOW)
+    assert state() == halved
+    assert (result.events, result.facts_changed, result.users_evaluated, len(result.diff)) == (
+        whole.events, whole.facts_changed, whole.users_evaluated, len(whole.diff))
+    assert (result.events, result.users_evaluated, len(result.diff)) == (150, 30, len(halved[3]))
+    assert result.last_event == whole.last_event
+
+
+def test_an_error_of_the_second_half_is_raised_once_both_ended_and_applying_again_completes_the_batch(monkeypatch):
+    api.apply_definitions(GROUPS, now=NOW)
+    events = stream(range(1, 11))
+    apply, failures = BatchProcessor.apply, iter([OperationalError("server closed the connection")])
+
+    def failing_in_the_second_thread(processor, pending, result, now):
+        if threading.current_thread().name != "MainThread":
+            for failure in failures:
+                time.sleep(0.2)  # the first half ends first: its transaction commits
+                raise failure
+        return apply(processor, pending, result, now)
+
+    monkeypatch.setattr(BatchProcessor, "apply", failing_in_the_second_thread)
+    halves = InHalves(BatchProcessor(GroupCatalog.load()))
+    try:
+        with pytest.raises(OperationalError):
+            halves.process(events, now=NOW)
+        assert set(UserFact.objects.values_list("user_id", flat=True)) == {2, 4, 6, 8, 10}
+        halves.process(events, now=NOW)  # the consumer's retry: the second thread opens a new connection
+    finally:
+        halves.close()
+    halved = state()
+    catalog = GroupCatalog.load()
+    full_sync(catalog, catalog.groups.values(), now=NOW)
+    assert state()[:3] == halved[:3] and len(halved[0]) == 10
+
+
+def test_the_consumer_turned_to_halves_applies_its_large_batches_in_halves(config, monkeypatch):
+    api.apply_definitions({"name": "spain", "rule": leaf("country", "in", countries=["ES"])}, now=NOW)
+    batches = []
+    process = InHalves.process
+
+    def counting(halves, events, now=None, asserted=None):
+        batches.append(len(events))
+        return process(halves, events, now, asserted)
+
+    monkeypatch.setattr(InHalves, "process", counting)
+    lms.send(config.kafka, config.topics[0], *(lms.profile(n, "ES" if n % 2 else "FR", T[39]) for n in range(1, 61)))
+    consumer = EventConsumer(replace(config, apply_in_halves=True, halves_from=10, batch_size=20))
+    deadline = time.monotonic() + 60
+    stats = consumer.run(until=lambda stats: stats.messages >= 60 or time.monotonic() > deadline)
+    assert stats.messages == 60 and batches and min(batches) >= 10  # smaller batches: in one transaction
+    assert sorted(api.find_group("spain").memberships.values_list("user_id", flat=True)) == list(range(1, 61, 2))
