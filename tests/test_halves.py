@@ -1,14 +1,19 @@
 """A batch applied in two halves at once, on two connections (PostgreSQL): the outcome of one transaction, an
 error of either half raised once both ended, and the consumer applying its batches that way."""
 
+import random
 import threading
 import time
 from dataclasses import replace
 from datetime import timedelta
+from unittest.mock import patch
 
 import pytest
 from django.conf import settings
-from django.db import OperationalError
+from django.db import OperationalError, transaction
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog
@@ -114,6 +119,69 @@ def test_an_error_of_the_second_half_is_raised_once_both_ended_and_applying_agai
     catalog = GroupCatalog.load()
     full_sync(catalog, catalog.groups.values(), now=NOW)
     assert state()[:3] == halved[:3] and len(halved[0]) == 10
+
+
+times = st.integers(0, 20).map(lambda d: NOW - timedelta(days=d))
+users = st.integers(1, 6)
+event = st.one_of(
+    st.builds(lms.login, users, times),
+    st.builds(lms.enrollment, users, st.just(COURSE), times, st.sampled_from(["audit", "verified"]), st.booleans(),
+              st.sampled_from(["created", "changed", "unenrolled"])),
+    st.builds(lms.grade, users, st.just(COURSE), st.sampled_from([0.1, 0.5, 0.9]), times),
+    st.builds(lms.profile, users, st.sampled_from([None, "ES", "FR"]), times),
+)
+
+
+class SecondHalfKilled(Exception):
+    """The second half dies, before or after its commit; the first half's has committed."""
+
+
+@hypothesis_settings(max_examples=20, deadline=None)
+@given(stream=st.lists(event, min_size=1, max_size=30), seed=st.integers(0, 2**32))
+def test_any_delivery_in_halves_converges_to_the_full_recompute_with_exclusivity_at_every_commit(stream, seed):
+    """Reordered, redelivered, and with the second half dying after the first committed (the batch is then
+    delivered again): the memberships are the full recompute's, and no user is ever in both groups of the
+    exclusive set."""
+    for model in (MembershipChange, Membership, CourseFact, UserFact):
+        model.objects.all().delete()
+    api.apply_definitions(GROUPS, now=NOW)
+    rng = random.Random(seed)
+    messages = [EventDecoder().decode(*e.wire()[1:]) for e in stream]
+    delivered = messages + rng.sample(messages, k=len(messages) // 3)
+    rng.shuffle(delivered)
+    apply_one, dying = BatchProcessor._apply, []
+
+    def second_half_may_die(processor, updates, result, now, **options):
+        if not dying or threading.current_thread().name == "MainThread":
+            return apply_one(processor, updates, result, now, **options)
+        if dying[0] == "after_commit":  # committed, but the batch's offsets never are
+            apply_one(processor, updates, result, now, **options)
+            raise SecondHalfKilled
+        with transaction.atomic():  # before its commit: nothing of the second half commits
+            apply_one(processor, updates, result, now, **options)
+            raise SecondHalfKilled
+
+    halves = InHalves(BatchProcessor(GroupCatalog.load()))
+    clock = NOW
+    try:
+        with patch.object(BatchProcessor, "_apply", second_half_may_die):
+            while delivered:
+                clock += timedelta(hours=rng.choice([0, 1, 30]))
+                size = rng.randint(1, 8)
+                batch, delivered = delivered[:size], delivered[size:]
+                dying[:] = [rng.choice(["before_commit", "after_commit"])] if rng.random() < 0.3 else []
+                try:
+                    halves.process(batch, now=clock)
+                except SecondHalfKilled:
+                    delivered = batch + delivered
+                exclusive = Membership.objects.filter(group__name__in=["struggling", "verified"])
+                assert exclusive.count() == len(set(exclusive.values_list("user_id", flat=True)))
+    finally:
+        halves.close()
+    incremental = state()[:3]
+    catalog = GroupCatalog.load()
+    full_sync(catalog, catalog.groups.values(), now=clock)
+    assert state()[:3] == incremental
 
 
 def test_the_consumer_turned_to_halves_applies_its_large_batches_in_halves(config, monkeypatch):
