@@ -61,5 +61,6 @@ def config(bootstrap_servers):
     run = uuid.uuid4().hex[:8]
     kafka = KafkaClientSettings.from_env(bootstrap_servers).with_properties(
         "consumer", EmbeddedBroker.CONSUMER_PROPERTIES)
+    # Halves off: their second connection would not see the test's transaction (tests/test_halves.py turns them on).
     return ConsumerConfig(kafka=kafka, topics=(f"events-{run}",), group_id=f"g-{run}",
-                          dlq_topic=f"dlq-{run}", batch_timeout_s=0.1)
+                          dlq_topic=f"dlq-{run}", batch_timeout_s=0.1, apply_in_halves="off")

@@ -18,17 +18,25 @@ from hypothesis import strategies as st
 from groups_consumer import api
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.engine.full_sync import full_sync
+from groups_consumer.engine.time_flips import process_flips
+from groups_consumer.kafka_clients import KafkaSettingsError
 from groups_consumer.models import CourseFact, Membership, MembershipChange, UserFact
+from groups_consumer.pipeline import halves as halves_module
 from groups_consumer.pipeline.batch import BatchProcessor
+from groups_consumer.pipeline.config import ConsumerConfig
 from groups_consumer.pipeline.consumer import EventConsumer
 from groups_consumer.pipeline.decode import EventDecoder
-from groups_consumer.pipeline.halves import InHalves
+from groups_consumer.pipeline.halves import InHalves, WaitsForDatabase
+from groups_consumer.pipeline.spare_cpu import SpareCpu
 from tests import lms
 from tests.facts import COURSE, NOW, leaf
 
-pytestmark = [pytest.mark.django_db(transaction=True),
-              pytest.mark.skipif(not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
-                                 reason="two connections applying at once: PostgreSQL only")]
+
+def on_postgres(test):
+    """A test of two connections applying at once, on committed data: PostgreSQL only."""
+    return pytest.mark.django_db(transaction=True)(pytest.mark.skipif(
+        not settings.DATABASES["default"]["ENGINE"].endswith("postgresql"),
+        reason="two connections applying at once: PostgreSQL only")(test))
 T = [NOW - timedelta(days=d) for d in range(40, -1, -1)]
 GROUPS = [
     {"name": "struggling", "scope": {"type": "course", "key": COURSE}, "exclusive_set": "s", "priority": 2,
@@ -65,6 +73,7 @@ def in_halves(events, now=NOW):
         halves.close()
 
 
+@on_postgres
 def test_two_halves_apply_what_one_transaction_applies_and_agree_with_the_full_recompute(monkeypatch):
     api.apply_definitions(GROUPS, now=NOW)
     events = stream(range(1, 31))
@@ -94,6 +103,7 @@ def test_two_halves_apply_what_one_transaction_applies_and_agree_with_the_full_r
     assert result.last_event == whole.last_event
 
 
+@on_postgres
 def test_an_error_of_the_second_half_is_raised_once_both_ended_and_applying_again_completes_the_batch(monkeypatch):
     api.apply_definitions(GROUPS, now=NOW)
     events = stream(range(1, 11))
@@ -136,6 +146,7 @@ class SecondHalfKilled(Exception):
     """The second half dies, before or after its commit; the first half's has committed."""
 
 
+@on_postgres
 @hypothesis_settings(max_examples=20, deadline=None)
 @given(stream=st.lists(event, min_size=1, max_size=30), seed=st.integers(0, 2**32))
 def test_any_delivery_in_halves_converges_to_the_full_recompute_with_exclusivity_at_every_commit(stream, seed):
@@ -178,15 +189,18 @@ def test_any_delivery_in_halves_converges_to_the_full_recompute_with_exclusivity
                 assert exclusive.count() == len(set(exclusive.values_list("user_id", flat=True)))
     finally:
         halves.close()
+    process_flips(GroupCatalog.load(), clock)  # the scheduler's time-relative pass ("not logged in for 3 days")
     incremental = state()[:3]
     catalog = GroupCatalog.load()
     full_sync(catalog, catalog.groups.values(), now=clock)
     assert state()[:3] == incremental
 
 
-def test_the_consumer_turned_to_halves_applies_its_large_batches_in_halves(config, monkeypatch):
+def consume_in_halves(config, monkeypatch, **options) -> list[int]:
+    """Send 60 profile events, consume them in batches of 20 with ``options``; the sizes of the batches applied in
+    halves."""
     api.apply_definitions({"name": "spain", "rule": leaf("country", "in", countries=["ES"])}, now=NOW)
-    batches = []
+    batches: list[int] = []
     process = InHalves.process
 
     def counting(halves, events, now=None, asserted=None):
@@ -195,8 +209,49 @@ def test_the_consumer_turned_to_halves_applies_its_large_batches_in_halves(confi
 
     monkeypatch.setattr(InHalves, "process", counting)
     lms.send(config.kafka, config.topics[0], *(lms.profile(n, "ES" if n % 2 else "FR", T[39]) for n in range(1, 61)))
-    consumer = EventConsumer(replace(config, apply_in_halves=True, halves_from=10, batch_size=20))
+    consumer = EventConsumer(replace(config, halves_from=10, batch_size=20, **options))
     deadline = time.monotonic() + 60
     stats = consumer.run(until=lambda stats: stats.messages >= 60 or time.monotonic() > deadline)
-    assert stats.messages == 60 and batches and min(batches) >= 10  # smaller batches: in one transaction
+    assert stats.messages == 60
     assert sorted(api.find_group("spain").memberships.values_list("user_id", flat=True)) == list(range(1, 61, 2))
+    return batches
+
+
+@on_postgres
+def test_the_consumer_turned_to_halves_applies_its_large_batches_in_halves(config, monkeypatch):
+    batches = consume_in_halves(config, monkeypatch, apply_in_halves="on")
+    assert batches and min(batches) >= 10  # smaller batches: in one transaction
+
+
+@on_postgres
+@pytest.mark.parametrize("waits", [True, False])
+def test_auto_applies_in_halves_only_after_a_batch_that_waited_for_the_database_with_a_cpu_to_spare(
+        config, monkeypatch, waits):
+    monkeypatch.setattr(halves_module, "BUSY_ON", 2.0 if waits else 0.0)  # any batch counts as waiting, or none
+    monkeypatch.setattr(SpareCpu, "__call__", lambda self: True)
+    assert bool(consume_in_halves(config, monkeypatch, apply_in_halves="auto", decode_ahead=False)) == waits
+
+
+def test_waiting_for_the_database_is_told_by_the_process_s_cpu_share_with_hysteresis():
+    cpu, wall = [0.0], [0.0]
+    gate = WaitsForDatabase(cpu=lambda: cpu[0], clock=lambda: wall[0])
+
+    def batch(busy_share: float) -> bool:
+        with gate.measuring():
+            cpu[0] += busy_share
+            wall[0] += 1.0
+        return gate.waiting
+
+    assert not gate.waiting
+    assert [batch(share) for share in (0.87, 0.70, 0.54, 0.70, 0.74, 0.80, 0.70, 0.60)] == [
+        False, False, True, True, True, False, False, True]
+
+
+def test_the_halves_setting_is_auto_1_or_0():
+    settings_of = {value: ConsumerConfig.from_env("127.0.0.1:1", env={"CONSUMER_APPLY_IN_HALVES": value})
+                   for value in ("auto", "1", "0")}
+    assert {value: config.apply_in_halves for value, config in settings_of.items()} == {
+        "auto": "auto", "1": "on", "0": "off"}
+    assert ConsumerConfig.from_env("127.0.0.1:1", env={}).apply_in_halves == "auto"
+    with pytest.raises(KafkaSettingsError, match="CONSUMER_APPLY_IN_HALVES"):
+        ConsumerConfig.from_env("127.0.0.1:1", env={"CONSUMER_APPLY_IN_HALVES": "yes"})

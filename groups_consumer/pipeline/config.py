@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from confluent_kafka import Consumer, Producer
 
@@ -37,8 +38,9 @@ class ConsumerConfig:
     #: Poll the next batch before applying the current one and decode it while waiting for PostgreSQL.
     decode_ahead: bool = True
     #: On PostgreSQL, apply a batch of at least ``halves_from`` events in two halves at once, split by user, on two
-    #: connections (``halves``): for a consumer that waits for its database more than it works.
-    apply_in_halves: bool = False
+    #: connections (``halves``): ``on``, ``off``, or ``auto``: while the consumer waits for its database more than
+    #: it works and the host has a CPU to spare.
+    apply_in_halves: Literal["auto", "on", "off"] = "auto"
     halves_from: int = 500
     dead_letter_limit: DeadLetterLimit = field(default_factory=DeadLetterLimit)
 
@@ -62,7 +64,7 @@ class ConsumerConfig:
                    batch_timeout_s=float(env.get("CONSUMER_BATCH_TIMEOUT_S", 0.2)),
                    max_clock_skew_s=float(env.get("CONSUMER_MAX_CLOCK_SKEW_S", DEFAULT_MAX_CLOCK_SKEW.total_seconds())),
                    decode_ahead=env.get("CONSUMER_DECODE_AHEAD", "1") != "0",
-                   apply_in_halves=env.get("CONSUMER_APPLY_IN_HALVES", "0") == "1")
+                   apply_in_halves=_halves_setting(env.get("CONSUMER_APPLY_IN_HALVES", "auto")))
 
     @property
     def bootstrap_servers(self) -> str:
@@ -78,3 +80,12 @@ class ConsumerConfig:
     def new_producer(self) -> Producer:
         """An idempotent producer (dead letters; every producer the service adds)."""
         return self.kafka.producer(**{"enable.idempotence": True})
+
+
+def _halves_setting(value: str) -> Literal["auto", "on", "off"]:
+    """``CONSUMER_APPLY_IN_HALVES``: ``auto``, ``1`` (on) or ``0`` (off)."""
+    if value == "auto":
+        return "auto"
+    if value in ("0", "1"):
+        return "on" if value == "1" else "off"
+    raise KafkaSettingsError(f"CONSUMER_APPLY_IN_HALVES must be auto, 1 or 0, not {value!r}")

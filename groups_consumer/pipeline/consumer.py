@@ -11,7 +11,8 @@ Guarantees:
   the batch waits for PostgreSQL, then the facts its events assert are found there too (``polled``); it is
   the next batch, dead-lettered, applied and committed in its turn. Nothing of it is committed or
   dead-lettered before then, so stopping or crashing with a batch polled ahead only delivers it again.
-- Applying in halves (``CONSUMER_APPLY_IN_HALVES=1``, off by default; PostgreSQL only): a batch of at least
+- Applying in halves (``CONSUMER_APPLY_IN_HALVES``, ``auto`` by default: while the process waits for
+  PostgreSQL more than it works and the host has a CPU to spare; PostgreSQL only): a batch of at least
   ``halves_from`` events is applied as two transactions at once, one per half of its users, on two
   connections (``halves``). Its offsets are committed once both have committed; if either fails, the batch is
   retried (or isolated) whole, and applying again what the other half committed changes nothing.
@@ -66,7 +67,7 @@ from groups_consumer.pipeline.dead_letter import DeadLetterCounter, DeadLetterQu
 from groups_consumer.pipeline.decode import EventDecoder, registry_writer_schemas
 from groups_consumer.pipeline.facts_update import TRANSIENT_DB_ERRORS, Asserted, FactUpdater
 from groups_consumer.pipeline.garbage import CollectBetweenBatches
-from groups_consumer.pipeline.halves import InHalves
+from groups_consumer.pipeline.halves import InHalves, WaitsForDatabase
 from groups_consumer.pipeline.isolate import apply_isolating
 from groups_consumer.pipeline.polled import Decoded, PolledBatch
 from groups_consumer.pipeline.spare_cpu import SpareCpu
@@ -168,6 +169,7 @@ class EventConsumer:
         self._rebalancing_since = time.monotonic()
         self._processor: BatchProcessor | None = None
         self._halves: InHalves | None = None  # made at the first batch applied in halves
+        self._waits_for_database = WaitsForDatabase()  # for ``apply_in_halves="auto"``
         self._ahead: PolledBatch | None = None  # the next batch, polled and decoding while this one is applied
         self._spare_cpu = SpareCpu()  # decoding ahead only pays when a core would otherwise be idle
         self._garbage = CollectBetweenBatches()
@@ -247,16 +249,18 @@ class EventConsumer:
         elif (room := self.config.batch_size - len(batch.messages)) > 0:
             batch.extend(self._consumer.consume(room, 0))  # what arrived since: the batch follows the load
             metrics.LAST_POLL.set_to_current_time()
-        if self.config.decode_ahead and self._spare_cpu():
+        spare = (self.config.decode_ahead or self.config.apply_in_halves == "auto") and self._spare_cpu()
+        if self.config.decode_ahead and spare:
             ahead = self._consumer.consume(self.config.batch_size, 0)
             metrics.LAST_POLL.set_to_current_time()
             self._ahead = self._polled(ahead) if ahead else None
-        self._handle(batch, in_halves=self._in_halves_pays(batch))
+        if len(batch.messages) < self.config.halves_from or self.config.apply_in_halves == "off":
+            self._handle(batch)
+            return True
+        with self._waits_for_database.measuring():
+            in_halves = self.config.apply_in_halves == "on" or (spare and self._waits_for_database.waiting)
+            self._handle(batch, in_halves=in_halves and bulk_sql.is_postgres())
         return True
-
-    def _in_halves_pays(self, batch: PolledBatch) -> bool:
-        """Whether ``batch`` is applied in halves: turned on, on PostgreSQL, and at least ``halves_from`` messages."""
-        return self.config.apply_in_halves and len(batch.messages) >= self.config.halves_from and bulk_sql.is_postgres()
 
     def handle(self, messages: list[Message]) -> list[BatchResult]:
         """Decode, apply and commit one polled batch; the results of the transactions that applied it."""
