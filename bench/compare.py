@@ -71,11 +71,13 @@ def main(argv: list[str] | None = None) -> None:
             if args.processes > 1:
                 shared = measures.end_to_end(servers, topic, len(messages), args.processes)
                 runs.append({"value": value, "processes": args.processes, "events_per_s": shared.events_per_s})
-                print(f"{name}={value}: {shared.events_per_s:,.0f} events/s", file=sys.stderr)
+                print(f"{name}={value}: {shared.events_per_s:,.0f} events/s; batches in halves: "
+                      f"{shared.batches_in_halves} of {shared.batches}", file=sys.stderr)
                 continue
             run = measures.end_to_end_publishing(servers, topic, len(messages), None)
             runs.append({"value": value, **asdict(run)})
-            print(f"{name}={value}: {run.events_per_s:,.0f} events/s; CPU s: {run.cpu_s}", file=sys.stderr)
+            print(f"{name}={value}: {run.events_per_s:,.0f} events/s; CPU s: {run.cpu_s}; batches in halves: "
+                  f"{run.batches_in_halves} of {run.batches}", file=sys.stderr)
     medians = {v: statistics.median(r["events_per_s"] for r in runs if r["value"] == v) for v in (before, after)}
     result = {"machine": machine(), "variable": name, "before": before, "after": after, "users": args.users,
               "events": args.events, "groups": args.groups, "processes": args.processes, "median_events_per_s": medians,

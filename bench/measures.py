@@ -106,6 +106,9 @@ class EndToEnd:
     events_per_s: float
     processes: int = 1
     latencies_ms: list[float] = field(default_factory=list)
+    #: Batches applied, and how many of them in two halves at once (``pipeline.halves``).
+    batches: int = 0
+    batches_in_halves: int = 0
 
     def percentile(self, p: float) -> float | None:
         """The p-th percentile latency (ms)."""
@@ -121,6 +124,8 @@ class Consumption:
 
     batches: list[tuple[float, int]] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    #: How many of the batches were applied in two halves at once (``pipeline.halves``).
+    batches_in_halves: int = 0
 
     def record(self, messages: list[Message]) -> int:
         """Record a batch that has just been applied and committed; returns its size."""
@@ -154,7 +159,8 @@ def end_to_end(bootstrap_servers: str, topic: str, count: int, processes: int = 
         consumptions = [consume(config, count, _Total())]
     else:
         consumptions = _consume_in_processes(config, count, processes)
-    return EndToEnd(steady_rate(consumptions), processes, [ms for c in consumptions for ms in c.latencies_ms])
+    return EndToEnd(steady_rate(consumptions), processes, [ms for c in consumptions for ms in c.latencies_ms],
+                    sum(len(c.batches) for c in consumptions), sum(c.batches_in_halves for c in consumptions))
 
 
 class _Total:
@@ -186,7 +192,8 @@ def consume(config: ConsumerConfig, count: int, total: SharedCount) -> Consumpti
 
     consumer = EventConsumer(config, on_batch=on_batch, stats_every_s=3600)
     deadline = time.monotonic() + 1800
-    consumer.run(until=lambda stats: total.value >= count or time.monotonic() > deadline)
+    stats = consumer.run(until=lambda stats: total.value >= count or time.monotonic() > deadline)
+    consumption.batches_in_halves = stats.batches_in_halves
     return consumption
 
 
@@ -236,6 +243,8 @@ class PublishingRun:
     seconds: float
     cpu_s: dict[str, float]
     relay: RelayRun | None = None
+    batches: int = 0
+    batches_in_halves: int = 0
 
 
 def end_to_end_publishing(bootstrap_servers: str, topic: str, count: int,
@@ -262,7 +271,8 @@ def end_to_end_publishing(bootstrap_servers: str, topic: str, count: int,
         events_per_s=after_first / (end - first) if end > first else 0.0,  # 0: one batch, too few events
         consume_events_per_s=steady_rate([consumption]), membership_changes=last_change_id() - changes_before,
         outbox_rows=rows, relay_lag_s=round(end - last, 3), seconds=round(end - first, 3),
-        cpu_s=cpu.between(first, end), relay=relay_run)
+        cpu_s=cpu.between(first, end), relay=relay_run, batches=len(consumption.batches),
+        batches_in_halves=consumption.batches_in_halves)
 
 
 @contextmanager

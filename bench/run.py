@@ -93,10 +93,10 @@ class Benchmark:
         if "end_to_end" not in self.skip and args.processes > 1:
             # A stream of its own, later than the first: the first one's facts are applied already.
             topic, messages = self._stream(args.events, self.origin + timedelta(minutes=30), seed=9)
-            self.results["end_to_end_events_per_s"] = self._step(
-                f"end to end, {args.processes} processes",
-                lambda: measures.end_to_end(self.servers, topic, len(messages), args.processes).events_per_s)
-            self.results["consumer_processes"] = args.processes
+            shared = self._step(f"end to end, {args.processes} processes",
+                                lambda: measures.end_to_end(self.servers, topic, len(messages), args.processes))
+            self.results.update(end_to_end_events_per_s=shared.events_per_s, consumer_processes=args.processes,
+                                end_to_end_batches_in_halves=[shared.batches_in_halves, shared.batches])
         if self.results.get("end_to_end_events_per_s") and self.results.get("peer_events_per_s"):
             self.results["ratio_to_peer"] = self.results["end_to_end_events_per_s"] / self.results["peer_events_per_s"]
 
@@ -187,11 +187,12 @@ class Benchmark:
         """One process end to end over the stream; its events/s at ``results[key][users]`` and the membership
         changes it made per event at ``results[key + "_changes_per_event"][users]``."""
         before = measures.last_change_id()
-        rate = measures.end_to_end(self.servers, topic, count).events_per_s
+        run = measures.end_to_end(self.servers, topic, count)
         changes = (measures.last_change_id() - before) / count
-        self.results.setdefault(key, {})[str(users)] = rate
+        self.results.setdefault(key, {})[str(users)] = run.events_per_s
         self.results.setdefault(f"{key}_changes_per_event", {})[str(users)] = round(changes, 3)
-        return rate
+        self.results.setdefault(f"{key}_batches_in_halves", {})[str(users)] = [run.batches_in_halves, run.batches]
+        return run.events_per_s
 
     def _naive(self) -> None:
         if "naive" in self.skip:

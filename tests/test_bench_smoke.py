@@ -55,6 +55,7 @@ def test_a_tiny_benchmark_run_writes_every_key(tmp_path, bootstrap_servers):
     # Each population twice: a stream about any of its users, then one about the same active users everywhere.
     assert set(results["scaling"]) == {"200", "300"} and set(results["scaling_same_traffic"]) == {"200"}
     assert results["scaling_active_users"] == 200 and results["scaling_changes_per_event"]["200"] > 0
+    assert all(in_halves <= batches for in_halves, batches in results["scaling_batches_in_halves"].values())
     assert results["peer_events_per_s"] is None  # skipped parts are null
     assert "end to end, groups-consumer consume" in run.stdout
 

@@ -247,11 +247,11 @@ def test_waiting_for_the_database_is_told_by_the_process_s_cpu_share_with_hyster
         False, False, True, True, True, False, False, True]
 
 
-def test_the_halves_setting_is_auto_1_or_0():
+def test_the_halves_setting_is_0_by_default_auto_or_1():
     settings_of = {value: ConsumerConfig.from_env("127.0.0.1:1", env={"CONSUMER_APPLY_IN_HALVES": value})
                    for value in ("auto", "1", "0")}
     assert {value: config.apply_in_halves for value, config in settings_of.items()} == {
         "auto": "auto", "1": "on", "0": "off"}
-    assert ConsumerConfig.from_env("127.0.0.1:1", env={}).apply_in_halves == "auto"
+    assert ConsumerConfig.from_env("127.0.0.1:1", env={}).apply_in_halves == "off"
     with pytest.raises(KafkaSettingsError, match="CONSUMER_APPLY_IN_HALVES"):
         ConsumerConfig.from_env("127.0.0.1:1", env={"CONSUMER_APPLY_IN_HALVES": "yes"})

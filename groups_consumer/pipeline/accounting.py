@@ -25,6 +25,7 @@ class ConsumerStats:
     messages: int = 0
     events: int = 0
     batches: int = 0
+    batches_in_halves: int = 0
     dead_letters: int = 0
     retries: int = 0
     membership_changes: int = 0
@@ -37,7 +38,8 @@ class ConsumerStats:
     def added_up(cls, parts: Sequence[ConsumerStats]) -> ConsumerStats:
         """The counters of several consumers (a replay's processes) as one: counts added, the earliest start,
         the latest message and assignment, the longest last batch."""
-        counts = ("messages", "events", "batches", "dead_letters", "retries", "membership_changes")
+        counts = ("messages", "events", "batches", "batches_in_halves", "dead_letters", "retries",
+                  "membership_changes")
         return cls(**{name: sum(getattr(part, name) for part in parts) for name in counts},
                    last_batch_ms=max(part.last_batch_ms for part in parts),
                    started=min(part.started for part in parts),
@@ -58,6 +60,7 @@ class ConsumerStats:
     def log_fields(self) -> dict[str, float]:
         """The counters as the fields of the ``consumer_stats`` and ``consumer_stopped`` log lines."""
         return {"messages": self.messages, "events": self.events, "batches": self.batches,
+                "batches_in_halves": self.batches_in_halves,
                 "dead_letters": self.dead_letters, "retries": self.retries,
                 "membership_changes": self.membership_changes, "events_per_s": round(self.events_per_s(), 1),
                 "last_batch_ms": round(self.last_batch_ms, 1)}
@@ -75,11 +78,14 @@ class BatchOutcome:
     results: Sequence[BatchResult]
     #: From the poll's return to the commit.
     seconds: float
+    #: Applied in two halves at once (``halves``).
+    in_halves: bool = False
 
     @classmethod
-    def of(cls, polled: Sequence[Message], results: Sequence[BatchResult], seconds: float) -> BatchOutcome:
+    def of(cls, polled: Sequence[Message], results: Sequence[BatchResult], seconds: float, *,
+           in_halves: bool = False) -> BatchOutcome:
         """The outcome of the batch ``polled``, applied by the transactions of ``results``."""
-        return cls(len(polled), sum(1 for message in polled if not message.error()), results, seconds)
+        return cls(len(polled), sum(1 for message in polled if not message.error()), results, seconds, in_halves)
 
     @property
     def events(self) -> int:
@@ -109,6 +115,9 @@ class ConsumerLedger:
         self._stats.last_message = time.monotonic()
         self._stats.events += outcome.events
         self._stats.batches += 1
+        if outcome.in_halves:
+            self._stats.batches_in_halves += 1
+            metrics.BATCHES_IN_HALVES.inc()
         self._stats.membership_changes += outcome.membership_changes
         self._stats.last_batch_ms = outcome.seconds * 1000
         for result in outcome.results:

@@ -38,9 +38,9 @@ class ConsumerConfig:
     #: Poll the next batch before applying the current one and decode it while waiting for PostgreSQL.
     decode_ahead: bool = True
     #: On PostgreSQL, apply a batch of at least ``halves_from`` events in two halves at once, split by user, on two
-    #: connections (``halves``): ``on``, ``off``, or ``auto``: while the consumer waits for its database more than
+    #: connections (``halves``): ``off``, ``on``, or ``auto``: while the consumer waits for its database more than
     #: it works and the host has a CPU to spare.
-    apply_in_halves: Literal["auto", "on", "off"] = "auto"
+    apply_in_halves: Literal["auto", "on", "off"] = "off"
     halves_from: int = 500
     dead_letter_limit: DeadLetterLimit = field(default_factory=DeadLetterLimit)
 
@@ -64,7 +64,7 @@ class ConsumerConfig:
                    batch_timeout_s=float(env.get("CONSUMER_BATCH_TIMEOUT_S", 0.2)),
                    max_clock_skew_s=float(env.get("CONSUMER_MAX_CLOCK_SKEW_S", DEFAULT_MAX_CLOCK_SKEW.total_seconds())),
                    decode_ahead=env.get("CONSUMER_DECODE_AHEAD", "1") != "0",
-                   apply_in_halves=_halves_setting(env.get("CONSUMER_APPLY_IN_HALVES", "auto")))
+                   apply_in_halves=_halves_setting(env.get("CONSUMER_APPLY_IN_HALVES", "0")))
 
     @property
     def bootstrap_servers(self) -> str:

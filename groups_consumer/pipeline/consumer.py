@@ -11,7 +11,7 @@ Guarantees:
   the batch waits for PostgreSQL, then the facts its events assert are found there too (``polled``); it is
   the next batch, dead-lettered, applied and committed in its turn. Nothing of it is committed or
   dead-lettered before then, so stopping or crashing with a batch polled ahead only delivers it again.
-- Applying in halves (``CONSUMER_APPLY_IN_HALVES``, ``auto`` by default: while the process waits for
+- Applying in halves (``CONSUMER_APPLY_IN_HALVES``, off by default; ``auto``: while the process waits for
   PostgreSQL more than it works and the host has a CPU to spare; PostgreSQL only): a batch of at least
   ``halves_from`` events is applied as two transactions at once, one per half of its users, on two
   connections (``halves``). Its offsets are committed once both have committed; if either fails, the batch is
@@ -280,7 +280,8 @@ class EventConsumer:
             results = self._apply(events, {item.origin: item.message for item in decoded}, batch.asserted,
                                   in_halves=in_halves)
         self._acknowledge(batch.messages)
-        self._ledger.record_batch(BatchOutcome.of(batch.messages, results, seconds=time.monotonic() - started))
+        self._ledger.record_batch(BatchOutcome.of(batch.messages, results, seconds=time.monotonic() - started,
+                                                  in_halves=in_halves))
         self._on_batch(batch.messages)
         return results
 

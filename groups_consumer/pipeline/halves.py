@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import datetime
 
+import structlog
 from django.db import connection
 from django.utils import timezone
 
@@ -33,6 +34,7 @@ from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
 from groups_consumer.pipeline.facts_update import Asserted, PendingUpdate
 from groups_consumer.plugins.events import Origin, PlatformEvent
 
+log = structlog.get_logger(__name__)
 #: Halves are taken up when the consumer's process was busy for less than this share of a large batch's time,
 #: and left when busier than ``BUSY_OFF``: a million users' batches keep the process busy about 0.54 of the time
 #: in one transaction and 0.58 in halves, 100,000 users' 0.87 and 0.81 (``bench.compare``, 2026-12-07).
@@ -105,9 +107,13 @@ class WaitsForDatabase:
         cpu, wall = self._cpu(), self._clock()
         yield
         elapsed = self._clock() - wall
-        if elapsed > 0:
-            busy = (self._cpu() - cpu) / elapsed
-            self.waiting = busy < (BUSY_OFF if self.waiting else BUSY_ON)
+        if elapsed <= 0:
+            return
+        busy = (self._cpu() - cpu) / elapsed
+        waiting = busy < (BUSY_OFF if self.waiting else BUSY_ON)
+        if waiting != self.waiting:
+            log.info("halves_taken_up" if waiting else "halves_left", process_busy=round(busy, 2))
+        self.waiting = waiting
 
 
 def _close_connection() -> None:

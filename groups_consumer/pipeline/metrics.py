@@ -18,6 +18,7 @@ MESSAGES = Counter("groups_consumer_messages", "Messages read from Kafka")
 EVENTS = Counter("groups_consumer_events", "Events decoded and applied")
 DEAD_LETTERS = Counter("groups_consumer_dead_letters", "Messages sent to the dead-letter topic", ["reason"])
 DB_RETRIES = Counter("groups_consumer_database_retries", "Batches retried after a transient database error")
+BATCHES_IN_HALVES = Counter("groups_consumer_batches_in_halves", "Batches applied in two halves at once")
 MEMBERSHIP_CHANGES = Counter("groups_consumer_membership_changes", "Memberships joined or left")
 BATCH_SECONDS = Histogram("groups_consumer_batch_seconds", "Time to decode, apply and commit one batch",
                           buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
