@@ -69,7 +69,10 @@ class BatchResult:
             latest = self.last_event.get(group_id)
             if latest is None or latest.time < event.time:
                 self.last_event[group_id] = event
-        self.source_failures += other.source_failures
+        # An event whose updates span both parts fails for a source in each: dead-lettered once.
+        known = {(failure.event.event_id, failure.source) for failure in self.source_failures}
+        self.source_failures += [failure for failure in other.source_failures
+                                 if (failure.event.event_id, failure.source) not in known]
 
 
 class BatchProcessor:

@@ -11,11 +11,12 @@ Guarantees:
   the batch waits for PostgreSQL, then the facts its events assert are found there too (``polled``); it is
   the next batch, dead-lettered, applied and committed in its turn. Nothing of it is committed or
   dead-lettered before then, so stopping or crashing with a batch polled ahead only delivers it again.
-- Applying in halves (``CONSUMER_APPLY_IN_HALVES``, off by default; ``auto``: while the process waits for
-  PostgreSQL more than it works and the host has a CPU to spare; PostgreSQL only): a batch of at least
-  ``halves_from`` events is applied as two transactions at once, one per half of its users, on two
-  connections (``halves``). Its offsets are committed once both have committed; if either fails, the batch is
-  retried (or isolated) whole, and applying again what the other half committed changes nothing.
+- Applying in halves (``CONSUMER_APPLY_IN_HALVES``, off by default; ``auto``: while the process is busy less
+  than 0.65 of the time it applies a batch, waiting for PostgreSQL, and the host has a CPU to spare;
+  PostgreSQL only): a batch of at least ``halves_from`` messages is applied as two transactions at once, one
+  per half of its users, on two connections (``halves``). Its offsets are committed once both have committed;
+  if either fails, the batch is retried, or its events isolated, whole (an isolated event alone, in one
+  transaction), and applying again what the other half committed changes nothing.
 - Dead letters are acknowledged by the broker before the offsets of their messages are committed.
 - Rebalances: partitions are only revoked inside a poll. A batch's offsets are committed before the next
   poll but the one polling ahead, made before the batch is applied: a partition revoked there, or while the
@@ -48,6 +49,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -207,9 +209,11 @@ class EventConsumer:
                 self._status.flush(self.partition_positions())
             finally:
                 self._garbage.stop()
-                if self._halves is not None:
-                    self._halves.close()
-                self._consumer.close()
+                try:
+                    if self._halves is not None:
+                        self._halves.close()
+                finally:
+                    self._consumer.close()
                 self._dead_letters.close()
                 log.info("consumer_stopped", **self.stats.log_fields())
         return self.stats
@@ -254,12 +258,10 @@ class EventConsumer:
             ahead = self._consumer.consume(self.config.batch_size, 0)
             metrics.LAST_POLL.set_to_current_time()
             self._ahead = self._polled(ahead) if ahead else None
-        if len(batch.messages) < self.config.halves_from or self.config.apply_in_halves == "off":
-            self._handle(batch)
-            return True
-        with self._waits_for_database.measuring():
-            in_halves = self.config.apply_in_halves == "on" or (spare and self._waits_for_database.waiting)
-            self._handle(batch, in_halves=in_halves and bulk_sql.is_postgres())
+        mode = self.config.apply_in_halves
+        large = len(batch.messages) >= self.config.halves_from and bulk_sql.is_postgres()
+        self._handle(batch, in_halves=large and (
+            mode == "on" or (mode == "auto" and spare and self._waits_for_database.waiting)))
         return True
 
     def handle(self, messages: list[Message]) -> list[BatchResult]:
@@ -350,8 +352,11 @@ class EventConsumer:
         delay = 0.2
         while True:
             try:
-                applier = self._in_halves() if in_halves else self._current_processor()
-                return applier.process(events, asserted=asserted)
+                large = len(events) >= self.config.halves_from  # an isolated event goes alone
+                applier = self._in_halves() if in_halves and large else self._current_processor()
+                measured = large and self.config.apply_in_halves == "auto" and bulk_sql.is_postgres()
+                with self._waits_for_database.measuring() if measured else nullcontext():
+                    return applier.process(events, asserted=asserted)
             except TRANSIENT_DB_ERRORS as error:
                 self.stats.retries += 1
                 metrics.DB_RETRIES.inc()

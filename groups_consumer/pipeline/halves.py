@@ -19,6 +19,7 @@ nothing, as for a batch whose users another consumer held (``batch``). Each half
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,7 +32,7 @@ from django.utils import timezone
 
 from groups_consumer.engine.catalog import GroupCatalog
 from groups_consumer.pipeline.batch import BatchProcessor, BatchResult
-from groups_consumer.pipeline.facts_update import Asserted, PendingUpdate
+from groups_consumer.pipeline.facts_update import TRANSIENT_DB_ERRORS, Asserted, PendingUpdate
 from groups_consumer.plugins.events import Origin, PlatformEvent
 
 log = structlog.get_logger(__name__)
@@ -60,19 +61,22 @@ class InHalves:
         pending = self.processor.pending(events, result, asserted)
         even = [update for update in pending if update.update.user_id % 2 == 0]
         odd = [update for update in pending if update.update.user_id % 2 == 1]
-        other = self._thread.submit(self._apply_other, odd, now)
+        # An empty context: the second thread must not see this one's context variables (``filling_waits``).
+        other = self._thread.submit(contextvars.Context().run, self._apply_other, odd, now)
         try:
             self.processor.apply(even, result, now)
-        finally:
-            other_error = other.exception()  # waits: the second half has ended when this returns or raises
-        if other_error is not None:
+        except BaseException:
+            if (other_error := other.exception()) is not None:  # waits for the second half
+                log.warning("second_half_failed_too", error=f"{type(other_error).__name__}: {other_error}")
+            raise
+        if (other_error := other.exception()) is not None:  # waits for the second half
             raise other_error
         result.add(other.result())
         return result
 
     def _apply_other(self, pending: list[PendingUpdate], now: datetime) -> BatchResult:
-        """In the second thread: apply ``pending``; an error closes this thread's connection (as the consumer
-        closes its own before retrying), then is raised to the batch."""
+        """In the second thread: apply ``pending``; a transient database error closes this thread's connection (as
+        the consumer closes its own before retrying), then, as any error, is raised to the batch."""
         result = BatchResult()
         if not pending:
             return result
@@ -80,7 +84,7 @@ class InHalves:
             if self._other is None:
                 self._other = BatchProcessor(GroupCatalog.load(), self.processor.updater)
             self._other.apply(pending, result, now)
-        except BaseException:
+        except TRANSIENT_DB_ERRORS:
             connection.close()
             raise
         return result
@@ -92,8 +96,9 @@ class InHalves:
 
 
 class WaitsForDatabase:
-    """Whether the consumer waits for its database more than it works: the CPU time of its whole process (every
-    thread) over the wall time of each batch measured, with hysteresis (``BUSY_ON``, ``BUSY_OFF``)."""
+    """Whether the consumer waits for its database a good part of the time: the CPU time of its whole process
+    (every thread) over the wall time of each batch application measured, with hysteresis (``BUSY_ON``,
+    ``BUSY_OFF``)."""
 
     def __init__(self, cpu: Callable[[], float] = time.process_time,
                  clock: Callable[[], float] = time.monotonic) -> None:
