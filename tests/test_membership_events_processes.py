@@ -1,8 +1,9 @@
 """Membership-change events end to end, every part a process of its own: the acceptance test of publishing.
 
 An LMS-format stream flows into two ``groups-consumer consume`` processes of one consumer group (one of them is
-SIGKILLed mid-stream twice and restarted), which record each membership change in the outbox; a
-``groups-consumer relay`` runs all along and publishes the outbox; edx-event-bus-kafka's own
+SIGKILLed mid-stream twice and restarted), which record each membership change in the outbox; two
+``groups-consumer relay`` processes run at once, one publishing the outbox, the other waiting as its standby,
+until the first is stopped mid-stream and the standby takes over; edx-event-bus-kafka's own
 ``KafkaEventConsumer``, in another Python process, receives the events as ``USER_GROUP_MEMBERSHIP_CHANGED``
 signals. Every change of the change log arrives exactly once, with its ``ce_id``, data and cause, each user's in
 the change log's order, and the memberships equal a full recompute. Schemas go through a schema registry server
@@ -214,6 +215,11 @@ def test_every_change_reaches_an_edx_event_bus_consumer_once_in_each_users_order
     processes: dict[str, subprocess.Popen] = {}
     logs = []
 
+    def published_so_far() -> int:  # changes recorded whose outbox rows the relay has deleted
+        counts = query(database_url, "SELECT (SELECT COUNT(*) FROM groups_consumer_membershipchange), "
+                                     "(SELECT COUNT(*) FROM groups_consumer_outboxmessage)")[0]
+        return counts[0] - counts[1]
+
     def tail(name: str) -> str:
         return f"{name}.log ends with: {(tmp_path / f'{name}.log').read_text()[-2000:]}"
 
@@ -225,7 +231,9 @@ def test_every_change_reaches_an_edx_event_bus_consumer_once_in_each_users_order
     try:
         start("subscriber", sys.executable, str(tmp_path / "subscriber.py"), topic, subscriber_group,
               config.bootstrap_servers, registry_url, str(received), str(stop_file))
-        relay = start("relay", COMMAND, "relay")
+        first_relay = start("relay-A", COMMAND, "relay")
+        wait_for_line(tmp_path / "relay-A.log", '"relay_active"', timeout_s=60)
+        relay = start("relay-B", COMMAND, "relay")  # the standby, running alongside
         feed = SteadyStream(config, stream(seed=21), per_second=PER_SECOND)  # registers the LMS's schemas
         start("consumer-B", COMMAND, "consume")
         victim = start("consumer-A0", COMMAND, "consume")
@@ -237,6 +245,11 @@ def test_every_change_reaches_an_edx_event_bus_consumer_once_in_each_users_order
             victim.wait()
             assert committed_messages(consumed, input_topic) < EVENTS, "the kill should land mid-stream"
             victim = start(f"consumer-A{kill}", COMMAND, "consume")
+            if kill == 1:  # the active relay stops while changes keep coming: the standby takes over
+                wait_until(lambda: published_so_far() > 0, lambda: f"nothing published yet; {tail('relay-A')}", 60)
+                first_relay.send_signal(signal.SIGTERM)
+                assert first_relay.wait(timeout=60) == 0
+                wait_for_line(tmp_path / "relay-B.log", '"relay_active"', timeout_s=30)
         feed.join()
         wait_until(lambda: committed_messages(consumed, input_topic) == EVENTS,
                    lambda: f"{committed_messages(consumed, input_topic)} of {EVENTS} events committed", 90)
@@ -247,7 +260,7 @@ def test_every_change_reaches_an_edx_event_bus_consumer_once_in_each_users_order
 
         table = "groups_consumer_outboxmessage"
         pending = lambda: query(database_url, f"SELECT COUNT(*) FROM {table}")[0][0]  # noqa: E731
-        wait_until(lambda: pending() == 0, lambda: f"{pending()} outbox rows unpublished; {tail('relay')}", 60)
+        wait_until(lambda: pending() == 0, lambda: f"{pending()} outbox rows unpublished; {tail('relay-B')}", 60)
         relay.send_signal(signal.SIGTERM)  # it has published everything: the topic holds all it ever will
         assert relay.wait(timeout=60) == 0
         changes = query(database_url, "SELECT id, user_id, group_id, kind, cause, cause_id, at "
@@ -308,9 +321,10 @@ def test_every_change_reaches_an_edx_event_bus_consumer_once_in_each_users_order
     assert {e["cause"] for e in events} == {"event"}
     # The relay published each row once, under the subjects edx-event-bus-kafka uses; the consumers
     # dead-lettered nothing (they resolved the LMS's schema ids in the registry).
-    stopped = [json.loads(line) for line in (tmp_path / "relay.log").read_text().splitlines()
-               if '"relay_stopped"' in line]
-    assert [entry["published"] for entry in stopped] == [len(changes)]
+    stopped = [json.loads(line) for name in ("relay-A", "relay-B")
+               for line in (tmp_path / f"{name}.log").read_text().splitlines() if '"relay_stopped"' in line]
+    published = [entry["published"] for entry in stopped]
+    assert len(published) == 2 and min(published) > 0 and sum(published) == len(changes), published
     assert json.loads(run(env, "status", "--json").stdout)["consumer"]["dead_letters"] == 0
     assert set(subjects(topic)) <= set(lms_on_registry.get_subjects())
     # And the memberships are those a full recompute gives.
