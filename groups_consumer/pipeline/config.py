@@ -37,9 +37,9 @@ class ConsumerConfig:
     max_clock_skew_s: float = DEFAULT_MAX_CLOCK_SKEW.total_seconds()
     #: Poll the next batch before applying the current one and decode it while waiting for PostgreSQL.
     decode_ahead: bool = True
-    #: On PostgreSQL, apply a batch of at least ``halves_from`` events in two halves at once, split by user, on two
-    #: connections (``halves``): ``off``, ``on``, or ``auto``: while the consumer waits for its database more than
-    #: it works and the host has a CPU to spare.
+    #: On PostgreSQL, apply a batch of at least ``halves_from`` messages in two halves at once, split by user, on
+    #: two connections (``halves``): ``off``, ``on``, or ``auto``: while the process is busy less than 0.65 of the
+    #: time it applies a batch (it waits for PostgreSQL) and the host has a CPU to spare.
     apply_in_halves: Literal["auto", "on", "off"] = "off"
     halves_from: int = 500
     dead_letter_limit: DeadLetterLimit = field(default_factory=DeadLetterLimit)
