@@ -259,8 +259,7 @@ class EventConsumer:
             metrics.LAST_POLL.set_to_current_time()
             self._ahead = self._polled(ahead) if ahead else None
         mode = self.config.apply_in_halves
-        large = len(batch.messages) >= self.config.halves_from and bulk_sql.is_postgres()
-        self._handle(batch, in_halves=large and (
+        self._handle(batch, in_halves=self._halves_apply_to(len(batch.messages)) and (
             mode == "on" or (mode == "auto" and spare and self._waits_for_database.waiting)))
         return True
 
@@ -352,9 +351,9 @@ class EventConsumer:
         delay = 0.2
         while True:
             try:
-                large = len(events) >= self.config.halves_from  # an isolated event goes alone
+                large = self._halves_apply_to(len(events))  # an isolated event goes alone
                 applier = self._in_halves() if in_halves and large else self._current_processor()
-                measured = large and self.config.apply_in_halves == "auto" and bulk_sql.is_postgres()
+                measured = large and self.config.apply_in_halves == "auto"
                 with self._waits_for_database.measuring() if measured else nullcontext():
                     return applier.process(events, asserted=asserted)
             except TRANSIENT_DB_ERRORS as error:
@@ -418,6 +417,10 @@ class EventConsumer:
             self._processor = BatchProcessor(GroupCatalog.load(), self._updater)
             log.info("groups_loaded", groups=len(self._processor.catalog.groups))
         return self._processor
+
+    def _halves_apply_to(self, size: int) -> bool:
+        """Whether a batch of ``size`` messages (or events) may go in halves: large enough, on PostgreSQL."""
+        return size >= self.config.halves_from and bulk_sql.is_postgres()
 
     def _in_halves(self) -> InHalves:
         """The batch processor, applying in halves (``halves``)."""
