@@ -4,7 +4,7 @@ mapping make of the same change, for any row (the writer encodes the value in pa
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 from confluent_kafka.serialization import MessageField, SerializationContext
 from edx_event_bus_kafka.internal.producer import get_serializers
@@ -75,3 +75,14 @@ def test_a_renamed_group_is_encoded_with_its_new_name():
     row = OutboxRow(7, 41, 123456789, 3, "struggling", "course", COURSE, "level", "joined", "event", "c", NOW)
     renamed = OutboxRow(8, 42, 123456789, 3, "at risk", "course", COURSE, None, "left", "event", "c", NOW)
     assert [WRITER.message(r)[1] for r in (row, renamed)] == [_their_message(r)[1] for r in (row, renamed)]
+
+
+def test_one_instant_in_two_offsets_is_written_as_each_row_has_it():
+    """Rows of one batch share their time, encoded once; an equal instant in another offset is written anew."""
+    in_utc = OutboxRow(9, 43, 5, 3, "struggling", "course", COURSE, None, "joined", "event", "c", NOW)
+    elsewhere = OutboxRow(10, 44, 5, 3, "struggling", "course", COURSE, None, "left", "event", "c",
+                          NOW.astimezone(timezone(timedelta(hours=2))))
+    for row in (in_utc, in_utc, elsewhere, in_utc):
+        key, value, headers = WRITER.message(row)
+        assert (key, value) == _their_message(row)
+        assert dict(headers)["ce_time"] == row.at.isoformat().encode()
