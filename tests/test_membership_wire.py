@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from confluent_kafka.serialization import MessageField, SerializationContext
 from edx_event_bus_kafka.internal.producer import get_serializers
@@ -78,11 +79,15 @@ def test_a_renamed_group_is_encoded_with_its_new_name():
 
 
 def test_one_instant_in_two_offsets_is_written_as_each_row_has_it():
-    """Rows of one batch share their time, encoded once; an equal instant in another offset is written anew."""
+    """Rows of one batch share their time, encoded once; an equal instant in another offset is written anew, and
+    in another time zone of the same offset, as the same text."""
     in_utc = OutboxRow(9, 43, 5, 3, "struggling", "course", COURSE, None, "joined", "event", "c", NOW)
     elsewhere = OutboxRow(10, 44, 5, 3, "struggling", "course", COURSE, None, "left", "event", "c",
                           NOW.astimezone(timezone(timedelta(hours=2))))
-    for row in (in_utc, in_utc, elsewhere, in_utc):
+    in_london = NOW.astimezone(ZoneInfo("Europe/London"))  # the same instant and offset, another tzinfo
+    assert in_london.utcoffset() == timedelta(0)
+    same_offset = OutboxRow(11, 45, 5, 3, "struggling", "course", COURSE, None, "joined", "event", "c", in_london)
+    for row in (in_utc, in_utc, elsewhere, in_utc, same_offset, in_utc):
         key, value, headers = WRITER.message(row)
         assert (key, value) == _their_message(row)
         assert dict(headers)["ce_time"] == row.at.isoformat().encode()

@@ -13,11 +13,11 @@
 concatenation of its fields' encodings (Avro specification, "Binary Encoding"), so the value is the user id's
 ``long`` (also the key's body), the group's record (encoded once per group as it was, and kept), the change
 and the cause (a few pairs, each encoded once), the cause id, and the change's time (one per batch that made
-the changes: encoded once for the rows of a batch, which the relay reads one after the other, as is the
-``ce_time`` header). That takes a fifth of the time of encoding a whole record built as a dictionary per
-message, and openedx-events' serializer (attrs classes walked per message) is several times slower still.
-Tests keep the bytes equal to what openedx-events' serializer and edx-event-bus-kafka's header mapping produce,
-for any row.
+the changes, whose rows the relay mostly reads one after the other: encoded once while it stays the same, as is
+the ``ce_time`` header). Encoding a whole record built as a dictionary per message takes several times as
+long, and openedx-events' serializer (attrs classes walked per message) longer still (``docs/event-path.rst``
+has the measurements). Tests keep the bytes equal to what openedx-events' serializer and edx-event-bus-kafka's
+header mapping produce, for any row.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def register_schemas(registry: SchemaRegistryClient, topic: str) -> SchemaIds:
 
 
 class MembershipEventWriter:
-    """Turns outbox rows into Kafka messages (key, value, headers)."""
+    """Turns outbox rows into Kafka messages (key, value, headers). It keeps encodings between calls: one
+    relay thread uses it."""
 
     #: Groups whose encoding is kept (as they were: a renamed group is another entry); past it, start again.
     MAX_GROUPS_KEPT = 10_000
